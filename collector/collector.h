@@ -1,0 +1,44 @@
+/*
+ * The collector's connections and dumps, shared by the event loop (main.c)
+ * and the modules that act on connections.
+ */
+#ifndef MEMPROF_COLLECTOR_H
+#define MEMPROF_COLLECTOR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proc.h"
+
+struct collector_cfg {
+	const char *dir;     /* where profiles go (absolute) */
+	unsigned interval;   /* seconds between periodic dumps, 0 = off */
+	bool private_mode;   /* started by a shim: exit when nobody is left */
+};
+extern struct collector_cfg cfg;
+
+struct conn {
+	int fd;
+	uint32_t peer_pid;   /* from SO_PEERCRED, for messages */
+	unsigned char *buf;  /* bytes received but not yet applied */
+	size_t len, cap;
+	struct proc *proc;   /* NULL until the hello */
+	struct conn *next;
+};
+
+extern struct conn *conns;
+
+/* Reads what the socket has (at most a bounded amount per call) and applies
+ * every complete record. Returns 0 while the connection stays open, -1 when
+ * it ended (EOF, error, or a malformed record, which is reported). */
+int conn_read(struct conn *c);
+
+/* Writes the heap (and CPU) profile of c's process now. final marks the
+ * last dump of a process that has gone. */
+void dump_proc(struct conn *c, bool final);
+
+/* Every process. */
+void dump_all(bool final);
+
+#endif /* MEMPROF_COLLECTOR_H */

@@ -1,0 +1,61 @@
+/*
+ * When and where profiles are written: DIR/<prog>.<pid>.<seq>.heap.pb.gz,
+ * with <seq> counting the dumps of one program name and pid (it survives
+ * the connection, so an exec of the same program keeps counting).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "collector.h"
+#include "map.h"
+#include "pprof.h"
+#include "util.h"
+
+static struct map seqs; /* (hash of name, pid) -> last seq */
+
+static unsigned next_seq(const struct proc *p)
+{
+	uint64_t k1 = hash_bytes(p->name, strlen(p->name));
+	uint64_t *v = map_find(&seqs, k1, p->pid);
+	unsigned seq = v ? (unsigned)*v + 1 : 1;
+	map_put(&seqs, k1, p->pid, seq);
+	return seq;
+}
+
+static void write_profile(const char *path, unsigned char *data, size_t len)
+{
+	if (!data) {
+		log_msg("could not encode %s", path);
+		return;
+	}
+	if (pprof_write_file(path, data, len) != 0)
+		log_msg("cannot write %s: %s", path, strerror(errno));
+	else
+		log_debug("wrote %s (%zu bytes)", path, len);
+	free(data);
+}
+
+void dump_proc(struct conn *c, bool final)
+{
+	struct proc *p = c->proc;
+	if (!p)
+		return;
+	/* An image that did nothing and never said goodbye is the short life
+	 * of a fork child before its exec: not worth a file. */
+	if (final && !p->active)
+		return;
+	unsigned seq = next_seq(p);
+	char path[4096];
+	size_t len;
+	snprintf(path, sizeof(path), "%s/%s.%u.%04u.heap.pb.gz", cfg.dir, p->name, p->pid, seq);
+	unsigned char *heap = pprof_heap(p, "inuse_space", &len);
+	write_profile(path, heap, len);
+}
+
+void dump_all(bool final)
+{
+	for (struct conn *c = conns; c; c = c->next)
+		dump_proc(c, final);
+}

@@ -1,0 +1,362 @@
+/*
+ * pprof encoding: a builder that gives each mapping, location, function and
+ * string referenced by the samples of one profile its id in that profile
+ * (ids start at 1; string 0 is ""), then packs, gzips and writes the result.
+ * What goes into the samples is decided by the callers (heap here, CPU in
+ * cpu.c); symbolization happens on demand, for referenced locations only.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "pprof.h"
+#include "pprof_builder.h"
+#include "profile.pb-c.h"
+#include "util.h"
+
+mode_t pprof_file_mode = 0644;
+
+/* ---- the builder ---------------------------------------------------------- */
+
+void pb_init(struct pb *b, struct proc *p)
+{
+	memset(b, 0, sizeof(*b));
+	b->p = p;
+	perftools__profiles__profile__init(&b->prof);
+	pb_string(b, "");
+}
+
+int64_t pb_string(struct pb *b, const char *s)
+{
+	size_t n = strlen(s);
+	uint64_t h = hash_bytes(s, n);
+	uint64_t probe = 0;
+	for (uint64_t *v; (v = map_find(&b->string_index, h, probe)); probe++)
+		if (strcmp(b->strings[*v], s) == 0)
+			return (int64_t)*v;
+	GROW(b->strings, b->cap_strings, b->nstrings + 1);
+	b->strings[b->nstrings] = xstrndup(s, n);
+	map_put(&b->string_index, h, probe, b->nstrings);
+	return (int64_t)b->nstrings++;
+}
+
+/* Appends ptr to a growing array of message pointers. */
+#define PUSH(arr, n, cap, ptr)                          \
+	do {                                            \
+		GROW(arr, cap, (n) + 1);                \
+		(arr)[(n)++] = (ptr);                   \
+	} while (0)
+
+static uint64_t mapping_id(struct pb *b, int32_t idx)
+{
+	if (idx < 0)
+		return 0;
+	uint64_t *v = map_find(&b->mapping_ids, (uint64_t)idx + 1, 0);
+	if (v)
+		return *v;
+	const struct mapping *m = &b->p->maps[idx];
+	Perftools__Profiles__Mapping *pm = xmalloc(sizeof(*pm));
+	perftools__profiles__mapping__init(pm);
+	pm->id = b->nmappings + 1;
+	pm->memory_start = m->start;
+	pm->memory_limit = m->limit;
+	pm->file_offset = m->offset;
+	pm->filename = pb_string(b, m->path);
+	char hex[2 * MP_MAX_BUILD_ID + 1];
+	for (uint32_t i = 0; i < m->build_id_len; i++)
+		snprintf(hex + 2 * i, 3, "%02x", m->build_id[i]);
+	hex[2 * m->build_id_len] = '\0';
+	pm->build_id = pb_string(b, hex);
+	pm->has_functions = pm->has_filenames = pm->has_line_numbers = pm->has_inline_frames = 1;
+	PUSH(b->mappings, b->nmappings, b->cap_mappings, pm);
+	map_put(&b->mapping_ids, (uint64_t)idx + 1, 0, pm->id);
+	return pm->id;
+}
+
+static uint64_t function_id(struct pb *b, const struct sym_line *l)
+{
+	int64_t name = pb_string(b, l->function);
+	int64_t sys = pb_string(b, l->system_name[0] ? l->system_name : l->function);
+	int64_t file = pb_string(b, l->file);
+	uint64_t k1 = ((uint64_t)name << 32 | (uint64_t)sys) + 1;
+	uint64_t k2 = (uint64_t)file << 32 | (uint64_t)(l->start_line & 0xffffffff);
+	uint64_t *v = map_find(&b->function_ids, k1, k2);
+	if (v)
+		return *v;
+	Perftools__Profiles__Function *f = xmalloc(sizeof(*f));
+	perftools__profiles__function__init(f);
+	f->id = b->nfunctions + 1;
+	f->name = name;
+	f->system_name = sys;
+	f->filename = file;
+	f->start_line = l->start_line;
+	PUSH(b->functions, b->nfunctions, b->cap_functions, f);
+	map_put(&b->function_ids, k1, k2, f->id);
+	return f->id;
+}
+
+static uint64_t location_id(struct pb *b, uint32_t idx)
+{
+	uint64_t *v = map_find(&b->location_ids, (uint64_t)idx + 1, 0);
+	if (v)
+		return *v;
+	struct location *loc = &b->p->locs[idx];
+	proc_symbolize(b->p, loc);
+	Perftools__Profiles__Location *pl = xmalloc(sizeof(*pl));
+	perftools__profiles__location__init(pl);
+	pl->id = b->nlocations + 1;
+	pl->mapping_id = mapping_id(b, loc->mapping);
+	pl->address = loc->addr;
+	pl->n_line = loc->nlines;
+	pl->line = xcalloc(loc->nlines ? loc->nlines : 1, sizeof(*pl->line));
+	for (uint16_t i = 0; i < loc->nlines; i++) {
+		Perftools__Profiles__Line *ln = xmalloc(sizeof(*ln));
+		perftools__profiles__line__init(ln);
+		ln->function_id = function_id(b, &loc->lines[i]);
+		ln->line = loc->lines[i].line;
+		pl->line[i] = ln;
+	}
+	PUSH(b->locations, b->nlocations, b->cap_locations, pl);
+	map_put(&b->location_ids, (uint64_t)idx + 1, 0, pl->id);
+	return pl->id;
+}
+
+void pb_sample_types(struct pb *b, const char *const *types, size_t n)
+{
+	b->prof.n_sample_type = n;
+	b->prof.sample_type = xcalloc(n, sizeof(*b->prof.sample_type));
+	for (size_t i = 0; i < n; i++) {
+		Perftools__Profiles__ValueType *vt = xmalloc(sizeof(*vt));
+		perftools__profiles__value_type__init(vt);
+		vt->type = pb_string(b, types[2 * i]);
+		vt->unit = pb_string(b, types[2 * i + 1]);
+		b->prof.sample_type[i] = vt;
+	}
+	b->nvalues = n;
+}
+
+void pb_period(struct pb *b, const char *type, const char *unit, int64_t period)
+{
+	Perftools__Profiles__ValueType *vt = xmalloc(sizeof(*vt));
+	perftools__profiles__value_type__init(vt);
+	vt->type = pb_string(b, type);
+	vt->unit = pb_string(b, unit);
+	b->prof.period_type = vt;
+	b->prof.period = period;
+}
+
+void pb_comment(struct pb *b, const char *text)
+{
+	GROW(b->comments, b->cap_comments, b->ncomments + 1);
+	b->comments[b->ncomments++] = pb_string(b, text);
+}
+
+Perftools__Profiles__Sample *pb_sample(struct pb *b, uint32_t stack, const int64_t *values)
+{
+	const struct stack *s = &b->p->stacks[stack];
+	Perftools__Profiles__Sample *sm = xmalloc(sizeof(*sm));
+	perftools__profiles__sample__init(sm);
+	sm->n_location_id = s->depth;
+	sm->location_id = xmalloc(s->depth * sizeof(uint64_t));
+	for (uint32_t i = 0; i < s->depth; i++)
+		sm->location_id[i] = location_id(b, s->locs[i]);
+	sm->n_value = b->nvalues;
+	sm->value = xmalloc(b->nvalues * sizeof(int64_t));
+	memcpy(sm->value, values, b->nvalues * sizeof(int64_t));
+	PUSH(b->samples, b->nsamples, b->cap_samples, sm);
+	return sm;
+}
+
+void pb_label_num(struct pb *b, Perftools__Profiles__Sample *sm, const char *key, int64_t num)
+{
+	Perftools__Profiles__Label *l = xmalloc(sizeof(*l));
+	perftools__profiles__label__init(l);
+	l->key = pb_string(b, key);
+	l->num = num;
+	sm->label = xrealloc(sm->label, (sm->n_label + 1) * sizeof(*sm->label));
+	sm->label[sm->n_label++] = l;
+}
+
+unsigned char *pb_finish(struct pb *b, size_t *out_len)
+{
+	Perftools__Profiles__Profile *pr = &b->prof;
+	pr->sample = b->samples;
+	pr->n_sample = b->nsamples;
+	pr->mapping = b->mappings;
+	pr->n_mapping = b->nmappings;
+	pr->location = b->locations;
+	pr->n_location = b->nlocations;
+	pr->function = b->functions;
+	pr->n_function = b->nfunctions;
+	pr->comment = b->comments;
+	pr->n_comment = b->ncomments;
+	pr->string_table = b->strings;
+	pr->n_string_table = b->nstrings;
+	size_t n = perftools__profiles__profile__get_packed_size(pr);
+	unsigned char *raw = xmalloc(n ? n : 1);
+	perftools__profiles__profile__pack(pr, raw);
+	unsigned char *gz = pprof_gzip(raw, n, out_len);
+	free(raw);
+	return gz;
+}
+
+void pb_free(struct pb *b)
+{
+	Perftools__Profiles__Profile *pr = &b->prof;
+	for (size_t i = 0; i < pr->n_sample_type; i++)
+		free(pr->sample_type[i]);
+	free(pr->sample_type);
+	free(pr->period_type);
+	for (size_t i = 0; i < b->nsamples; i++) {
+		for (size_t j = 0; j < b->samples[i]->n_label; j++)
+			free(b->samples[i]->label[j]);
+		free(b->samples[i]->label);
+		free(b->samples[i]->location_id);
+		free(b->samples[i]->value);
+		free(b->samples[i]);
+	}
+	for (size_t i = 0; i < b->nlocations; i++) {
+		for (size_t j = 0; j < b->locations[i]->n_line; j++)
+			free(b->locations[i]->line[j]);
+		free(b->locations[i]->line);
+		free(b->locations[i]);
+	}
+	for (size_t i = 0; i < b->nmappings; i++)
+		free(b->mappings[i]);
+	for (size_t i = 0; i < b->nfunctions; i++)
+		free(b->functions[i]);
+	for (size_t i = 0; i < b->nstrings; i++)
+		free(b->strings[i]);
+	free(b->samples);
+	free(b->locations);
+	free(b->mappings);
+	free(b->functions);
+	free(b->strings);
+	free(b->comments);
+	map_free(&b->string_index);
+	map_free(&b->mapping_ids);
+	map_free(&b->location_ids);
+	map_free(&b->function_ids);
+}
+
+/* ---- heap profiles ---------------------------------------------------------- */
+
+void pb_process_comments(struct pb *b, const char *what)
+{
+	char line[1200];
+	snprintf(line, sizeof(line), "memprof %s profile of pid %u: %.1024s", what, b->p->pid,
+		 b->p->cmdline[0] ? b->p->cmdline : b->p->exe);
+	pb_comment(b, line);
+	if (b->p->drops) {
+		snprintf(line, sizeof(line),
+			 "%llu events dropped (the collector could not keep up; "
+			 "figures are low by about that many samples)",
+			 (unsigned long long)b->p->drops);
+		pb_comment(b, line);
+	}
+}
+
+static int64_t round_value(double v)
+{
+	return v <= 0 ? 0 : (int64_t)(v + 0.5);
+}
+
+unsigned char *pprof_heap(struct proc *p, const char *default_type, size_t *len)
+{
+	static const char *const types[] = {
+		"alloc_objects", "count", "alloc_space", "bytes",
+		"inuse_objects", "count", "inuse_space", "bytes",
+	};
+	struct pb b;
+	pb_init(&b, p);
+	pb_sample_types(&b, types, 4);
+	pb_period(&b, "space", "bytes", (int64_t)p->rate);
+	b.prof.default_sample_type = pb_string(&b, default_type);
+	b.prof.time_nanos = (int64_t)now_realtime_ns();
+	pb_process_comments(&b, "heap");
+	for (size_t i = 0; i < p->nbuckets; i++) {
+		const struct bucket *bk = &p->buckets[i];
+		if (!bk->alloc_samples)
+			continue;
+		double w = proc_sample_weight(p, bk->size);
+		int64_t v[4] = {
+			round_value((double)bk->alloc_samples * w),
+			round_value((double)bk->alloc_samples * w * (double)bk->size),
+			round_value((double)bk->inuse_samples * w),
+			round_value((double)bk->inuse_samples * w * (double)bk->size),
+		};
+		Perftools__Profiles__Sample *sm = pb_sample(&b, bk->stack, v);
+		pb_label_num(&b, sm, "bytes", (int64_t)bk->size);
+	}
+	unsigned char *out = pb_finish(&b, len);
+	pb_free(&b);
+	return out;
+}
+
+/* ---- gzip and files --------------------------------------------------------- */
+
+unsigned char *pprof_gzip(const void *in, size_t len, size_t *out_len)
+{
+	z_stream z = { 0 };
+	/* windowBits 15 + 16: a gzip header and trailer rather than zlib's. */
+	if (deflateInit2(&z, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+		return NULL;
+	size_t cap = deflateBound(&z, len) + 64;
+	unsigned char *out = xmalloc(cap);
+	z.next_in = (Bytef *)in;
+	z.avail_in = (uInt)len;
+	z.next_out = out;
+	z.avail_out = (uInt)cap;
+	int rc = deflate(&z, Z_FINISH);
+	*out_len = z.total_out;
+	deflateEnd(&z);
+	if (rc != Z_STREAM_END) {
+		free(out);
+		return NULL;
+	}
+	return out;
+}
+
+int pprof_write_file(const char *path, const void *data, size_t len)
+{
+	char tmp[4096];
+	const char *slash = strrchr(path, '/');
+	int dirlen = slash ? (int)(slash - path) : 1;
+	snprintf(tmp, sizeof(tmp), "%.*s/.%s.XXXXXX", dirlen, slash ? path : ".",
+		 slash ? slash + 1 : path);
+	int fd = mkstemp(tmp);
+	if (fd < 0)
+		return -1;
+	const unsigned char *p = data;
+	size_t left = len;
+	while (left) {
+		ssize_t n = write(fd, p, left);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			goto fail;
+		p += n;
+		left -= (size_t)n;
+	}
+	if (fchmod(fd, pprof_file_mode) != 0 || close(fd) != 0) {
+		fd = -1;
+		goto fail;
+	}
+	if (rename(tmp, path) != 0) {
+		fd = -1;
+		goto fail;
+	}
+	return 0;
+fail:;
+	int e = errno;
+	if (fd >= 0)
+		close(fd);
+	unlink(tmp);
+	errno = e ? e : EIO;
+	return -1;
+}

@@ -1,0 +1,27 @@
+/*
+ * Encoding what a struct proc knows as pprof profiles (profile.proto via
+ * protobuf-c, gzipped with zlib), and writing them so that a reader never
+ * sees half a file.
+ */
+#ifndef MEMPROF_COLLECTOR_PPROF_H
+#define MEMPROF_COLLECTOR_PPROF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proc.h"
+
+/* The heap profile of p: alloc_objects, alloc_space, inuse_objects,
+ * inuse_space, unsampled as Go does; default_type is the sample type pprof
+ * shows first ("inuse_space" for files and /heap, "alloc_space" for
+ * /allocs). Returns a gzipped buffer the caller frees, or NULL. */
+unsigned char *pprof_heap(struct proc *p, const char *default_type, size_t *len);
+
+/* Writes data to path through a temporary file in the same directory and
+ * rename(2). 0, or -1 with errno set; nothing is left behind on failure. */
+int pprof_write_file(const char *path, const void *data, size_t len);
+
+/* gzip (RFC 1952) of in; NULL on failure. */
+unsigned char *pprof_gzip(const void *in, size_t len, size_t *out_len);
+
+#endif /* MEMPROF_COLLECTOR_PPROF_H */

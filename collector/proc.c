@@ -1,0 +1,338 @@
+/*
+ * One profiled process: applying its records and keeping its heap totals.
+ * Every length and every index in a record is checked here against what
+ * the process has sent before; a bad record is an error for this process
+ * only (conn.c then drops its connection).
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proc.h"
+#include "util.h"
+
+static bool take(const unsigned char **p, uint32_t *left, void *out, size_t n)
+{
+	if (*left < n)
+		return false;
+	memcpy(out, *p, n);
+	*p += n;
+	*left -= (uint32_t)n;
+	return true;
+}
+
+/* argv as one line: NULs become spaces. */
+static char *join_cmdline(const char *s, size_t n)
+{
+	while (n && s[n - 1] == '\0')
+		n--;
+	char *d = xstrndup(s, n);
+	for (size_t i = 0; i < n; i++)
+		if (d[i] == '\0')
+			d[i] = ' ';
+	return d;
+}
+
+static bool safe_name(const char *s, size_t n)
+{
+	if (n == 0 || n > 64 || s[0] == '.')
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '.' || c == '_' || c == '+' || c == '-'))
+			return false;
+	}
+	return true;
+}
+
+struct proc *proc_new(const void *payload, uint32_t len, const char **why)
+{
+	struct mp_hello h;
+	const unsigned char *p = payload;
+	if (!take(&p, &len, &h, sizeof(h))) {
+		*why = "short hello";
+		return NULL;
+	}
+	if (h.magic != MP_WIRE_MAGIC) {
+		*why = "not a memprof client (bad magic)";
+		return NULL;
+	}
+	if (h.version != MP_WIRE_VERSION) {
+		*why = "unsupported protocol version (shim and collector from different builds?)";
+		return NULL;
+	}
+	if ((uint64_t)h.exe_len + h.name_len + h.cmdline_len != len) {
+		*why = "hello lengths do not add up";
+		return NULL;
+	}
+	const char *exe = (const char *)p, *name = exe + h.exe_len, *cmd = name + h.name_len;
+	if (!safe_name(name, h.name_len)) {
+		*why = "program name unusable in a file name";
+		return NULL;
+	}
+	struct proc *pr = xcalloc(1, sizeof(*pr));
+	pr->pid = h.pid;
+	pr->ppid = h.ppid;
+	pr->rate = h.rate;
+	pr->cpu_hz = h.cpu_hz;
+	pr->flags = h.flags;
+	pr->start_ns = h.start_ns;
+	pr->exe = xstrndup(exe, h.exe_len);
+	pr->name = xstrndup(name, h.name_len);
+	pr->cmdline = join_cmdline(cmd, h.cmdline_len);
+	return pr;
+}
+
+void proc_free(struct proc *p)
+{
+	if (!p)
+		return;
+	for (size_t i = 0; i < p->nmaps; i++)
+		free(p->maps[i].path);
+	for (size_t i = 0; i < p->nlocs; i++)
+		free(p->locs[i].lines);
+	for (size_t i = 0; i < p->nstacks; i++)
+		free(p->stacks[i].locs);
+	free(p->maps);
+	free(p->locs);
+	free(p->stacks);
+	free(p->wire_stacks);
+	free(p->buckets);
+	map_free(&p->loc_by_addr);
+	map_free(&p->stack_by_hash);
+	map_free(&p->bucket_by_key);
+	map_free(&p->live);
+	free(p->exe);
+	free(p->name);
+	free(p->cmdline);
+	free(p);
+}
+
+double proc_sample_weight(const struct proc *p, uint64_t size)
+{
+	if (p->rate <= 1 || size == 0)
+		return 1.0;
+	/* P(sampled) = 1 - exp(-size/rate); expm1 keeps precision for small
+	 * sizes, where 1 - exp(x) would cancel. */
+	return -1.0 / expm1(-(double)size / (double)p->rate);
+}
+
+/* ---- mappings and locations ---------------------------------------------- */
+
+static int add_mapping(struct proc *p, const void *payload, uint32_t len, const char **why)
+{
+	struct mp_mapping m;
+	const unsigned char *q = payload;
+	if (!take(&q, &len, &m, sizeof(m)) || m.build_id_len > MP_MAX_BUILD_ID ||
+	    (uint64_t)m.build_id_len + m.path_len != len || m.start >= m.limit) {
+		*why = "malformed mapping";
+		return -1;
+	}
+	const char *path = (const char *)q + m.build_id_len;
+	for (size_t i = p->nmaps; i-- > 0;) {
+		struct mapping *o = &p->maps[i];
+		if (o->start == m.start && o->limit == m.limit && o->load_bias == m.load_bias &&
+		    strlen(o->path) == m.path_len && memcmp(o->path, path, m.path_len) == 0)
+			return 0; /* sent again after a dlclose/dlopen of the same file */
+	}
+	if (p->nmaps >= 65536) {
+		*why = "too many mappings";
+		return -1;
+	}
+	GROW(p->maps, p->cap_maps, p->nmaps + 1);
+	struct mapping *n = &p->maps[p->nmaps++];
+	n->start = m.start;
+	n->limit = m.limit;
+	n->offset = m.offset;
+	n->load_bias = m.load_bias;
+	n->build_id_len = m.build_id_len;
+	memcpy(n->build_id, q, m.build_id_len);
+	n->path = xstrndup(path, m.path_len);
+	return 0;
+}
+
+/* The mapping an address belongs to: the newest one that covers it. */
+static int32_t find_mapping(const struct proc *p, uint64_t addr)
+{
+	for (size_t i = p->nmaps; i-- > 0;)
+		if (addr >= p->maps[i].start && addr < p->maps[i].limit)
+			return (int32_t)i;
+	return -1;
+}
+
+static uint32_t location_of(struct proc *p, uint64_t addr)
+{
+	uint64_t *v = map_find(&p->loc_by_addr, addr + 1, 0);
+	if (v)
+		return (uint32_t)*v;
+	GROW(p->locs, p->cap_locs, p->nlocs + 1);
+	struct location *l = &p->locs[p->nlocs];
+	l->addr = addr;
+	l->mapping = find_mapping(p, addr);
+	map_put(&p->loc_by_addr, addr + 1, 0, p->nlocs);
+	return (uint32_t)p->nlocs++;
+}
+
+uint32_t proc_intern_stack(struct proc *p, const uint64_t *addrs, uint32_t depth)
+{
+	uint32_t locs[MP_MAX_FRAMES * 4];
+	if (depth > sizeof(locs) / sizeof(locs[0]))
+		depth = sizeof(locs) / sizeof(locs[0]);
+	for (uint32_t i = 0; i < depth; i++)
+		locs[i] = location_of(p, addrs[i]);
+	uint64_t h = hash_bytes(locs, depth * sizeof(uint32_t));
+	/* Chain on collision: the value is the first index with this hash;
+	 * equal stacks are found by comparing, distinct ones get k2 = depth
+	 * plus a probe count. */
+	for (uint64_t probe = 0;; probe++) {
+		uint64_t *v = map_find(&p->stack_by_hash, h, probe);
+		if (!v)
+			break;
+		struct stack *s = &p->stacks[*v];
+		if (s->depth == depth && memcmp(s->locs, locs, depth * sizeof(uint32_t)) == 0)
+			return (uint32_t)*v;
+	}
+	uint64_t probe = 0;
+	while (map_find(&p->stack_by_hash, h, probe))
+		probe++;
+	GROW(p->stacks, p->cap_stacks, p->nstacks + 1);
+	struct stack *s = &p->stacks[p->nstacks];
+	s->depth = depth;
+	s->locs = xmalloc(depth * sizeof(uint32_t));
+	memcpy(s->locs, locs, depth * sizeof(uint32_t));
+	map_put(&p->stack_by_hash, h, probe, p->nstacks);
+	return (uint32_t)p->nstacks++;
+}
+
+void proc_symbolize(struct proc *p, struct location *loc)
+{
+	if (loc->nlines)
+		return;
+	struct sym_line lines[16];
+	int n;
+	if (loc->mapping >= 0) {
+		const struct mapping *m = &p->maps[loc->mapping];
+		n = sym_lookup(m->path, m->build_id, m->build_id_len, loc->addr - m->load_bias,
+			       lines, 16);
+	} else {
+		n = sym_lookup("[unknown]", NULL, 0, loc->addr, lines, 16);
+	}
+	if (n < 1)
+		n = 0;
+	loc->lines = xmalloc((size_t)(n ? n : 1) * sizeof(struct sym_line));
+	memcpy(loc->lines, lines, (size_t)n * sizeof(struct sym_line));
+	loc->nlines = (uint16_t)n;
+}
+
+/* ---- heap records ---------------------------------------------------------- */
+
+static int add_stack(struct proc *p, const void *payload, uint32_t len, const char **why)
+{
+	struct mp_stack s;
+	const unsigned char *q = payload;
+	if (!take(&q, &len, &s, sizeof(s)) || s.depth == 0 || s.depth > MP_MAX_FRAMES ||
+	    len != s.depth * sizeof(uint64_t)) {
+		*why = "malformed stack";
+		return -1;
+	}
+	if (s.id != p->nwire_stacks + 1) {
+		*why = "stack ids out of sequence";
+		return -1;
+	}
+	uint64_t addrs[MP_MAX_FRAMES];
+	memcpy(addrs, q, s.depth * sizeof(uint64_t));
+	/* Every frame is a return address: step back into the call. */
+	for (uint32_t i = 0; i < s.depth; i++)
+		addrs[i] -= 1;
+	GROW(p->wire_stacks, p->cap_wire_stacks, p->nwire_stacks + 1);
+	p->wire_stacks[p->nwire_stacks++] = proc_intern_stack(p, addrs, s.depth);
+	return 0;
+}
+
+static void release_block(struct proc *p, uint64_t addr)
+{
+	uint64_t b;
+	if (map_remove(&p->live, addr, 0, &b) && p->buckets[b].inuse_samples)
+		p->buckets[b].inuse_samples--;
+}
+
+static int add_alloc(struct proc *p, const void *payload, uint32_t len, const char **why)
+{
+	struct mp_alloc a;
+	if (len != sizeof(a)) {
+		*why = "malformed alloc";
+		return -1;
+	}
+	memcpy(&a, payload, sizeof(a));
+	if (a.stack_id == 0 || a.stack_id > p->nwire_stacks || a.addr == 0) {
+		*why = "alloc names an unknown stack";
+		return -1;
+	}
+	uint32_t stack = p->wire_stacks[a.stack_id - 1];
+	uint64_t *v = map_find(&p->bucket_by_key, (uint64_t)stack + 1, a.size);
+	uint64_t b;
+	if (v) {
+		b = *v;
+	} else {
+		GROW(p->buckets, p->cap_buckets, p->nbuckets + 1);
+		b = p->nbuckets++;
+		p->buckets[b] = (struct bucket){ .stack = stack, .size = a.size };
+		map_put(&p->bucket_by_key, (uint64_t)stack + 1, a.size, b);
+	}
+	/* A block we still think live at this address was freed without us
+	 * hearing of it (a dropped event): forget it. */
+	release_block(p, a.addr);
+	p->buckets[b].alloc_samples++;
+	p->buckets[b].inuse_samples++;
+	map_put(&p->live, a.addr, 0, b);
+	p->samples++;
+	return 0;
+}
+
+int proc_apply(struct proc *p, uint32_t type, const void *payload, uint32_t len,
+	       const char **why)
+{
+	p->active = true;
+	switch (type) {
+	case MP_REC_MAPPING:
+		return add_mapping(p, payload, len, why);
+	case MP_REC_STACK:
+		return add_stack(p, payload, len, why);
+	case MP_REC_ALLOC:
+		return add_alloc(p, payload, len, why);
+	case MP_REC_FREE: {
+		struct mp_free f;
+		if (len != sizeof(f)) {
+			*why = "malformed free";
+			return -1;
+		}
+		memcpy(&f, payload, sizeof(f));
+		release_block(p, f.addr);
+		return 0;
+	}
+	case MP_REC_DROPS: {
+		struct mp_drops d;
+		if (len != sizeof(d)) {
+			*why = "malformed drop count";
+			return -1;
+		}
+		memcpy(&d, payload, sizeof(d));
+		p->drops = d.events;
+		return 0;
+	}
+	case MP_REC_BYE:
+		if (len != 0) {
+			*why = "malformed goodbye";
+			return -1;
+		}
+		p->bye = true;
+		return 0;
+	case MP_REC_HELLO:
+		*why = "second hello";
+		return -1;
+	default:
+		*why = "unknown record type";
+		return -1;
+	}
+}

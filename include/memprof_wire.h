@@ -1,0 +1,109 @@
+/*
+ * memprof wire protocol: the byte stream a profiled process (the shim) sends
+ * to the collector over a Unix stream socket. Both sides include this file.
+ *
+ * Conventions
+ * - Every record is a struct mp_rec_hdr followed by hdr.len payload bytes.
+ *   hdr.len never exceeds MP_REC_MAX_PAYLOAD; the collector drops a client
+ *   that sends a longer one, an unknown type, or a payload shorter than the
+ *   fixed part of its type.
+ * - Integers are little-endian (the shim and the collector run on the same
+ *   little-endian machine; the structs below are laid out with explicit
+ *   padding so that their layout does not depend on the compiler).
+ * - The first record on a connection is MP_REC_HELLO; anything else first
+ *   is a protocol error. One connection is one process image: a fork or an
+ *   exec starts a new connection.
+ * - Stack ids are chosen by the shim: 1, 2, 3, ... in the order their
+ *   MP_REC_STACK records are sent. An MP_REC_ALLOC may only name a stack id
+ *   already defined on that connection.
+ * - Mappings are sent before any stack whose addresses fall in them. When
+ *   two mappings overlap (a library was closed and another loaded at the
+ *   same address), the one sent last wins for stacks sent after it.
+ * - Strings carry their length; they are not NUL-terminated on the wire.
+ */
+#ifndef MEMPROF_WIRE_H
+#define MEMPROF_WIRE_H
+
+#include <stdint.h>
+
+#define MP_WIRE_MAGIC 0x4f52504dU /* "MPRO" read as little-endian bytes */
+#define MP_WIRE_VERSION 1U
+#define MP_REC_MAX_PAYLOAD (1U << 20)
+#define MP_MAX_FRAMES 128     /* deepest stack the shim sends */
+#define MP_MAX_BUILD_ID 64    /* longest build id kept, in bytes */
+
+enum mp_rec_type {
+	MP_REC_HELLO = 1,   /* struct mp_hello, then exe, then name, then cmdline */
+	MP_REC_MAPPING = 2, /* struct mp_mapping, then build id, then path */
+	MP_REC_STACK = 3,   /* struct mp_stack, then depth uint64_t pcs */
+	MP_REC_ALLOC = 4,   /* struct mp_alloc */
+	MP_REC_FREE = 5,    /* struct mp_free */
+	MP_REC_DUMP = 6,    /* no payload: write this process's profiles now */
+	MP_REC_DROPS = 7,   /* struct mp_drops */
+	MP_REC_BYE = 8,     /* no payload: the process is exiting normally */
+	MP_REC_TYPE_MAX = 8,
+};
+
+struct mp_rec_hdr {
+	uint32_t type; /* enum mp_rec_type */
+	uint32_t len;  /* payload bytes that follow this header */
+};
+
+/* Flags in mp_hello.flags. */
+#define MP_HELLO_FULL_TRACE 1U /* every allocation is reported (rate 1) */
+
+struct mp_hello {
+	uint32_t magic;   /* MP_WIRE_MAGIC */
+	uint32_t version; /* MP_WIRE_VERSION */
+	uint32_t pid;
+	uint32_t ppid;
+	uint64_t rate;        /* mean bytes between heap samples; 1 = all */
+	uint32_t cpu_hz;      /* SIGPROF samples per CPU-second, 0 = off */
+	uint32_t flags;       /* MP_HELLO_* */
+	uint64_t start_ns;    /* CLOCK_REALTIME when the image started */
+	uint32_t exe_len;     /* bytes of executable path that follow */
+	uint32_t name_len;    /* bytes of program name (for file names) */
+	uint32_t cmdline_len; /* bytes of NUL-separated argv */
+	uint32_t reserved;
+};
+
+/*
+ * One executable PT_LOAD segment of a loaded object. Runtime address A in
+ * [start, limit) is at file virtual address A - load_bias, and at file
+ * offset A - start + offset.
+ */
+struct mp_mapping {
+	uint64_t start;
+	uint64_t limit;
+	uint64_t offset;
+	uint64_t load_bias;
+	uint32_t build_id_len; /* <= MP_MAX_BUILD_ID */
+	uint32_t path_len;
+};
+
+/*
+ * A call stack, leaf first. pcs[0] is the return address into the function
+ * that called malloc (or, for CPU samples, the interrupted pc); the shim's
+ * own frames are never included.
+ */
+struct mp_stack {
+	uint32_t id;
+	uint32_t depth; /* 1..MP_MAX_FRAMES */
+};
+
+struct mp_alloc {
+	uint64_t addr;
+	uint64_t size; /* bytes requested */
+	uint32_t stack_id;
+	uint32_t reserved;
+};
+
+struct mp_free {
+	uint64_t addr;
+};
+
+struct mp_drops {
+	uint64_t events; /* events dropped since the process started */
+};
+
+#endif /* MEMPROF_WIRE_H */

@@ -1,0 +1,134 @@
+/*
+ * Bringing the shim up and down: resolving the real allocator on the first
+ * call, starting to record in our constructor, following fork, stopping at
+ * exit, and the dump signal. Recording starts in the constructor rather than
+ * at the first malloc because the first malloc can come from the dynamic
+ * loader or libc's own start-up, before threads or sockets are safe to use.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "shim.h"
+
+_Atomic int mp_state;
+static _Atomic int resolving;
+
+#define RING_BYTES (1U << 20)             /* sampling: events are rare */
+#define RING_BYTES_FULL_TRACE (16U << 20) /* every allocation */
+#define EXIT_FLUSH_MS 5000
+
+void mp_init(void)
+{
+	if (MP_LIKELY(atomic_load_explicit(&mp_real_ready, memory_order_acquire)))
+		return;
+	int expected = 0;
+	/* Whoever loses the race (including this very thread re-entering
+	 * through dlsym's calloc) is served from the early arena meanwhile. */
+	if (!atomic_compare_exchange_strong(&resolving, &expected, 1))
+		return;
+	mp_tls.busy++;
+	if (mp_resolve_real() != 0)
+		mp_log("dlsym(RTLD_NEXT) could not find the allocator; using glibc's directly");
+	mp_tls.busy--;
+}
+
+void mp_disable(const char *why)
+{
+	int prev = atomic_exchange(&mp_state, MP_STATE_OFF);
+	if (prev != MP_STATE_OFF && why)
+		mp_log("%s", why);
+}
+
+static void on_dump_signal(int sig)
+{
+	int saved = errno;
+	(void)sig;
+	mp_writer_request_dump();
+	errno = saved;
+}
+
+/* Takes the dump signal unless the program already decided what it means
+ * (a disposition other than the default, e.g. ignored by nohup). */
+static void install_dump_signal(void)
+{
+	if (!mp_cfg.dump_signal)
+		return;
+	struct sigaction old;
+	if (sigaction(mp_cfg.dump_signal, NULL, &old) != 0 || old.sa_handler != SIG_DFL ||
+	    (old.sa_flags & SA_SIGINFO))
+		return;
+	struct sigaction sa = { .sa_handler = on_dump_signal, .sa_flags = SA_RESTART };
+	sigemptyset(&sa.sa_mask);
+	sigaction(mp_cfg.dump_signal, &sa, NULL);
+}
+
+static void fork_prepare(void)
+{
+	mp_tls.busy++;
+	mp_live_fork_prepare();
+}
+
+static void fork_parent(void)
+{
+	mp_live_fork_parent();
+	mp_tls.busy--;
+}
+
+/* The child is a new process to the collector: new connection, new writer,
+ * nothing inherited but the settings. */
+static void fork_child(void)
+{
+	mp_live_fork_child();
+	if (atomic_load(&mp_state) == MP_STATE_ON) {
+		mp_ring_reset();
+		mp_mappings_reset();
+		mp_writer_fork_child();
+		if (mp_writer_start() != 0)
+			atomic_store(&mp_state, MP_STATE_OFF);
+	}
+	mp_tls.busy--;
+}
+
+__attribute__((constructor(101))) static void mp_start(void)
+{
+	mp_init();
+	int expected = MP_STATE_NEW;
+	if (!atomic_compare_exchange_strong(&mp_state, &expected, MP_STATE_INITING))
+		return;
+	mp_tls.busy++;
+	mp_config_load();
+	int next = MP_STATE_OFF;
+	if (mp_cfg.rate == 0 && mp_cfg.cpu_hz == 0)
+		goto out; /* nothing asked for */
+	if (mp_mappings_init() != 0) {
+		mp_log("cannot find the shim's own code; profiling is off");
+		goto out;
+	}
+	if (mp_ring_setup(mp_cfg.full_trace ? RING_BYTES_FULL_TRACE : RING_BYTES) != 0) {
+		mp_log("cannot map the event ring (%s); profiling is off", strerror(errno));
+		goto out;
+	}
+	if (!mp_cfg.socket[0] && mp_spawn_collector() != 0)
+		goto out;
+	if (mp_writer_start() != 0)
+		goto out;
+	install_dump_signal();
+	pthread_atfork(fork_prepare, fork_parent, fork_child);
+	next = MP_STATE_ON;
+out:
+	atomic_store(&mp_state, next);
+	mp_tls.busy--;
+}
+
+__attribute__((destructor)) static void mp_stop(void)
+{
+	int expected = MP_STATE_ON;
+	if (!atomic_compare_exchange_strong(&mp_state, &expected, MP_STATE_OFF))
+		return;
+	mp_tls.busy++;
+	mp_writer_finish(EXIT_FLUSH_MS);
+	mp_tls.busy--;
+}

@@ -1,0 +1,209 @@
+/*
+ * The set of live sampled blocks, so that free() knows which pointers to
+ * report. Two levels:
+ *  - a counting filter (one byte per hash bucket, lock-free) that answers
+ *    "certainly not sampled" for almost every free() with one load;
+ *  - 64 stripes of open-addressing tables (address -> size), each behind a
+ *    spinlock held for a few instructions, consulted only when the filter
+ *    says "maybe".
+ * Storage comes from mmap, never from the host's malloc.
+ */
+#include <sched.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "shim.h"
+
+#define STRIPES 64
+#define FILTER_SIZE (1U << MP_LIVE_FILTER_BITS)
+#define FILTER_STUCK 255 /* a saturated counter never goes down again */
+
+struct slot {
+	uintptr_t addr; /* 0 = empty */
+	uint64_t size;
+};
+
+struct stripe {
+	atomic_flag lock;
+	uint32_t count;
+	uint32_t cap; /* power of two, or 0 before the first insert */
+	struct slot *slots;
+} __attribute__((aligned(64)));
+
+static struct stripe stripes[STRIPES];
+_Atomic uint64_t mp_live_count;
+_Atomic uint8_t *mp_live_filter;
+
+static inline uint64_t mix(uintptr_t a)
+{
+	uint64_t x = a;
+	x ^= x >> 31;
+	x *= 0x94d049bb133111ebULL;
+	x ^= x >> 29;
+	return x;
+}
+
+static void lock(struct stripe *s)
+{
+	while (atomic_flag_test_and_set_explicit(&s->lock, memory_order_acquire))
+		sched_yield();
+}
+
+static void unlock(struct stripe *s)
+{
+	atomic_flag_clear_explicit(&s->lock, memory_order_release);
+}
+
+static struct slot *map_slots(uint32_t cap)
+{
+	void *p = mmap(NULL, (size_t)cap * sizeof(struct slot), PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	return p == MAP_FAILED ? NULL : p;
+}
+
+static void put(struct slot *slots, uint32_t cap, uintptr_t addr, uint64_t size)
+{
+	uint32_t i = (uint32_t)(mix(addr) >> 32) & (cap - 1);
+	while (slots[i].addr && slots[i].addr != addr)
+		i = (i + 1) & (cap - 1);
+	slots[i].addr = addr;
+	slots[i].size = size;
+}
+
+static int grow(struct stripe *s)
+{
+	uint32_t ncap = s->cap ? s->cap * 2 : 64;
+	struct slot *ns = map_slots(ncap);
+	if (!ns)
+		return -1;
+	for (uint32_t i = 0; i < s->cap; i++)
+		if (s->slots[i].addr)
+			put(ns, ncap, s->slots[i].addr, s->slots[i].size);
+	if (s->slots)
+		munmap(s->slots, (size_t)s->cap * sizeof(struct slot));
+	s->slots = ns;
+	s->cap = ncap;
+	return 0;
+}
+
+static _Atomic uint8_t *filter(void)
+{
+	_Atomic uint8_t *f = atomic_load(&mp_live_filter);
+	if (f)
+		return f;
+	void *p = mmap(NULL, FILTER_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
+		       0);
+	if (p == MAP_FAILED)
+		return NULL;
+	_Atomic uint8_t *expected = NULL;
+	if (!atomic_compare_exchange_strong(&mp_live_filter, &expected, (_Atomic uint8_t *)p)) {
+		munmap(p, FILTER_SIZE);
+		return expected;
+	}
+	return (_Atomic uint8_t *)p;
+}
+
+int mp_live_insert(const void *p, uint64_t size)
+{
+	uintptr_t a = (uintptr_t)p;
+	_Atomic uint8_t *f = filter();
+	if (!f)
+		return -1;
+	struct stripe *s = &stripes[mix(a) & (STRIPES - 1)];
+	lock(s);
+	if ((s->count + 1) * 2 > s->cap && grow(s) != 0) {
+		unlock(s);
+		return -1;
+	}
+	put(s->slots, s->cap, a, size);
+	s->count++;
+	unlock(s);
+	_Atomic uint8_t *c = &f[mp_live_hash(p)];
+	uint8_t v = atomic_load_explicit(c, memory_order_relaxed);
+	while (v != FILTER_STUCK &&
+	       !atomic_compare_exchange_weak_explicit(c, &v, (uint8_t)(v + 1), memory_order_relaxed,
+						      memory_order_relaxed))
+		;
+	atomic_fetch_add_explicit(&mp_live_count, 1, memory_order_relaxed);
+	return 0;
+}
+
+/* Backward-shift deletion keeps linear probing correct without tombstones. */
+static void delete_at(struct stripe *s, uint32_t i)
+{
+	uint32_t m = s->cap - 1;
+	for (uint32_t j = (i + 1) & m; s->slots[j].addr; j = (j + 1) & m) {
+		uint32_t home = (uint32_t)(mix(s->slots[j].addr) >> 32) & m;
+		/* Move slot j into the hole at i unless its home lies in (i, j]. */
+		if (((j - home) & m) >= ((j - i) & m)) {
+			s->slots[i] = s->slots[j];
+			i = j;
+		}
+	}
+	s->slots[i].addr = 0;
+	s->slots[i].size = 0;
+}
+
+bool mp_live_remove(const void *p)
+{
+	uintptr_t a = (uintptr_t)p;
+	struct stripe *s = &stripes[mix(a) & (STRIPES - 1)];
+	bool found = false;
+	lock(s);
+	if (s->cap) {
+		uint32_t m = s->cap - 1;
+		for (uint32_t i = (uint32_t)(mix(a) >> 32) & m; s->slots[i].addr; i = (i + 1) & m) {
+			if (s->slots[i].addr == a) {
+				delete_at(s, i);
+				s->count--;
+				found = true;
+				break;
+			}
+		}
+	}
+	unlock(s);
+	if (!found)
+		return false;
+	_Atomic uint8_t *c = &mp_live_filter[mp_live_hash(p)];
+	uint8_t v = atomic_load_explicit(c, memory_order_relaxed);
+	while (v != FILTER_STUCK && v != 0 &&
+	       !atomic_compare_exchange_weak_explicit(c, &v, (uint8_t)(v - 1), memory_order_relaxed,
+						      memory_order_relaxed))
+		;
+	atomic_fetch_sub_explicit(&mp_live_count, 1, memory_order_relaxed);
+	return true;
+}
+
+void mp_live_reset(void)
+{
+	for (int i = 0; i < STRIPES; i++) {
+		struct stripe *s = &stripes[i];
+		if (s->slots)
+			memset(s->slots, 0, (size_t)s->cap * sizeof(struct slot));
+		s->count = 0;
+	}
+	if (mp_live_filter)
+		memset((void *)mp_live_filter, 0, FILTER_SIZE);
+	atomic_store(&mp_live_count, 0);
+}
+
+void mp_live_fork_prepare(void)
+{
+	for (int i = 0; i < STRIPES; i++)
+		lock(&stripes[i]);
+}
+
+void mp_live_fork_parent(void)
+{
+	for (int i = STRIPES - 1; i >= 0; i--)
+		unlock(&stripes[i]);
+}
+
+void mp_live_fork_child(void)
+{
+	mp_live_fork_parent();
+	/* The child is a new process to the collector, which knows nothing of
+	 * the parent's sampled blocks, so reports of their frees would be
+	 * noise. */
+	mp_live_reset();
+}

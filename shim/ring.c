@@ -1,0 +1,166 @@
+/*
+ * The event ring: many producers (every thread that samples an allocation or
+ * frees a sampled block), one consumer (the writer thread). Lock-free: a
+ * producer reserves space with a compare-and-swap on head, fills it in and
+ * publishes it by storing the record's commit word; the consumer reads
+ * records in reservation order, stops at the first unpublished one, zeroes
+ * what it consumed and advances tail.
+ *
+ * Records never wrap: one that does not fit before the end of the buffer is
+ * preceded by a padding record that fills the rest.
+ */
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+
+#include "shim.h"
+
+#define REC_ALIGN 16
+#define EV_PAD 0xffffu
+
+struct rec {
+	_Atomic uint32_t committed; /* 0 until the producer publishes */
+	uint32_t type;
+	uint32_t len;  /* payload bytes */
+	uint32_t size; /* whole record, header included, REC_ALIGN multiple */
+	unsigned char payload[];
+};
+
+static unsigned char *ring;
+static uint64_t cap, mask;
+static _Atomic uint64_t head, tail;
+
+_Atomic uint64_t mp_dropped;
+
+/* In full-trace mode a producer waits for space; it gives up (and counts a
+ * drop) only if the writer makes no progress for this long, which means the
+ * collector has stopped reading or the writer cannot run. */
+#define STALL_LIMIT_NS (10ULL * 1000 * 1000 * 1000)
+
+int mp_ring_setup(size_t bytes)
+{
+	void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return -1;
+	ring = p;
+	cap = bytes;
+	mask = bytes - 1;
+	atomic_store(&head, 0);
+	atomic_store(&tail, 0);
+	return 0;
+}
+
+void mp_ring_reset(void)
+{
+	if (!ring)
+		return;
+	memset(ring, 0, cap);
+	atomic_store(&head, 0);
+	atomic_store(&tail, 0);
+}
+
+bool mp_ring_empty(void)
+{
+	return atomic_load(&head) == atomic_load(&tail);
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/* Waits a little for the writer to make room; false when it is time to give
+ * up (no writer, or no progress for STALL_LIMIT_NS). */
+static bool wait_for_room(uint64_t *stall_start, uint64_t *seen_tail)
+{
+	if (!mp_cfg.full_trace || !mp_writer_alive())
+		return false;
+	uint64_t t = atomic_load(&tail), now = now_ns();
+	if (*stall_start == 0 || t != *seen_tail) {
+		*stall_start = now;
+		*seen_tail = t;
+	} else if (now - *stall_start > STALL_LIMIT_NS) {
+		return false;
+	}
+	mp_writer_wake();
+	struct timespec pause = { 0, 50 * 1000 };
+	nanosleep(&pause, NULL);
+	return true;
+}
+
+void *mp_ring_reserve(uint32_t type, uint32_t len)
+{
+	if (MP_UNLIKELY(!ring))
+		return NULL;
+	uint64_t need = (sizeof(struct rec) + len + REC_ALIGN - 1) & ~(uint64_t)(REC_ALIGN - 1);
+	if (need > cap / 4)
+		return NULL;
+	uint64_t stall_start = 0, seen_tail = 0;
+	uint64_t h = atomic_load_explicit(&head, memory_order_relaxed);
+	for (;;) {
+		uint64_t t = atomic_load_explicit(&tail, memory_order_acquire);
+		uint64_t off = h & mask;
+		uint64_t pad = off + need > cap ? cap - off : 0;
+		if (h + pad + need - t > cap) {
+			if (!wait_for_room(&stall_start, &seen_tail)) {
+				atomic_fetch_add_explicit(&mp_dropped, 1, memory_order_relaxed);
+				return NULL;
+			}
+			h = atomic_load_explicit(&head, memory_order_relaxed);
+			continue;
+		}
+		if (!atomic_compare_exchange_weak_explicit(&head, &h, h + pad + need,
+							   memory_order_relaxed,
+							   memory_order_relaxed))
+			continue;
+		if (pad) {
+			struct rec *p = (struct rec *)(ring + off);
+			p->type = EV_PAD;
+			p->len = 0;
+			p->size = (uint32_t)pad;
+			atomic_store_explicit(&p->committed, 1, memory_order_release);
+		}
+		struct rec *r = (struct rec *)(ring + ((h + pad) & mask));
+		r->type = type;
+		r->len = len;
+		r->size = (uint32_t)need;
+		/* Wake the writer when this record takes the ring past a quarter
+		 * full, so that bursts drain without a wake-up per record. */
+		if (h + pad + need - t > cap / 4 && h - t <= cap / 4)
+			mp_writer_wake();
+		return r->payload;
+	}
+}
+
+void mp_ring_commit(void *payload)
+{
+	struct rec *r = (struct rec *)((unsigned char *)payload - sizeof(struct rec));
+	atomic_store_explicit(&r->committed, 1, memory_order_release);
+}
+
+size_t mp_ring_drain(void (*fn)(uint32_t type, const void *payload, uint32_t len))
+{
+	size_t n = 0;
+	if (!ring)
+		return 0;
+	uint64_t t = atomic_load_explicit(&tail, memory_order_relaxed);
+	for (;;) {
+		uint64_t h = atomic_load_explicit(&head, memory_order_acquire);
+		if (t == h)
+			break;
+		struct rec *r = (struct rec *)(ring + (t & mask));
+		if (!atomic_load_explicit(&r->committed, memory_order_acquire))
+			break;
+		uint32_t size = r->size;
+		if (r->type != EV_PAD) {
+			fn(r->type, r->payload, r->len);
+			n++;
+		}
+		memset(r, 0, size);
+		t += size;
+		atomic_store_explicit(&tail, t, memory_order_release);
+	}
+	return n;
+}

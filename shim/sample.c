@@ -1,0 +1,154 @@
+/*
+ * Which allocations are sampled, and what is recorded for them.
+ *
+ * Go's scheme (runtime/malloc.go, nextSample): each thread counts down the
+ * bytes it allocates; the gap between samples is drawn from an exponential
+ * distribution of mean R = MEMPROF_RATE. Because the exponential is
+ * memoryless, an allocation of s bytes is then sampled with probability
+ * p(s) = 1 - exp(-s/R) however the earlier allocations fell, so the
+ * collector can unbias each sample by weighting it 1/p(s). R = 1 samples
+ * every allocation (full trace); R = 0 samples none.
+ */
+#include <libunwind.h>
+#include <math.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "shim.h"
+
+__thread struct mp_tls mp_tls __attribute__((tls_model("initial-exec")));
+
+static _Atomic uint64_t thread_ordinal;
+
+static uint64_t splitmix64(uint64_t *s)
+{
+	uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+/* Seeds the thread's generator: from MEMPROF_SEED and the thread's order of
+ * arrival when a seed is set (reproducible runs), else from the clock and
+ * the thread id. */
+static void seed_thread(struct mp_tls *t)
+{
+	uint64_t s;
+	uint64_t ordinal = atomic_fetch_add(&thread_ordinal, 1);
+	if (mp_cfg.seed) {
+		s = mp_cfg.seed + ordinal * 0x9e3779b97f4a7c15ULL;
+	} else {
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		s = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32) ^
+		    ((uint64_t)syscall(SYS_gettid) << 16) ^ (ordinal << 48);
+	}
+	t->rng = splitmix64(&s) | 1;
+	t->seeded = 1;
+}
+
+/* xorshift64*: plenty for choosing sample points. */
+static uint64_t next_random(struct mp_tls *t)
+{
+	uint64_t x = t->rng;
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	t->rng = x;
+	return x * 0x2545f4914f6cdd1dULL;
+}
+
+/* Bytes until the next sample: -R ln(U), U uniform in (0, 1]. */
+static int64_t next_countdown(struct mp_tls *t)
+{
+	uint64_t rate = mp_cfg.rate;
+	if (rate <= 1)
+		return rate == 1 ? 0 : INT64_MAX;
+	double u = ((double)(next_random(t) >> 11) + 1.0) * (1.0 / 9007199254740992.0);
+	double gap = -log(u) * (double)rate;
+	if (gap >= (double)INT64_MAX / 2)
+		return INT64_MAX / 2;
+	return (int64_t)gap + 1;
+}
+
+/* Captures the calling thread's stack without the shim's own frames: pcs[0]
+ * is the return address into whoever called the allocator. */
+static uint32_t capture_stack(uint64_t *pcs)
+{
+	void *raw[MP_MAX_FRAMES + 8];
+	int n = unw_backtrace(raw, MP_MAX_FRAMES + 8);
+	int first = 0;
+	while (first < n && (uintptr_t)raw[first] >= mp_self_lo && (uintptr_t)raw[first] < mp_self_hi)
+		first++;
+	uint32_t depth = 0;
+	for (int i = first; i < n && depth < MP_MAX_FRAMES; i++)
+		pcs[depth++] = (uint64_t)(uintptr_t)raw[i];
+	return depth;
+}
+
+static void record_alloc(void *p, size_t size)
+{
+	uint64_t pcs[MP_MAX_FRAMES];
+	mp_mappings_check();
+	uint32_t depth = capture_stack(pcs);
+	if (depth == 0)
+		return;
+	struct mp_ev_alloc *ev = mp_ring_reserve(MP_EV_ALLOC, sizeof(*ev) + depth * sizeof(uint64_t));
+	if (!ev)
+		return; /* counted as a drop by the ring */
+	ev->addr = (uint64_t)(uintptr_t)p;
+	ev->size = size;
+	ev->depth = depth;
+	memcpy(ev->pcs, pcs, depth * sizeof(uint64_t));
+	/* Insert before publishing: once the program has the pointer it may
+	 * free it, and that free must find it. */
+	if (mp_live_insert(p, size) != 0) {
+		ev->depth = 0; /* the writer skips it */
+		atomic_fetch_add(&mp_dropped, 1);
+	}
+	mp_ring_commit(ev);
+}
+
+void mp_sample_slow(void *p, size_t size)
+{
+	struct mp_tls *t = &mp_tls;
+	bool first = !t->seeded;
+	if (MP_UNLIKELY(first))
+		seed_thread(t);
+	if (t->busy || atomic_load_explicit(&mp_state, memory_order_acquire) != MP_STATE_ON) {
+		/* The shim's own allocations, or recording is not (or no
+		 * longer) on: re-arm without recording. */
+		t->countdown = atomic_load(&mp_state) == MP_STATE_OFF ? INT64_MAX / 2
+								      : next_countdown(t);
+		return;
+	}
+	if (first && mp_cfg.rate > 1) {
+		/* A thread's first allocation: the countdown was never drawn.
+		 * Draw it and decide this allocation the ordinary way. */
+		t->countdown = next_countdown(t) - (int64_t)size;
+		if (t->countdown > 0)
+			return;
+	}
+	t->countdown = next_countdown(t);
+	t->busy++;
+	record_alloc(p, size);
+	t->busy--;
+}
+
+void mp_sample_free(void *p)
+{
+	struct mp_tls *t = &mp_tls;
+	if (t->busy)
+		return;
+	t->busy++;
+	if (mp_live_remove(p)) {
+		struct mp_free *ev = mp_ring_reserve(MP_EV_FREE, sizeof(*ev));
+		if (ev) {
+			ev->addr = (uint64_t)(uintptr_t)p;
+			mp_ring_commit(ev);
+		}
+	}
+	t->busy--;
+}

@@ -1,0 +1,227 @@
+/*
+ * Internal declarations of libmemprof.so, the shim preloaded into profiled
+ * programs. Everything here is hidden (-fvisibility=hidden); only the libc
+ * entry points in shim/exports.map are visible to the host program.
+ *
+ * Rules for every function declared here, unless its comment says otherwise:
+ * it never calls the host's malloc through the public symbols (allocations
+ * the shim needs go to mp_real.* with the thread's busy flag raised), never
+ * blocks on the collector, and never aborts or exits the host.
+ */
+#ifndef MEMPROF_SHIM_H
+#define MEMPROF_SHIM_H
+
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "memprof_wire.h"
+
+#define MP_LIKELY(x) __builtin_expect(!!(x), 1)
+#define MP_UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+/* ---- the real allocator (preload.c) ------------------------------------ */
+
+struct mp_real_fns {
+	void *(*malloc)(size_t);
+	void (*free)(void *);
+	void *(*calloc)(size_t, size_t);
+	void *(*realloc)(void *, size_t);
+	int (*posix_memalign)(void **, size_t, size_t);
+	void *(*aligned_alloc)(size_t, size_t);
+	void *(*memalign)(size_t, size_t);
+	void *(*valloc)(size_t);
+	void *(*pvalloc)(size_t);
+	int (*pthread_create)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *);
+};
+extern struct mp_real_fns mp_real;
+extern _Atomic int mp_real_ready; /* mp_real is complete */
+
+/* Resolves mp_real with dlsym(RTLD_NEXT); allocations dlsym makes meanwhile
+ * are served from a static arena. Returns 0, or -1 if a symbol is missing.
+ * Not thread-safe: called once, from mp_init. */
+int mp_resolve_real(void);
+
+/* ---- configuration (config.c) ------------------------------------------- */
+
+struct mp_config {
+	uint64_t rate;        /* MEMPROF_RATE: mean bytes between samples; 1 = all */
+	unsigned cpu_hz;      /* MEMPROF_CPU_HZ */
+	unsigned interval;    /* MEMPROF_INTERVAL, passed to a private collector */
+	int dump_signal;      /* MEMPROF_DUMP_SIGNAL, 0 = none */
+	uint64_t seed;        /* MEMPROF_SEED, 0 = random */
+	bool full_trace;      /* rate == 1: nothing may be dropped */
+	char socket[108];     /* MEMPROF_SOCKET, "" = start a private collector */
+	char dir[1024];       /* MEMPROF_DIR, for a private collector */
+};
+extern struct mp_config mp_cfg;
+
+/* Reads every MEMPROF_* variable from the environment; a value that does not
+ * parse is named in one line on stderr and its default is kept. */
+void mp_config_load(void);
+
+/* ---- messages (log.c) ---------------------------------------------------- */
+
+/* Formats into a stack buffer and write(2)s one line to stderr, prefixed
+ * "memprof: ". Async-signal-safe for %s, %d, %u, %lu, %x, %lx, %zu and %%
+ * (its own minimal formatter; no stdio, no malloc). */
+void mp_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+int mp_vformat(char *buf, size_t size, const char *fmt, va_list ap);
+int mp_format(char *buf, size_t size, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* ---- lifecycle (init.c) -------------------------------------------------- */
+
+enum mp_state {
+	MP_STATE_NEW = 0,     /* nothing resolved yet */
+	MP_STATE_INITING = 1, /* mp_init is running on some thread */
+	MP_STATE_ON = 2,      /* recording */
+	MP_STATE_OFF = 3,     /* disabled for good: pass everything through */
+};
+extern _Atomic int mp_state;
+
+/* Brings the shim up (idempotent, thread-safe). Safe to call from any
+ * wrapper; the first call resolves the real allocator. */
+void mp_init(void);
+
+/* Turns recording off for good after a failure of our own, saying why once. */
+void mp_disable(const char *why);
+
+/* ---- per-thread state ---------------------------------------------------- */
+
+struct mp_tls {
+	int64_t countdown; /* bytes until the next heap sample; <= 0: slow path */
+	uint32_t busy;     /* > 0 while the shim itself runs on this thread */
+	uint32_t seeded;   /* rng below has been initialised */
+	uint64_t rng;      /* xorshift64* state */
+};
+extern __thread struct mp_tls mp_tls __attribute__((tls_model("initial-exec")));
+
+/* ---- sampling (sample.c) ------------------------------------------------- */
+
+/* Called when an allocation of size bytes at p has driven the thread's
+ * countdown to zero or below: decides, records and re-arms. */
+void mp_sample_slow(void *p, size_t size);
+
+/* Called by free and realloc for a pointer mp_live_maybe says may have been
+ * sampled: removes it and reports the free. */
+void mp_sample_free(void *p);
+
+/* The fast path: one subtraction and one compare per allocation. */
+static inline void mp_note_alloc(void *p, size_t size)
+{
+	struct mp_tls *t = &mp_tls;
+	t->countdown -= (int64_t)size;
+	if (MP_UNLIKELY(t->countdown <= 0))
+		mp_sample_slow(p, size);
+}
+
+/* ---- live sampled blocks (live.c) --------------------------------------- */
+
+/* Lock-free quick check for free(): false means p is certainly not a live
+ * sampled block (the answer for almost every pointer); true means look. */
+static inline bool mp_live_maybe(const void *p);
+/* Adds p (size bytes); returns 0, or -1 if the table cannot grow. */
+int mp_live_insert(const void *p, uint64_t size);
+/* Removes p; returns true if it was there. */
+bool mp_live_remove(const void *p);
+/* Forgets every block (after fork in the child). */
+void mp_live_reset(void);
+void mp_live_fork_prepare(void);
+void mp_live_fork_parent(void);
+void mp_live_fork_child(void);
+
+extern _Atomic uint64_t mp_live_count;
+extern _Atomic uint8_t *mp_live_filter;
+#define MP_LIVE_FILTER_BITS 18
+
+static inline uint32_t mp_live_hash(const void *p)
+{
+	uint64_t x = (uint64_t)(uintptr_t)p;
+	x ^= x >> 29;
+	x *= 0xbf58476d1ce4e5b9ULL;
+	return (uint32_t)(x >> (64 - MP_LIVE_FILTER_BITS));
+}
+
+static inline bool mp_live_maybe(const void *p)
+{
+	if (MP_LIKELY(atomic_load_explicit(&mp_live_count, memory_order_relaxed) == 0))
+		return false;
+	_Atomic uint8_t *f = atomic_load_explicit(&mp_live_filter, memory_order_relaxed);
+	return f && atomic_load_explicit(&f[mp_live_hash(p)], memory_order_relaxed) != 0;
+}
+
+/* ---- event ring (ring.c) ------------------------------------------------- */
+
+/*
+ * Multi-producer, single-consumer ring of variable-sized records shared by
+ * every thread of the process; the writer thread is the consumer. Order of
+ * records is the order of mp_ring_reserve calls, so a free reported before
+ * the real free() always precedes the allocation that reuses its address.
+ */
+enum mp_ev_type {
+	MP_EV_ALLOC = 1,   /* struct mp_ev_alloc + depth pcs */
+	MP_EV_FREE = 2,    /* struct mp_free */
+	MP_EV_WIRE = 3,    /* a complete wire record, sent as is */
+};
+
+struct mp_ev_alloc {
+	uint64_t addr;
+	uint64_t size;
+	uint32_t depth;
+	uint32_t reserved;
+	uint64_t pcs[];
+};
+
+/* Space for one record of len payload bytes, or NULL if the ring is full
+ * (the caller counts a drop) or not set up. In full-trace mode the call
+ * waits for space instead, as long as the writer is alive. */
+void *mp_ring_reserve(uint32_t type, uint32_t len);
+/* Publishes a record obtained from mp_ring_reserve. */
+void mp_ring_commit(void *payload);
+/* Consumer side: calls fn for each committed record in order, stops at the
+ * first uncommitted one; returns the number of records consumed. */
+size_t mp_ring_drain(void (*fn)(uint32_t type, const void *payload, uint32_t len));
+bool mp_ring_empty(void);
+int mp_ring_setup(size_t bytes);
+void mp_ring_reset(void);
+
+extern _Atomic uint64_t mp_dropped;
+
+/* ---- writer thread (writer.c) -------------------------------------------- */
+
+/* Connects to the collector and starts the writer thread. 0 or -1. */
+int mp_writer_start(void);
+/* Wakes the writer (async-signal-safe). */
+void mp_writer_wake(void);
+/* Asks the writer for a dump of this process (async-signal-safe). */
+void mp_writer_request_dump(void);
+/* Flushes everything, says goodbye and stops the writer; waits at most
+ * timeout_ms. Called at exit. */
+void mp_writer_finish(int timeout_ms);
+/* In a forked child: forget the parent's connection and thread. */
+void mp_writer_fork_child(void);
+bool mp_writer_alive(void);
+
+/* ---- mappings (mappings.c) ----------------------------------------------- */
+
+/* If the set of loaded objects changed since the last call, queues a
+ * MP_REC_MAPPING wire record for each executable segment not yet sent.
+ * Not async-signal-safe (takes the loader's lock via dl_iterate_phdr). */
+void mp_mappings_check(void);
+void mp_mappings_reset(void);
+/* The shim's own text, to cut its frames off stacks. */
+extern uintptr_t mp_self_lo, mp_self_hi;
+int mp_mappings_init(void);
+
+/* ---- private collector (spawn.c) ------------------------------------------ */
+
+/* Starts a collector for this process tree and sets MEMPROF_SOCKET in the
+ * environment so that children report to it. 0 or -1. */
+int mp_spawn_collector(void);
+
+#endif /* MEMPROF_SHIM_H */

@@ -1,0 +1,482 @@
+/*
+ * The writer thread: the only place the shim talks to the collector. It
+ * drains the event ring, turns captured stacks into stack ids (each distinct
+ * stack crosses the socket once), batches wire records and sends them.
+ * Program threads never wait for it, except in full-trace mode when the ring
+ * is full (see ring.c).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "shim.h"
+
+extern char *program_invocation_short_name;
+
+static int sock_fd = -1;
+static dev_t sock_dev;
+static ino_t sock_ino;
+static bool sock_broken;
+
+static pthread_t writer_thread;
+static _Atomic bool alive;
+static _Atomic uint32_t wake_word;   /* futex: bumped to wake the writer */
+static _Atomic uint32_t finish_word; /* futex: 1 = asked to finish, 2 = done */
+static _Atomic bool dump_req;
+static uint64_t drops_sent;
+
+static unsigned char outbuf[64 * 1024];
+static size_t outlen;
+
+/* ---- futex helpers: no fds, so a program that closes every fd cannot make
+ * us write into one of its files ---------------------------------------- */
+
+static void futex_wake(_Atomic uint32_t *w)
+{
+	syscall(SYS_futex, w, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+static void futex_wait(_Atomic uint32_t *w, uint32_t seen, long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+	syscall(SYS_futex, w, FUTEX_WAIT_PRIVATE, seen, &ts, NULL, 0);
+}
+
+void mp_writer_wake(void)
+{
+	atomic_fetch_add_explicit(&wake_word, 1, memory_order_release);
+	futex_wake(&wake_word);
+}
+
+void mp_writer_request_dump(void)
+{
+	atomic_store(&dump_req, true);
+	mp_writer_wake();
+}
+
+bool mp_writer_alive(void)
+{
+	return atomic_load_explicit(&alive, memory_order_relaxed);
+}
+
+/* ---- the socket ----------------------------------------------------------- */
+
+/* Is sock_fd still the socket we opened? A program may close descriptors it
+ * does not know about and reuse the number for a file of its own. */
+static bool sock_is_ours(void)
+{
+	struct stat st;
+	return fstat(sock_fd, &st) == 0 && st.st_dev == sock_dev && st.st_ino == sock_ino;
+}
+
+static void lose_collector(const char *why, int err)
+{
+	if (!sock_broken) {
+		char msg[160];
+		mp_format(msg, sizeof(msg), "%s (%s)", why, strerror(err));
+		mp_disable(msg);
+	}
+	sock_broken = true;
+}
+
+static void send_all(const void *buf, size_t len)
+{
+	const unsigned char *p = buf;
+	if (sock_broken)
+		return;
+	if (!sock_is_ours()) {
+		sock_broken = true;
+		mp_disable("the program closed the collector socket; profiling stopped");
+		return;
+	}
+	while (len) {
+		ssize_t n = send(sock_fd, p, len, MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			lose_collector("lost the collector; profiling stopped", errno);
+			return;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+}
+
+static void flush(void)
+{
+	send_all(outbuf, outlen);
+	outlen = 0;
+}
+
+struct piece {
+	const void *p;
+	size_t n;
+};
+
+/* Appends a record whose payload is the concatenation of the pieces. */
+static void put_record(uint32_t type, const struct piece *pc, int npc)
+{
+	size_t payload = 0;
+	for (int i = 0; i < npc; i++)
+		payload += pc[i].n;
+	struct mp_rec_hdr hdr = { type, (uint32_t)payload };
+	if (outlen + sizeof(hdr) + payload > sizeof(outbuf))
+		flush();
+	if (sizeof(hdr) + payload > sizeof(outbuf)) {
+		send_all(&hdr, sizeof(hdr));
+		for (int i = 0; i < npc; i++)
+			send_all(pc[i].p, pc[i].n);
+		return;
+	}
+	memcpy(outbuf + outlen, &hdr, sizeof(hdr));
+	outlen += sizeof(hdr);
+	for (int i = 0; i < npc; i++) {
+		if (pc[i].n)
+			memcpy(outbuf + outlen, pc[i].p, pc[i].n);
+		outlen += pc[i].n;
+	}
+}
+
+static void put_simple(uint32_t type, const void *p, size_t n)
+{
+	struct piece pc = { p, n };
+	put_record(type, &pc, 1);
+}
+
+static int connect_collector(void)
+{
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	memcpy(sa.sun_path, mp_cfg.socket, strlen(mp_cfg.socket) + 1);
+	int rc;
+	do
+		rc = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+	while (rc < 0 && errno == EINTR);
+	if (rc < 0) {
+		int e = errno;
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	/* Keep out of the low numbers programs expect to get from open(). */
+	struct rlimit rl;
+	int floor = 512;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+	    (rlim_t)floor >= rl.rlim_cur)
+		floor = (int)(rl.rlim_cur / 2);
+	int high = fcntl(fd, F_DUPFD_CLOEXEC, floor);
+	if (high >= 0) {
+		close(fd);
+		fd = high;
+	}
+	struct stat st;
+	fstat(fd, &st);
+	sock_dev = st.st_dev;
+	sock_ino = st.st_ino;
+	sock_fd = fd;
+	sock_broken = false;
+	return 0;
+}
+
+/* ---- HELLO ---------------------------------------------------------------- */
+
+static size_t read_small_file(const char *path, char *buf, size_t size)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	size_t len = 0;
+	while (len < size) {
+		ssize_t n = read(fd, buf + len, size - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+	}
+	close(fd);
+	return len;
+}
+
+/* The program's name as it will appear in file names: argv[0]'s basename,
+ * with anything but [A-Za-z0-9._+-] replaced. */
+static size_t program_name(char *out, size_t size)
+{
+	const char *s = program_invocation_short_name;
+	size_t n = 0;
+	for (; s && s[n] && n < size - 1 && n < 64; n++) {
+		char c = s[n];
+		bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			  (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '+' || c == '-';
+		out[n] = ok ? c : '_';
+	}
+	if (n == 0 || out[0] == '.')
+		n = (size_t)mp_format(out, size, "prog");
+	return n;
+}
+
+static void send_hello(void)
+{
+	static char exe[1024], name[80], cmdline[4096];
+	ssize_t exe_len = readlink("/proc/self/exe", exe, sizeof(exe));
+	if (exe_len < 0)
+		exe_len = 0;
+	size_t name_len = program_name(name, sizeof(name));
+	size_t cmd_len = read_small_file("/proc/self/cmdline", cmdline, sizeof(cmdline));
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	struct mp_hello h = {
+		.magic = MP_WIRE_MAGIC,
+		.version = MP_WIRE_VERSION,
+		.pid = (uint32_t)getpid(),
+		.ppid = (uint32_t)getppid(),
+		.rate = mp_cfg.rate,
+		.cpu_hz = mp_cfg.cpu_hz,
+		.flags = mp_cfg.full_trace ? MP_HELLO_FULL_TRACE : 0,
+		.start_ns = (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec,
+		.exe_len = (uint32_t)exe_len,
+		.name_len = (uint32_t)name_len,
+		.cmdline_len = (uint32_t)cmd_len,
+	};
+	struct piece pc[] = {
+		{ &h, sizeof(h) }, { exe, (size_t)exe_len }, { name, name_len }, { cmdline, cmd_len },
+	};
+	put_record(MP_REC_HELLO, pc, 4);
+}
+
+/* ---- stack interning ------------------------------------------------------ */
+
+struct stack_slot {
+	uint64_t hash;
+	uint32_t id; /* 0 = empty */
+	uint32_t depth;
+	uint64_t off; /* index of the first pc in pcs[] */
+};
+
+static struct stack_slot *stack_tab;
+static uint32_t stack_cap, stack_count;
+static uint64_t *pcs_arena;
+static uint64_t pcs_used, pcs_cap;
+
+static uint64_t hash_pcs(const uint64_t *pcs, uint32_t depth)
+{
+	uint64_t h = 0x243f6a8885a308d3ULL ^ depth;
+	for (uint32_t i = 0; i < depth; i++) {
+		h ^= pcs[i];
+		h *= 0x9e3779b97f4a7c15ULL;
+		h ^= h >> 32;
+	}
+	return h;
+}
+
+static int stack_grow(void)
+{
+	uint32_t ncap = stack_cap ? stack_cap * 2 : 4096;
+	struct stack_slot *nt = mp_real.calloc(ncap, sizeof(*nt));
+	if (!nt)
+		return -1;
+	for (uint32_t i = 0; i < stack_cap; i++) {
+		if (!stack_tab[i].id)
+			continue;
+		uint32_t j = (uint32_t)stack_tab[i].hash & (ncap - 1);
+		while (nt[j].id)
+			j = (j + 1) & (ncap - 1);
+		nt[j] = stack_tab[i];
+	}
+	mp_real.free(stack_tab);
+	stack_tab = nt;
+	stack_cap = ncap;
+	return 0;
+}
+
+/* The id of this stack, sending its definition first if it is new; 0 if
+ * out of memory. */
+static uint32_t intern_stack(const uint64_t *pcs, uint32_t depth)
+{
+	uint64_t h = hash_pcs(pcs, depth);
+	if (stack_cap == 0 && stack_grow() != 0)
+		return 0;
+	uint32_t j = (uint32_t)h & (stack_cap - 1);
+	for (; stack_tab[j].id; j = (j + 1) & (stack_cap - 1)) {
+		struct stack_slot *s = &stack_tab[j];
+		if (s->hash == h && s->depth == depth &&
+		    memcmp(pcs_arena + s->off, pcs, depth * sizeof(uint64_t)) == 0)
+			return s->id;
+	}
+	if (pcs_used + depth > pcs_cap) {
+		uint64_t ncap = pcs_cap ? pcs_cap * 2 : 65536;
+		while (ncap < pcs_used + depth)
+			ncap *= 2;
+		uint64_t *na = mp_real.realloc(pcs_arena, ncap * sizeof(uint64_t));
+		if (!na)
+			return 0;
+		pcs_arena = na;
+		pcs_cap = ncap;
+	}
+	if ((stack_count + 1) * 2 > stack_cap) {
+		if (stack_grow() != 0)
+			return 0;
+		j = (uint32_t)h & (stack_cap - 1);
+		while (stack_tab[j].id)
+			j = (j + 1) & (stack_cap - 1);
+	}
+	memcpy(pcs_arena + pcs_used, pcs, depth * sizeof(uint64_t));
+	struct stack_slot *s = &stack_tab[j];
+	s->hash = h;
+	s->id = ++stack_count;
+	s->depth = depth;
+	s->off = pcs_used;
+	pcs_used += depth;
+	struct mp_stack st = { s->id, depth };
+	struct piece pc[] = { { &st, sizeof(st) }, { pcs, depth * sizeof(uint64_t) } };
+	put_record(MP_REC_STACK, pc, 2);
+	return s->id;
+}
+
+static void stack_reset(void)
+{
+	/* After fork the parent's tables may have been mid-update; abandon
+	 * them rather than trust or free them. */
+	stack_tab = NULL;
+	stack_cap = stack_count = 0;
+	pcs_arena = NULL;
+	pcs_used = pcs_cap = 0;
+}
+
+/* ---- the thread ----------------------------------------------------------- */
+
+static void on_event(uint32_t type, const void *payload, uint32_t len)
+{
+	switch (type) {
+	case MP_EV_ALLOC: {
+		const struct mp_ev_alloc *ev = payload;
+		if (ev->depth == 0 || len < sizeof(*ev) + ev->depth * sizeof(uint64_t))
+			return;
+		uint32_t id = intern_stack(ev->pcs, ev->depth);
+		if (!id)
+			return;
+		struct mp_alloc a = { ev->addr, ev->size, id, 0 };
+		put_simple(MP_REC_ALLOC, &a, sizeof(a));
+		break;
+	}
+	case MP_EV_FREE:
+		put_simple(MP_REC_FREE, payload, sizeof(struct mp_free));
+		break;
+	case MP_EV_WIRE: {
+		const struct mp_rec_hdr *h = payload;
+		put_simple(h->type, h + 1, h->len);
+		break;
+	}
+	}
+}
+
+static void send_drops(void)
+{
+	uint64_t d = atomic_load(&mp_dropped);
+	if (d != drops_sent) {
+		struct mp_drops r = { d };
+		put_simple(MP_REC_DROPS, &r, sizeof(r));
+		drops_sent = d;
+	}
+}
+
+static void *writer_main(void *arg)
+{
+	(void)arg;
+	mp_tls.busy = 1; /* everything this thread allocates is the shim's */
+	send_hello();
+	flush();
+	for (;;) {
+		uint32_t seen = atomic_load_explicit(&wake_word, memory_order_acquire);
+		size_t n = mp_ring_drain(on_event);
+		if (atomic_exchange(&dump_req, false)) {
+			send_drops();
+			put_simple(MP_REC_DUMP, NULL, 0);
+		}
+		if (atomic_load(&finish_word) == 1 && n == 0) {
+			send_drops();
+			put_simple(MP_REC_BYE, NULL, 0);
+			flush();
+			atomic_store(&alive, false);
+			atomic_store(&finish_word, 2);
+			futex_wake(&finish_word);
+			return NULL;
+		}
+		if (outlen)
+			flush();
+		if (n == 0)
+			futex_wait(&wake_word, seen, 50);
+	}
+}
+
+int mp_writer_start(void)
+{
+	if (connect_collector() != 0) {
+		mp_log("cannot reach the collector at %s (%s); profiling is off", mp_cfg.socket,
+		       strerror(errno));
+		return -1;
+	}
+	atomic_store(&finish_word, 0);
+	atomic_store(&alive, true);
+	/* The thread starts with every signal blocked, so that the program's
+	 * signals always go to the program's own threads. */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	int rc = mp_real.pthread_create(&writer_thread, NULL, writer_main, NULL);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc != 0) {
+		atomic_store(&alive, false);
+		close(sock_fd);
+		sock_fd = -1;
+		mp_log("cannot start the writer thread (%s); profiling is off", strerror(rc));
+		return -1;
+	}
+	pthread_setname_np(writer_thread, "memprof-writer");
+	pthread_detach(writer_thread);
+	return 0;
+}
+
+void mp_writer_finish(int timeout_ms)
+{
+	if (!mp_writer_alive())
+		return;
+	atomic_store(&finish_word, 1);
+	mp_writer_wake();
+	struct timespec start, now;
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	while (atomic_load(&finish_word) != 2) {
+		futex_wait(&finish_word, 1, 20);
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		long ms = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
+		if (ms > timeout_ms)
+			break;
+	}
+}
+
+void mp_writer_fork_child(void)
+{
+	/* The parent's connection stays the parent's: close our copy so that
+	 * the collector sees the parent's end when the parent exits. */
+	if (sock_fd >= 0)
+		close(sock_fd);
+	sock_fd = -1;
+	atomic_store(&alive, false);
+	atomic_store(&dump_req, false);
+	outlen = 0;
+	drops_sent = 0;
+	atomic_store(&mp_dropped, 0);
+	stack_reset();
+}
