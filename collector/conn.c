@@ -12,6 +12,8 @@
 #include "collector.h"
 #include "util.h"
 
+struct conn *conns;
+
 /* Bytes read from one client per wake-up, so that one busy client cannot
  * starve the others or the signals. */
 #define READ_BUDGET (1U << 20)

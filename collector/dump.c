@@ -13,6 +13,8 @@
 #include "pprof.h"
 #include "util.h"
 
+struct collector_cfg cfg;
+
 static struct map seqs; /* (hash of name, pid) -> last seq */
 
 static unsigned next_seq(const struct proc *p)

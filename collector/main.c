@@ -26,8 +26,7 @@
 #include "symbolize.h"
 #include "util.h"
 
-struct collector_cfg cfg;
-struct conn *conns;
+
 
 static int epfd = -1;
 static unsigned nconns;
@@ -325,6 +324,7 @@ int main(int argc, char **argv)
 	cfg.dir = abs_dir;
 
 	char sock_buf[PATH_MAX];
+	bool chose_socket = false;
 	int lfd;
 	if (have_listen_fd) {
 		lfd = (int)listen_fd;
@@ -334,6 +334,7 @@ int main(int argc, char **argv)
 		if (!socket_path) {
 			default_socket(sock_buf, sizeof(sock_buf));
 			socket_path = sock_buf;
+			chose_socket = true;
 		}
 		lfd = listen_on(socket_path);
 		if (lfd < 0)
@@ -378,7 +379,8 @@ int main(int argc, char **argv)
 		watch(idle_fd, TAG_IDLE);
 	}
 	uint64_t started = now_monotonic_ns();
-	if (!cfg.private_mode && !have_listen_fd)
+	/* Whoever named the socket knows it; otherwise say where we are. */
+	if (chose_socket || log_verbose)
 		log_msg("listening on %s, writing profiles to %s", socket_path, abs_dir);
 
 	bool stop = false;

@@ -276,6 +276,15 @@ unsigned char *pprof_heap(struct proc *p, const char *default_type, size_t *len)
 	pb_init(&b, p);
 	pb_sample_types(&b, types, 4);
 	pb_period(&b, "space", "bytes", (int64_t)p->rate);
+	/* pprof drops these frames and their callees from the leaf end, so
+	 * that the function that wanted the memory is shown as allocating it
+	 * rather than operator new or std::allocator (the file keeps them). */
+	b.prof.drop_frames = pb_string(&b, "operator new.*|operator delete.*|"
+					   "std::__new_allocator<.*>::allocate|"
+					   "__gnu_cxx::new_allocator<.*>::allocate|"
+					   "std::allocator_traits<.*>::allocate|"
+					   "std::allocator<.*>::allocate|"
+					   "strn?dup|__strn?dup|wcsdup|asprintf|vasprintf");
 	b.prof.default_sample_type = pb_string(&b, default_type);
 	b.prof.time_nanos = (int64_t)now_realtime_ns();
 	pb_process_comments(&b, "heap");
