@@ -30,8 +30,9 @@ struct conn {
 extern struct conn *conns;
 
 /* Reads what the socket has (at most a bounded amount per call) and applies
- * every complete record. Returns 0 while the connection stays open, -1 when
- * it ended (EOF, error, or a malformed record, which is reported). */
+ * every complete record. Returns 0 when the socket has nothing more for now,
+ * 1 when the budget ran out first (call again), -1 when the connection ended
+ * (EOF, error, or a malformed record, which is reported). */
 int conn_read(struct conn *c);
 
 /* Writes the heap (and CPU) profile of c's process now. final marks the

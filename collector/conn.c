@@ -120,5 +120,5 @@ int conn_read(struct conn *c)
 			return -1;
 		}
 	}
-	return 0;
+	return 1;
 }

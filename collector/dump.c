@@ -4,9 +4,11 @@
  * the connection, so an exec of the same program keeps counting).
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "collector.h"
 #include "map.h"
@@ -39,14 +41,28 @@ static void write_profile(const char *path, unsigned char *data, size_t len)
 	free(data);
 }
 
+/*
+ * Did the connection end because its process ended, rather than because it
+ * exec'd? The kernel closes descriptors on exit after it has dropped the
+ * address space, so /proc/PID/exe no longer resolves; after an exec it names
+ * the new program.
+ */
+static bool process_ended(uint32_t pid)
+{
+	char path[64], target[PATH_MAX];
+	snprintf(path, sizeof(path), "/proc/%u/exe", pid);
+	return readlink(path, target, sizeof(target)) < 0 && errno == ENOENT;
+}
+
 void dump_proc(struct conn *c, bool final)
 {
 	struct proc *p = c->proc;
 	if (!p)
 		return;
-	/* An image that did nothing and never said goodbye is the short life
-	 * of a fork child before its exec: not worth a file. */
-	if (final && !p->active)
+	/* An image that did nothing and ended in an exec is the short life of
+	 * a fork child before it became another program: not worth a file. A
+	 * process that ended without a goodbye (_exit, a signal) gets one. */
+	if (final && !p->active && !p->bye && !process_ended(c->peer_pid))
 		return;
 	unsigned seq = next_seq(p);
 	char path[4096];

@@ -209,12 +209,9 @@ static void drain_all(void)
 	for (struct conn *c = conns, *next; c; c = next) {
 		next = c->next;
 		int rc;
-		while ((rc = conn_read(c)) == 0 && c->len == 0) {
-			char probe;
-			if (recv(c->fd, &probe, 1, MSG_PEEK | MSG_DONTWAIT) <= 0)
-				break;
-		}
-		if (rc != 0)
+		while ((rc = conn_read(c)) == 1)
+			;
+		if (rc < 0)
 			close_conn(c);
 	}
 }
@@ -395,6 +392,9 @@ int main(int argc, char **argv)
 		}
 		for (int i = 0; i < n; i++) {
 			uint64_t tag = evs[i].data.u64;
+			/* Signals and timers may close connections that later
+			 * entries of evs point to: handle them last in a batch and
+			 * start over (epoll is level-triggered, nothing is lost). */
 			if (tag == TAG_LISTEN) {
 				accept_clients(lfd);
 			} else if (tag == TAG_SIGNAL) {
@@ -407,12 +407,14 @@ int main(int argc, char **argv)
 						stop = true;
 					}
 				}
+				break;
 			} else if (tag == TAG_INTERVAL) {
 				uint64_t ticks;
 				if (read(interval_fd, &ticks, sizeof(ticks)) == sizeof(ticks)) {
 					drain_all();
 					dump_all(false);
 				}
+				break;
 			} else if (tag == TAG_IDLE) {
 				uint64_t ticks, now = now_monotonic_ns();
 				if (read(idle_fd, &ticks, sizeof(ticks)) == sizeof(ticks) && nconns == 0 &&
@@ -421,7 +423,7 @@ int main(int argc, char **argv)
 					stop = true;
 			} else {
 				struct conn *c = evs[i].data.ptr;
-				if (conn_read(c) != 0)
+				if (conn_read(c) < 0)
 					close_conn(c);
 			}
 		}

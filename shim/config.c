@@ -106,7 +106,7 @@ static void reject(const char *name, const char *value, const char *want, const 
 static const char *const known[] = {
 	"MEMPROF_RATE", "MEMPROF_CPU_HZ", "MEMPROF_DIR", "MEMPROF_INTERVAL",
 	"MEMPROF_SOCKET", "MEMPROF_DUMP_SIGNAL", "MEMPROF_SEED",
-	"MEMPROF_COLLECTOR", NULL,
+	"MEMPROF_COLLECTOR", "MEMPROF_QUIET", NULL,
 };
 
 /* A misspelt setting silently doing nothing is the worst kind of failure for
@@ -135,6 +135,8 @@ void mp_config_load(void)
 	const char *v;
 	uint64_t n;
 
+	if ((v = getenv("MEMPROF_QUIET")) && *v && strcmp(v, "0") != 0)
+		mp_quiet = true;
 	mp_cfg.rate = DEFAULT_RATE;
 	mp_cfg.cpu_hz = DEFAULT_CPU_HZ;
 	mp_cfg.dump_signal = SIGUSR2;

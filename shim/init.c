@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -18,7 +19,9 @@ static _Atomic int resolving;
 
 #define RING_BYTES (1U << 20)             /* sampling: events are rare */
 #define RING_BYTES_FULL_TRACE (16U << 20) /* every allocation */
-#define EXIT_FLUSH_MS 5000
+/* How long exit waits for a collector that takes nothing at all. */
+#define EXIT_STALL_MS 1000
+#define EXIT_STALL_MS_FULL_TRACE 10000
 
 void mp_init(void)
 {
@@ -119,6 +122,10 @@ __attribute__((constructor(101))) static void mp_start(void)
 	pthread_atfork(fork_prepare, fork_parent, fork_child);
 	next = MP_STATE_ON;
 out:
+	/* Whatever kept this process from profiling will keep its children
+	 * from it too; one message is enough. */
+	if (next != MP_STATE_ON && !mp_quiet && (mp_cfg.rate || mp_cfg.cpu_hz))
+		setenv("MEMPROF_QUIET", "1", 1);
 	atomic_store(&mp_state, next);
 	mp_tls.busy--;
 }
@@ -129,6 +136,6 @@ __attribute__((destructor)) static void mp_stop(void)
 	if (!atomic_compare_exchange_strong(&mp_state, &expected, MP_STATE_OFF))
 		return;
 	mp_tls.busy++;
-	mp_writer_finish(EXIT_FLUSH_MS);
+	mp_writer_finish(mp_cfg.full_trace ? EXIT_STALL_MS_FULL_TRACE : EXIT_STALL_MS);
 	mp_tls.busy--;
 }

@@ -107,8 +107,12 @@ int mp_format(char *buf, size_t size, const char *fmt, ...)
 	return n;
 }
 
+bool mp_quiet;
+
 void mp_log(const char *fmt, ...)
 {
+	if (mp_quiet)
+		return;
 	int saved = errno;
 	char line[512] = "memprof: ";
 	size_t pre = strlen(line);

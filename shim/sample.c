@@ -114,24 +114,27 @@ static void record_alloc(void *p, size_t size)
 void mp_sample_slow(void *p, size_t size)
 {
 	struct mp_tls *t = &mp_tls;
-	bool first = !t->seeded;
-	if (MP_UNLIKELY(first))
+	if (MP_UNLIKELY(!t->seeded))
 		seed_thread(t);
-	if (t->busy || atomic_load_explicit(&mp_state, memory_order_acquire) != MP_STATE_ON) {
-		/* The shim's own allocations, or recording is not (or no
-		 * longer) on: re-arm without recording. */
-		t->countdown = atomic_load(&mp_state) == MP_STATE_OFF ? INT64_MAX / 2
-								      : next_countdown(t);
+	int state = atomic_load_explicit(&mp_state, memory_order_acquire);
+	if (state != MP_STATE_ON) {
+		/* Before the constructor has read MEMPROF_RATE, come back at the
+		 * next allocation; once off for good, stay out of the way. */
+		t->countdown = state == MP_STATE_OFF ? INT64_MAX / 2 : 0;
+		t->armed = 0;
 		return;
 	}
-	if (first && mp_cfg.rate > 1) {
-		/* A thread's first allocation: the countdown was never drawn.
-		 * Draw it and decide this allocation the ordinary way. */
+	if (!t->armed) {
+		/* The thread's first decision: draw the countdown and judge this
+		 * allocation the ordinary way. */
+		t->armed = 1;
 		t->countdown = next_countdown(t) - (int64_t)size;
 		if (t->countdown > 0)
 			return;
 	}
 	t->countdown = next_countdown(t);
+	if (t->busy)
+		return; /* the shim's own allocation */
 	t->busy++;
 	record_alloc(p, size);
 	t->busy--;

@@ -70,6 +70,7 @@ void mp_config_load(void);
  * "memprof: ". Async-signal-safe for %s, %d, %u, %lu, %x, %lx, %zu and %%
  * (its own minimal formatter; no stdio, no malloc). */
 void mp_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+extern bool mp_quiet; /* MEMPROF_QUIET: say nothing at all */
 int mp_vformat(char *buf, size_t size, const char *fmt, va_list ap);
 int mp_format(char *buf, size_t size, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -96,7 +97,8 @@ void mp_disable(const char *why);
 struct mp_tls {
 	int64_t countdown; /* bytes until the next heap sample; <= 0: slow path */
 	uint32_t busy;     /* > 0 while the shim itself runs on this thread */
-	uint32_t seeded;   /* rng below has been initialised */
+	uint16_t seeded;   /* rng below has been initialised */
+	uint16_t armed;    /* countdown was drawn at the configured rate */
 	uint64_t rng;      /* xorshift64* state */
 };
 extern __thread struct mp_tls mp_tls __attribute__((tls_model("initial-exec")));
@@ -200,9 +202,9 @@ int mp_writer_start(void);
 void mp_writer_wake(void);
 /* Asks the writer for a dump of this process (async-signal-safe). */
 void mp_writer_request_dump(void);
-/* Flushes everything, says goodbye and stops the writer; waits at most
- * timeout_ms. Called at exit. */
-void mp_writer_finish(int timeout_ms);
+/* Flushes everything, says goodbye and stops the writer; gives up when the
+ * collector has taken nothing for stall_ms. Called at exit. */
+void mp_writer_finish(int stall_ms);
 /* In a forked child: forget the parent's connection and thread. */
 void mp_writer_fork_child(void);
 bool mp_writer_alive(void);

@@ -34,6 +34,7 @@ static _Atomic uint32_t wake_word;   /* futex: bumped to wake the writer */
 static _Atomic uint32_t finish_word; /* futex: 1 = asked to finish, 2 = done */
 static _Atomic bool dump_req;
 static uint64_t drops_sent;
+static _Atomic uint64_t bytes_sent; /* progress, watched by mp_writer_finish */
 
 static unsigned char outbuf[64 * 1024];
 static size_t outlen;
@@ -109,6 +110,7 @@ static void send_all(const void *buf, size_t len)
 		}
 		p += n;
 		len -= (size_t)n;
+		atomic_fetch_add_explicit(&bytes_sent, (uint64_t)n, memory_order_relaxed);
 	}
 }
 
@@ -449,20 +451,33 @@ int mp_writer_start(void)
 	return 0;
 }
 
-void mp_writer_finish(int timeout_ms)
+static long elapsed_ms(const struct timespec *since)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (now.tv_sec - since->tv_sec) * 1000 + (now.tv_nsec - since->tv_nsec) / 1000000;
+}
+
+void mp_writer_finish(int stall_ms)
 {
 	if (!mp_writer_alive())
 		return;
 	atomic_store(&finish_word, 1);
 	mp_writer_wake();
-	struct timespec start, now;
-	clock_gettime(CLOCK_MONOTONIC, &start);
+	/* Wait as long as the writer gets data through; a collector that
+	 * takes nothing for stall_ms is not worth holding the exit for. */
+	struct timespec progress;
+	clock_gettime(CLOCK_MONOTONIC, &progress);
+	uint64_t seen = atomic_load(&bytes_sent);
 	while (atomic_load(&finish_word) != 2) {
 		futex_wait(&finish_word, 1, 20);
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		long ms = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
-		if (ms > timeout_ms)
+		uint64_t now_sent = atomic_load(&bytes_sent);
+		if (now_sent != seen) {
+			seen = now_sent;
+			clock_gettime(CLOCK_MONOTONIC, &progress);
+		} else if (elapsed_ms(&progress) > stall_ms) {
 			break;
+		}
 	}
 }
 

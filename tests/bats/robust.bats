@@ -1,0 +1,209 @@
+#!/usr/bin/env bats
+# Bad settings, missing, dying, stalled and hostile collectors: the program
+# always runs on and prints what it would print without memprof.
+
+load test_helper
+
+# A collector of our own on a socket in the test directory.
+start_collector() {
+	"$COLLECTOR" --socket "$TEST_TMP/sock" --dir out "$@" 2>collector.err &
+	COLLECTOR_PID=$!
+	BG_PIDS+=($COLLECTOR_PID)
+	for ((i = 0; i < 500; i++)); do
+		[ -S "$TEST_TMP/sock" ] && return 0
+		sleep 0.01
+	done
+	return 1
+}
+
+@test "an unparsable setting is named in one line on stderr and the program runs on" {
+	expected=$("$T/target_threads")
+	for setting in MEMPROF_RATE=lots MEMPROF_CPU_HZ=-5 MEMPROF_INTERVAL=1h \
+		MEMPROF_DUMP_SIGNAL=SIGNOPE MEMPROF_SEED=x1 MEMPROF_RATE=12q; do
+		name=${setting%%=*}
+		run env "$setting" "$MEMPROF" run -o out -- "$T/target_threads"
+		[ "$status" -eq 0 ]
+		# Exactly one line about it, though the program forks and execs.
+		[ "${#lines[@]}" -eq 2 ]
+		[[ ${lines[0]} == "memprof: $setting is not "*"; using "* ]]
+		[ "${lines[1]}" = "$expected" ]
+	done
+}
+
+@test "a misspelt MEMPROF_ variable is named" {
+	run env MEMPROF_RAT=1 "$MEMPROF" run -o out -- true
+	[ "$status" -eq 0 ]
+	[[ $output == *"unknown setting MEMPROF_RAT ignored"* ]]
+}
+
+@test "with no collector at MEMPROF_SOCKET the program runs and says so once" {
+	expected=$("$T/target_threads")
+	run env MEMPROF_SOCKET="$TEST_TMP/nobody-here" LD_PRELOAD="$SHIM" "$T/target_threads"
+	[ "$status" -eq 0 ]
+	[ "${lines[0]}" = "memprof: cannot reach the collector at $TEST_TMP/nobody-here (No such file or directory); profiling is off" ]
+	[ "${lines[1]}" = "$expected" ]
+}
+
+@test "a collector killed mid-run does not harm the program" {
+	expected=$("$T/target_threads")
+	start_collector
+	MEMPROF_SOCKET="$TEST_TMP/sock" MEMPROF_RATE=1 LD_PRELOAD="$SHIM" "$T/target_threads" >prog.out 2>prog.err &
+	prog=$!
+	BG_PIDS+=($prog)
+	sleep 0.3
+	kill -KILL "$COLLECTOR_PID"
+	wait "$prog"
+	[ "$(cat prog.out)" = "$expected" ]
+	grep -q "lost the collector" prog.err
+}
+
+@test "a stopped collector never blocks a sampling program; the drops are reported" {
+	expected=$("$T/target_threads")
+	start_collector
+	kill -STOP "$COLLECTOR_PID"
+	# A low rate makes far more events than the socket and ring can hold.
+	# The program finishes, exit included, though nothing is read: exit
+	# waits only a second for a collector that takes nothing.
+	start=$(date +%s%N)
+	run env MEMPROF_SOCKET="$TEST_TMP/sock" MEMPROF_RATE=512 LD_PRELOAD="$SHIM" "$T/target_threads"
+	elapsed_ms=$((($(date +%s%N) - start) / 1000000))
+	echo "# ran in $elapsed_ms ms with the collector stopped" >&3
+	[ "$status" -eq 0 ]
+	[ "$output" = "$expected" ]
+	# While the program lives, it keeps its count of what it dropped and
+	# reports it once the collector reads again.
+	MEMPROF_SOCKET="$TEST_TMP/sock" MEMPROF_RATE=512 LD_PRELOAD="$SHIM" "$T/target_heap" >prog.out &
+	prog=$!
+	BG_PIDS+=($prog)
+	wait_for_line prog.out '^ready'
+	kill -CONT "$COLLECTOR_PID"
+	kill -USR1 "$prog"
+	wait "$prog"
+	f=$(wait_for_file "out/target_heap.$prog.0001.heap.pb.gz" 5)
+	run pprof -raw "$f"
+	[[ $output == *"events dropped"* ]]
+}
+
+@test "a client that sends garbage is dropped and the collector serves everyone else" {
+	start_collector
+	python3 - "$TEST_TMP/sock" <<'EOF'
+import os, socket, struct, sys
+def client(data):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(sys.argv[1])
+    s.sendall(data)
+    return s
+held = []
+held.append(client(os.urandom(4096)))                      # noise
+held.append(client(struct.pack("<II", 1, 100) + os.urandom(100)))  # not our hello
+held.append(client(struct.pack("<II", 1, 0xffffffff)))     # absurd length
+held.append(client(struct.pack("<II", 1, 8) + b"x" * 8))   # short hello
+body = struct.pack("<IIIIQIIQIIII", 0x4f52504d, 1, 4242, 1, 4096, 0, 0, 0, 0, 4, 0, 0) + b"fake"
+hello = struct.pack("<II", 1, len(body)) + body
+held.append(client(hello + struct.pack("<IIQQII", 4, 24, 16, 32, 7, 0)))  # unknown stack
+held.append(client(hello + struct.pack("<II", 3, 16) + struct.pack("<IIQ", 5, 1, 4096)))  # ids out of order
+held.append(client(hello[:20]))                            # truncated, then gone
+EOF
+	MEMPROF_SOCKET="$TEST_TMP/sock" LD_PRELOAD="$SHIM" "$T/target_heap" >prog.out &
+	prog=$!
+	BG_PIDS+=($prog)
+	wait_for_line prog.out '^ready'
+	kill -USR2 "$prog"
+	wait_for_file "out/target_heap.$prog.0001.heap.pb.gz" 1
+	kill -USR1 "$prog"
+	wait "$prog"
+	kill -0 "$COLLECTOR_PID"
+	cat collector.err | sed 's/^/# /' >&3
+	[ "$(grep -c 'dropping' collector.err)" -eq 6 ]
+	grep -q "unknown record type" collector.err
+	grep -q "short hello" collector.err
+	grep -q "not a memprof client" collector.err
+	grep -q "record too long" collector.err
+	grep -q "alloc names an unknown stack" collector.err
+	grep -q "stack ids out of sequence" collector.err
+}
+
+@test "the collector's socket is private to its user" {
+	start_collector
+	[ "$(stat -c %a "$TEST_TMP/sock")" = 600 ]
+}
+
+@test "LD_PRELOAD alone starts a private collector, which leaves once the program has gone" {
+	MEMPROF_RATE=65536 LD_PRELOAD="$SHIM" "$T/target_heap" >prog.out &
+	prog=$!
+	BG_PIDS+=($prog)
+	wait_for_line prog.out '^ready'
+	kill -USR2 "$prog"
+	f=$(wait_for_file "memprof-out/target_heap.$prog.0001.heap.pb.gz" 1)
+	within "$(flat "$f" inuse_space hold_big)" $((48 * 1024 * 1024)) 25
+	collector=$(pgrep -f "memprof-collector --private.*$TEST_TMP" || true)
+	[ -n "$collector" ]
+	kill -USR1 "$prog"
+	wait "$prog"
+	wait_for_file "memprof-out/target_heap.$prog.0002.heap.pb.gz" 2
+	for ((i = 0; i < 500; i++)); do
+		kill -0 "$collector" 2>/dev/null || break
+		sleep 0.01
+	done
+	! kill -0 "$collector" 2>/dev/null
+}
+
+@test "memprof run follows fork and exec, names each file after its program, and exits with the command's status" {
+	run "$MEMPROF" run -o out -- sh -c 'python3 -c "print(42)"; echo hello | wc -c; exit 3'
+	[ "$status" -eq 3 ]
+	[ "${lines[0]}" = 42 ]
+	[ "${lines[1]}" = 6 ]
+	ls out/sh.*.0001.heap.pb.gz out/python3*.heap.pb.gz out/wc.*.0001.heap.pb.gz
+	# A file per process: no pid appears under two names' first files twice.
+	[ -z "$(ls out | grep -v '\.heap\.pb\.gz$')" ]
+}
+
+@test "memprof run rejects bad options with a clear message" {
+	run "$MEMPROF" run --rate many -- true
+	[ "$status" -eq 2 ]
+	[ "$output" = "memprof: --rate wants a number of bytes, not 'many'" ]
+	run "$MEMPROF" run --cpu-hz 20000 -- true
+	[ "$status" -eq 2 ]
+	run "$MEMPROF" run
+	[ "$status" -eq 2 ]
+	[[ $output == *"no command given"* ]]
+	run "$MEMPROF" frobnicate
+	[ "$status" -eq 2 ]
+}
+
+@test "kill -USR2 of the collector dumps every process; --interval dumps periodically" {
+	start_collector --interval 1
+	for i in 1 2; do
+		MEMPROF_SOCKET="$TEST_TMP/sock" MEMPROF_RATE=65536 LD_PRELOAD="$SHIM" "$T/target_heap" >prog$i.out &
+		BG_PIDS+=($!)
+		eval "prog$i=$!"
+		wait_for_line prog$i.out '^ready'
+	done
+	kill -USR2 "$COLLECTOR_PID"
+	wait_for_file "out/target_heap.$prog1.0001.heap.pb.gz" 1
+	wait_for_file "out/target_heap.$prog2.0001.heap.pb.gz" 1
+	wait_for_file "out/target_heap.$prog1.0003.heap.pb.gz" 3
+	kill -USR1 "$prog1" "$prog2"
+	wait "$prog1" "$prog2"
+}
+
+@test "no half-written or temporary files are left in the profile directory" {
+	"$MEMPROF" run -o out --interval 1 -- sh -c 'sleep 1.5'
+	[ -z "$(ls -A out | grep -v '^[^.].*\.heap\.pb\.gz$')" ]
+}
+
+@test "the shim exports only the allocator entry points" {
+	run sh -c "nm -D --defined-only '$SHIM' | awk '{ print \$3 }' | sort | tr '\n' ' '"
+	[ "$output" = "aligned_alloc calloc free malloc memalign posix_memalign pvalloc realloc reallocarray valloc " ]
+}
+
+@test "make install puts the library, the collector and memprof under PREFIX" {
+	make -C "$ROOT" -s install PREFIX="$TEST_TMP/prefix" >/dev/null
+	[ -x "$TEST_TMP/prefix/bin/memprof" ]
+	run "$TEST_TMP/prefix/bin/memprof" run -o out -- "$T/target_threads"
+	[ "$status" -eq 0 ]
+	ls out/target_threads.*.heap.pb.gz
+	make -C "$ROOT" -s install PREFIX=/usr DESTDIR="$TEST_TMP/stage" >/dev/null
+	[ -f "$TEST_TMP/stage/usr/lib/memprof/libmemprof.so" ]
+	grep -q '^MEMPROF_LIBDIR=/usr/lib/memprof$' "$TEST_TMP/stage/usr/bin/memprof"
+}

@@ -1,0 +1,106 @@
+# Shared setup for the end-to-end tests: each test runs in its own short
+# temporary directory (socket paths must stay under 108 bytes) with no
+# MEMPROF_* settings inherited from the caller.
+
+ROOT=$(cd "$BATS_TEST_DIRNAME/../.." && pwd)
+BUILD=$ROOT/build
+MEMPROF=$ROOT/scripts/memprof
+SHIM=$BUILD/libmemprof.so
+COLLECTOR=$BUILD/memprof-collector
+T=$BUILD/tests
+
+setup() {
+	while read -r name; do unset "$name"; done < <(compgen -e | grep '^MEMPROF_' || true)
+	unset LD_PRELOAD DEBUGINFOD_URLS
+	TEST_TMP=$(mktemp -d /tmp/mpt.XXXXXX)
+	cd "$TEST_TMP" || return 1
+	BG_PIDS=()
+}
+
+teardown() {
+	local pid
+	for pid in "${BG_PIDS[@]}"; do
+		kill -KILL "$pid" 2>/dev/null || true
+	done
+	cd /
+	rm -rf "$TEST_TMP"
+}
+
+# Runs go tool pprof quietly (it prints "File: ..." headers on stderr).
+pprof() {
+	go tool pprof "$@" 2>/dev/null
+}
+
+# flat VALUE of FUNCTION in FILE for SAMPLE_INDEX, as a plain integer (bytes
+# or objects); 0 when the function is not listed.
+flat() {
+	local file=$1 index=$2 fn=$3
+	pprof -sample_index="$index" -unit=B -nodefraction=0 -top "$file" |
+		awk -v fn="$fn" '
+			/^ *flat / { table = 1; next }
+			table {
+				name = $0
+				sub(/^ *[^ ]+ +[^ ]+ +[^ ]+ +[^ ]+ +[^ ]+ +/, "", name)
+				if (name == fn) { v = $1; sub(/B$/, "", v); print v; found = 1; exit }
+			}
+			END { if (!found) print 0 }'
+}
+
+# total VALUE of SAMPLE_INDEX in FILE.
+total() {
+	pprof -sample_index="$2" -unit=B -top "$1" |
+		awk '/^Showing nodes accounting for/ { v = $NF; sub(/B$/, "", v); print v; exit }'
+}
+
+# within ACTUAL EXPECTED PERCENT: true when ACTUAL is within PERCENT% of
+# EXPECTED; says the figures either way.
+within() {
+	local actual=$1 expected=$2 pct=$3
+	local ok
+	ok=$(awk -v a="$actual" -v e="$expected" -v p="$pct" \
+		'BEGIN { d = a - e; if (d < 0) d = -d; print (d <= e * p / 100) ? 1 : 0 }')
+	echo "# $actual vs $expected (tolerance $pct%): $([ "$ok" = 1 ] && echo ok || echo OUT)" >&3
+	[ "$ok" = 1 ]
+}
+
+# Waits up to SECONDS for a file matching GLOB; prints its name.
+wait_for_file() {
+	local glob=$1 seconds=$2 i f
+	for ((i = 0; i < seconds * 100; i++)); do
+		for f in $glob; do
+			if [ -e "$f" ]; then
+				echo "$f"
+				return 0
+			fi
+		done
+		sleep 0.01
+	done
+	return 1
+}
+
+# Waits until FILE has a line matching REGEX (a program said it is ready).
+wait_for_line() {
+	local file=$1 regex=$2 i
+	for ((i = 0; i < 3000; i++)); do
+		grep -qE "$regex" "$file" 2>/dev/null && return 0
+		sleep 0.01
+	done
+	echo "# timed out waiting for /$regex/ in $file" >&3
+	return 1
+}
+
+# Every location of every profile given has a function name.
+all_locations_named() {
+	local f bad
+	for f in "$@"; do
+		bad=$(pprof -raw "$f" | awk '
+			/^Locations/ { loc = 1; next }
+			/^Mappings/ { loc = 0 }
+			loc && /^ *[0-9]+: / && NF < 4 { print }')
+		if [ -n "$bad" ]; then
+			echo "# $f has unnamed locations:" >&3
+			echo "$bad" | head -5 | sed 's/^/#   /' >&3
+			return 1
+		fi
+	done
+}
