@@ -1,8 +1,10 @@
 /*
  * The allocator entry points the host program calls, and the bootstrap that
- * finds the real ones. Each wrapper calls the real function and then does one
- * subtraction and one compare (mp_note_alloc); free() does one load
- * (mp_live_maybe). Sampling, reporting and everything else is in sample.c.
+ * finds the real ones. Each wrapper calls the real function through mp_real
+ * and then does one subtraction and one compare (mp_note_alloc); free()
+ * does one load (mp_live_maybe). Until the real functions are known, mp_real
+ * points at the boot_* functions below, so the fast path needs no "are we
+ * ready" test. Sampling, reporting and everything else is in sample.c.
  */
 #include <dlfcn.h>
 #include <errno.h>
@@ -16,8 +18,6 @@
 
 #define MP_EXPORT __attribute__((visibility("default")))
 
-struct mp_real_fns mp_real;
-_Atomic int mp_real_ready;
 
 /*
  * dlsym() may allocate (glibc's dlerror state uses calloc) before we know
@@ -58,6 +58,88 @@ static size_t early_size(const void *p)
 	return size;
 }
 
+/* ---- before the real allocator is known ------------------------------- */
+
+/* Resolve (or learn that this thread is resolving right now: dlsym calling
+ * calloc), then serve from the real allocator or the early arena. */
+static bool boot(void)
+{
+	mp_init();
+	return atomic_load_explicit(&mp_real_ready, memory_order_acquire);
+}
+
+static void *boot_malloc(size_t size)
+{
+	return boot() ? mp_real.malloc(size) : early_alloc(size, 16);
+}
+
+static void *boot_calloc(size_t n, size_t size)
+{
+	size_t total;
+	if (__builtin_mul_overflow(n, size, &total)) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	return boot() ? mp_real.calloc(n, size) : early_alloc(total, 16);
+}
+
+static void *boot_realloc(void *old, size_t size)
+{
+	if (boot())
+		return mp_real.realloc(old, size);
+	void *p = early_alloc(size, 16);
+	if (p && old)
+		memcpy(p, old, early_size(old) < size ? early_size(old) : size);
+	return p;
+}
+
+static void boot_free(void *p)
+{
+	if (boot())
+		mp_real.free(p);
+	/* else: it can only be an early block, which is never reused */
+}
+
+static int boot_posix_memalign(void **out, size_t align, size_t size)
+{
+	if (boot())
+		return mp_real.posix_memalign(out, align, size);
+	return (*out = early_alloc(size, align)) ? 0 : ENOMEM;
+}
+
+static void *boot_memalign(size_t align, size_t size)
+{
+	return boot() ? mp_real.memalign(align, size) : early_alloc(size, align);
+}
+
+static void *boot_aligned_alloc(size_t align, size_t size)
+{
+	return boot() ? mp_real.aligned_alloc(align, size) : early_alloc(size, align);
+}
+
+static void *boot_valloc(size_t size)
+{
+	return boot() ? mp_real.valloc(size) : early_alloc(size, 4096);
+}
+
+static void *boot_pvalloc(size_t size)
+{
+	return boot() ? mp_real.pvalloc(size) : early_alloc((size + 4095) & ~(size_t)4095, 4096);
+}
+
+struct mp_real_fns mp_real = {
+	.malloc = boot_malloc,
+	.free = boot_free,
+	.calloc = boot_calloc,
+	.realloc = boot_realloc,
+	.posix_memalign = boot_posix_memalign,
+	.aligned_alloc = boot_aligned_alloc,
+	.memalign = boot_memalign,
+	.valloc = boot_valloc,
+	.pvalloc = boot_pvalloc,
+};
+_Atomic int mp_real_ready;
+
 /* glibc's own names for its allocator, the fallback if dlsym fails. */
 extern void *__libc_malloc(size_t);
 extern void __libc_free(void *);
@@ -78,68 +160,52 @@ static int libc_posix_memalign(void **out, size_t align, size_t size)
 	return 0;
 }
 
-static void use_libc_fallbacks(void)
-{
-	mp_real.malloc = __libc_malloc;
-	mp_real.free = __libc_free;
-	mp_real.calloc = __libc_calloc;
-	mp_real.realloc = __libc_realloc;
-	mp_real.posix_memalign = libc_posix_memalign;
-	mp_real.aligned_alloc = __libc_memalign;
-	mp_real.memalign = __libc_memalign;
-	mp_real.valloc = __libc_valloc;
-	mp_real.pvalloc = __libc_pvalloc;
-}
-
 int mp_resolve_real(void)
 {
+	/* Fill a copy, then publish it field by field: each field goes from
+	 * its boot_* function to the real one in a single store, and until all
+	 * are set (mp_real_ready) the boot functions keep serving. dlsym may
+	 * call calloc meanwhile, which then comes from the early arena. */
+	struct mp_real_fns r = { 0 };
+	void *(*pthread_create_fn)(void) = NULL;
+	*(void **)&r.calloc = dlsym(RTLD_NEXT, "calloc");
+	*(void **)&r.malloc = dlsym(RTLD_NEXT, "malloc");
+	*(void **)&r.free = dlsym(RTLD_NEXT, "free");
+	*(void **)&r.realloc = dlsym(RTLD_NEXT, "realloc");
+	*(void **)&r.posix_memalign = dlsym(RTLD_NEXT, "posix_memalign");
+	*(void **)&r.aligned_alloc = dlsym(RTLD_NEXT, "aligned_alloc");
+	*(void **)&r.memalign = dlsym(RTLD_NEXT, "memalign");
+	*(void **)&r.valloc = dlsym(RTLD_NEXT, "valloc");
+	*(void **)&r.pvalloc = dlsym(RTLD_NEXT, "pvalloc");
+	*(void **)&pthread_create_fn = dlsym(RTLD_NEXT, "pthread_create");
 	int rc = 0;
-#define RESOLVE(name)                                                             \
-	do {                                                                      \
-		*(void **)&mp_real.name = dlsym(RTLD_NEXT, #name);                \
-		if (!mp_real.name)                                                \
-			rc = -1;                                                  \
-	} while (0)
-	/* The order matters: dlsym may call calloc, so calloc comes first
-	 * among the functions the arena stands in for. */
-	RESOLVE(calloc);
-	RESOLVE(malloc);
-	RESOLVE(free);
-	RESOLVE(realloc);
-	RESOLVE(posix_memalign);
-	RESOLVE(aligned_alloc);
-	RESOLVE(memalign);
-	RESOLVE(valloc);
-	RESOLVE(pvalloc);
-	RESOLVE(pthread_create);
-#undef RESOLVE
-	if (rc != 0 || !mp_real.malloc || !mp_real.free)
-		use_libc_fallbacks();
+	if (!r.malloc || !r.free || !r.calloc || !r.realloc || !r.posix_memalign ||
+	    !r.aligned_alloc || !r.memalign || !r.valloc || !r.pvalloc) {
+		r = (struct mp_real_fns){
+			.malloc = __libc_malloc,
+			.free = __libc_free,
+			.calloc = __libc_calloc,
+			.realloc = __libc_realloc,
+			.posix_memalign = libc_posix_memalign,
+			.aligned_alloc = __libc_memalign,
+			.memalign = __libc_memalign,
+			.valloc = __libc_valloc,
+			.pvalloc = __libc_pvalloc,
+		};
+		rc = -1;
+	}
+	*(void **)&r.pthread_create = (void *)pthread_create_fn;
+	if (!r.pthread_create)
+		r.pthread_create = pthread_create;
+	mp_real = r;
 	atomic_store_explicit(&mp_real_ready, 1, memory_order_release);
 	return rc;
 }
 
-/* Until mp_real is complete, allocations come from the early arena. */
-static inline bool ready(void)
-{
-	return MP_LIKELY(atomic_load_explicit(&mp_real_ready, memory_order_acquire));
-}
-
-static void *slow_alloc(size_t size, size_t align)
-{
-	mp_init();
-	if (ready())
-		return NULL; /* caller retries with the real allocator */
-	return early_alloc(size, align);
-}
+/* ---- the entry points ---------------------------------------------------- */
 
 MP_EXPORT void *malloc(size_t size)
 {
-	if (!ready()) {
-		void *p = slow_alloc(size, 16);
-		if (p || !ready())
-			return p;
-	}
 	void *p = mp_real.malloc(size);
 	if (MP_LIKELY(p))
 		mp_note_alloc(p, size);
@@ -148,13 +214,8 @@ MP_EXPORT void *malloc(size_t size)
 
 MP_EXPORT void free(void *p)
 {
-	if (MP_UNLIKELY(!p || is_early(p)))
+	if (MP_UNLIKELY(is_early(p)))
 		return;
-	if (MP_UNLIKELY(!ready())) {
-		mp_init();
-		if (!ready())
-			return; /* cannot be ours to free; leaking beats crashing */
-	}
 	if (MP_UNLIKELY(mp_live_maybe(p)))
 		mp_sample_free(p);
 	mp_real.free(p);
@@ -162,31 +223,18 @@ MP_EXPORT void free(void *p)
 
 MP_EXPORT void *calloc(size_t n, size_t size)
 {
-	size_t total;
-	if (__builtin_mul_overflow(n, size, &total)) {
-		errno = ENOMEM;
-		return NULL;
-	}
-	if (!ready()) {
-		void *p = slow_alloc(total, 16);
-		if (p || !ready())
-			return p;
-	}
 	void *p = mp_real.calloc(n, size);
 	if (MP_LIKELY(p))
-		mp_note_alloc(p, total);
+		mp_note_alloc(p, n * size); /* cannot overflow: calloc checked */
 	return p;
 }
 
 MP_EXPORT void *realloc(void *old, size_t size)
 {
-	if (!ready() || MP_UNLIKELY(old && is_early(old))) {
-		mp_init();
-		void *p = ready() ? malloc(size) : early_alloc(size, 16);
-		if (p && old) {
-			size_t n = early_size(old);
-			memcpy(p, old, n < size ? n : size);
-		}
+	if (MP_UNLIKELY(old && is_early(old))) {
+		void *p = malloc(size);
+		if (p)
+			memcpy(p, old, early_size(old) < size ? early_size(old) : size);
 		return p;
 	}
 	/* Report the free first: once the real realloc returns, another thread
@@ -211,38 +259,40 @@ MP_EXPORT void *reallocarray(void *old, size_t n, size_t size)
 
 MP_EXPORT int posix_memalign(void **out, size_t align, size_t size)
 {
-	if (!ready()) {
-		void *p = slow_alloc(size, align);
-		if (p || !ready()) {
-			if (!p)
-				return ENOMEM;
-			*out = p;
-			return 0;
-		}
-	}
 	int rc = mp_real.posix_memalign(out, align, size);
 	if (MP_LIKELY(rc == 0))
 		mp_note_alloc(*out, size);
 	return rc;
 }
 
-/* The remaining aligned allocators share one shape: call the real function,
- * then account for the block. */
-#define ALIGNED_WRAPPER(name, params, args, size_expr, early_align)              \
-	MP_EXPORT void *name params                                               \
-	{                                                                         \
-		if (!ready()) {                                                   \
-			void *p = slow_alloc(size_expr, early_align);             \
-			if (p || !ready())                                        \
-				return p;                                         \
-		}                                                                 \
-		void *p = mp_real.name args;                                      \
-		if (MP_LIKELY(p))                                                 \
-			mp_note_alloc(p, size_expr);                              \
-		return p;                                                         \
-	}
+MP_EXPORT void *aligned_alloc(size_t align, size_t size)
+{
+	void *p = mp_real.aligned_alloc(align, size);
+	if (MP_LIKELY(p))
+		mp_note_alloc(p, size);
+	return p;
+}
 
-ALIGNED_WRAPPER(aligned_alloc, (size_t align, size_t size), (align, size), size, align)
-ALIGNED_WRAPPER(memalign, (size_t align, size_t size), (align, size), size, align)
-ALIGNED_WRAPPER(valloc, (size_t size), (size), size, 4096)
-ALIGNED_WRAPPER(pvalloc, (size_t size), (size), size, 4096)
+MP_EXPORT void *memalign(size_t align, size_t size)
+{
+	void *p = mp_real.memalign(align, size);
+	if (MP_LIKELY(p))
+		mp_note_alloc(p, size);
+	return p;
+}
+
+MP_EXPORT void *valloc(size_t size)
+{
+	void *p = mp_real.valloc(size);
+	if (MP_LIKELY(p))
+		mp_note_alloc(p, size);
+	return p;
+}
+
+MP_EXPORT void *pvalloc(size_t size)
+{
+	void *p = mp_real.pvalloc(size);
+	if (MP_LIKELY(p))
+		mp_note_alloc(p, size);
+	return p;
+}
