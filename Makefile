@@ -49,7 +49,7 @@ SHIM_LIBS := -lunwind -ldl -lpthread -lm
 TARGET_C := $(wildcard tests/c/target_*.c)
 TARGET_CXX := $(wildcard tests/c/target_*.cpp)
 TARGETS := $(TARGET_C:tests/c/%.c=$(B)/tests/%) $(TARGET_CXX:tests/c/%.cpp=$(B)/tests/%) \
-	$(B)/tests/libplugin.so
+	$(B)/tests/libplugin.so $(B)/examples/demo_app
 UNIT_SRC := $(wildcard tests/c/unit_*.c)
 UNITS := $(UNIT_SRC:tests/c/%.c=$(B)/tests/%)
 
@@ -91,15 +91,26 @@ $(B)/tests/libplugin.so: tests/c/plugin.c
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(BASE_CFLAGS) $(TARGET_CFLAGS) -fPIC -shared -o $@ $<
 
+$(B)/examples/%: examples/%.c
+	$(call say,CC,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(BASE_CFLAGS) $(TARGET_CFLAGS) -o $@ $<
+
 $(B)/tests/target_%: tests/c/target_%.c
 	$(call say,CC,$@)
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(BASE_CFLAGS) $(TARGET_CFLAGS) -o $@ $< -ldl -lm
 
+$(B)/examples/%: examples/%.c
+	$(call say,CC,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(BASE_CFLAGS) $(TARGET_CFLAGS) -o $@ $<
+
 $(B)/tests/target_%: tests/c/target_%.cpp
 	$(call say,CXX,$@)
 	@mkdir -p $(@D)
-	$(Q)$(CXX) -std=gnu++17 $(WARN) -MMD -MP $(TARGET_CFLAGS) -o $@ $< -ldl
+	$(Q)$(CXX) -std=gnu++17 $(filter-out -Wstrict-prototypes,$(WARN)) -MMD -MP \
+		$(TARGET_CFLAGS) -o $@ $< -ldl
 
 $(B)/tests/libfixture_cxx.so: tests/c/fixture_cxx.cpp
 	$(call say,CXX,$@)
