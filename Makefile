@@ -63,7 +63,7 @@ $(B)/shim/%.o: shim/%.c
 
 $(B)/libmemprof.so: $(SHIM_OBJ) shim/exports.map
 	$(call say,LD,$@)
-	$(Q)$(CC) -shared -fPIC -Wl,--version-script=shim/exports.map -Wl,-z,nodelete \
+	$(Q)$(CC) -shared -fPIC -Wl,--version-script=shim/exports.map -Wl,-z,nodelete -Wl,--no-undefined \
 		-Wl,-z,now -o $@ $(SHIM_OBJ) $(SHIM_LIBS)
 
 # ---- the collector --------------------------------------------------------

@@ -70,6 +70,16 @@ void dump_proc(struct conn *c, bool final)
 	snprintf(path, sizeof(path), "%s/%s.%u.%04u.heap.pb.gz", cfg.dir, p->name, p->pid, seq);
 	unsigned char *heap = pprof_heap(p, "inuse_space", &len);
 	write_profile(path, heap, len);
+	if (p->cpu_hz) {
+		snprintf(path, sizeof(path), "%s/%s.%u.%04u.cpu.pb.gz", cfg.dir, p->name, p->pid,
+			 seq);
+		unsigned char *cpu = pprof_cpu(p, &len);
+		write_profile(path, cpu, len);
+		/* Each CPU profile covers the time since the previous one. */
+		map_clear(&p->cpu);
+		p->cpu_samples = 0;
+		p->cpu_since_ns = now_realtime_ns();
+	}
 }
 
 void dump_all(bool final)

@@ -25,6 +25,7 @@
 #include "pprof_builder.h"
 #include "symbolize.h"
 #include "util.h"
+#include "vdso.h"
 
 
 
@@ -445,5 +446,6 @@ int main(int argc, char **argv)
 		}
 	}
 	sym_shutdown();
+	vdso_cleanup();
 	return 0;
 }

@@ -254,9 +254,15 @@ void pb_process_comments(struct pb *b, const char *what)
 	pb_comment(b, line);
 	if (b->p->drops) {
 		snprintf(line, sizeof(line),
-			 "%llu events dropped (the collector could not keep up; "
+			 "%llu heap events dropped (the collector could not keep up; "
 			 "figures are low by about that many samples)",
 			 (unsigned long long)b->p->drops);
+		pb_comment(b, line);
+	}
+	if (b->p->cpu_drops) {
+		snprintf(line, sizeof(line),
+			 "%llu CPU samples dropped (the writer thread could not keep up)",
+			 (unsigned long long)b->p->cpu_drops);
 		pb_comment(b, line);
 	}
 }
@@ -301,6 +307,33 @@ unsigned char *pprof_heap(struct proc *p, const char *default_type, size_t *len)
 		};
 		Perftools__Profiles__Sample *sm = pb_sample(&b, bk->stack, v);
 		pb_label_num(&b, sm, "bytes", (int64_t)bk->size);
+	}
+	unsigned char *out = pb_finish(&b, len);
+	pb_free(&b);
+	return out;
+}
+
+/* ---- CPU profiles ----------------------------------------------------------- */
+
+unsigned char *pprof_cpu(struct proc *p, size_t *len)
+{
+	static const char *const types[] = { "samples", "count", "cpu", "nanoseconds" };
+	int64_t period = p->cpu_hz ? 1000000000LL / p->cpu_hz : 10000000LL;
+	uint64_t now = now_realtime_ns();
+	struct pb b;
+	pb_init(&b, p);
+	pb_sample_types(&b, types, 2);
+	pb_period(&b, "cpu", "nanoseconds", period);
+	b.prof.default_sample_type = pb_string(&b, "cpu");
+	b.prof.time_nanos = (int64_t)p->cpu_since_ns;
+	b.prof.duration_nanos = (int64_t)(now - p->cpu_since_ns);
+	pb_process_comments(&b, "CPU");
+	for (size_t i = 0; i < p->cpu.cap; i++) {
+		const struct map_slot *s = &p->cpu.slots[i];
+		if (!s->k1)
+			continue;
+		int64_t v[2] = { (int64_t)s->val, (int64_t)s->val * period };
+		pb_sample(&b, (uint32_t)(s->k1 - 1), v);
 	}
 	unsigned char *out = pb_finish(&b, len);
 	pb_free(&b);

@@ -17,6 +17,11 @@
  * /allocs). Returns a gzipped buffer the caller frees, or NULL. */
 unsigned char *pprof_heap(struct proc *p, const char *default_type, size_t *len);
 
+/* The CPU profile of p's current window: samples/count and cpu/nanoseconds,
+ * period 1e9/HZ, time and duration of the window. The caller starts the
+ * next window. */
+unsigned char *pprof_cpu(struct proc *p, size_t *len);
+
 /* Writes data to path through a temporary file in the same directory and
  * rename(2). 0, or -1 with errno set; nothing is left behind on failure. */
 int pprof_write_file(const char *path, const void *data, size_t len);

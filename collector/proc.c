@@ -9,7 +9,9 @@
 #include <string.h>
 
 #include "proc.h"
+#include "unwind.h"
 #include "util.h"
+#include "vdso.h"
 
 static bool take(const unsigned char **p, uint32_t *left, void *out, size_t n)
 {
@@ -81,6 +83,7 @@ struct proc *proc_new(const void *payload, uint32_t len, const char **why)
 	pr->exe = xstrndup(exe, h.exe_len);
 	pr->name = xstrndup(name, h.name_len);
 	pr->cmdline = join_cmdline(cmd, h.cmdline_len);
+	pr->cpu_since_ns = now_realtime_ns();
 	return pr;
 }
 
@@ -103,6 +106,8 @@ void proc_free(struct proc *p)
 	map_free(&p->stack_by_hash);
 	map_free(&p->bucket_by_key);
 	map_free(&p->live);
+	map_free(&p->cpu);
+	unwind_free(p->unwinder);
 	free(p->exe);
 	free(p->name);
 	free(p->cmdline);
@@ -149,6 +154,10 @@ static int add_mapping(struct proc *p, const void *payload, uint32_t len, const 
 	n->build_id_len = m.build_id_len;
 	memcpy(n->build_id, q, m.build_id_len);
 	n->path = xstrndup(path, m.path_len);
+	if (strcmp(n->path, "[vdso]") == 0)
+		n->file = vdso_file(n->build_id, n->build_id_len);
+	else if (n->path[0] == '/')
+		n->file = n->path;
 	return 0;
 }
 
@@ -213,8 +222,8 @@ void proc_symbolize(struct proc *p, struct location *loc)
 	int n;
 	if (loc->mapping >= 0) {
 		const struct mapping *m = &p->maps[loc->mapping];
-		n = sym_lookup(m->path, m->build_id, m->build_id_len, loc->addr - m->load_bias,
-			       lines, 16);
+		n = sym_lookup(m->file ? m->file : m->path, m->build_id, m->build_id_len,
+			       loc->addr - m->load_bias, lines, 16);
 	} else {
 		n = sym_lookup("[unknown]", NULL, 0, loc->addr, lines, 16);
 	}
@@ -290,6 +299,27 @@ static int add_alloc(struct proc *p, const void *payload, uint32_t len, const ch
 	return 0;
 }
 
+static int add_cpu_sample(struct proc *p, const void *payload, uint32_t len, const char **why)
+{
+	struct mp_cpu_sample s;
+	const unsigned char *q = payload;
+	if (!take(&q, &len, &s, sizeof(s)) || s.stack_len > MP_CPU_STACK_MAX ||
+	    s.stack_len != len || s.weight == 0) {
+		*why = "malformed CPU sample";
+		return -1;
+	}
+	uint64_t addrs[MP_MAX_FRAMES];
+	uint32_t depth = unwind_sample(p, &s, q, addrs, MP_MAX_FRAMES);
+	uint32_t stack = proc_intern_stack(p, addrs, depth);
+	uint64_t *v = map_find(&p->cpu, (uint64_t)stack + 1, 0);
+	if (v)
+		*v += s.weight;
+	else
+		map_put(&p->cpu, (uint64_t)stack + 1, 0, s.weight);
+	p->cpu_samples += s.weight;
+	return 0;
+}
+
 int proc_apply(struct proc *p, uint32_t type, const void *payload, uint32_t len,
 	       const char **why)
 {
@@ -319,8 +349,11 @@ int proc_apply(struct proc *p, uint32_t type, const void *payload, uint32_t len,
 		}
 		memcpy(&d, payload, sizeof(d));
 		p->drops = d.events;
+		p->cpu_drops = d.cpu_samples;
 		return 0;
 	}
+	case MP_REC_CPU:
+		return add_cpu_sample(p, payload, len, why);
 	case MP_REC_BYE:
 		if (len != 0) {
 			*why = "malformed goodbye";

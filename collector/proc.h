@@ -16,7 +16,10 @@
 
 struct mapping {
 	uint64_t start, limit, offset, load_bias;
-	char *path;
+	char *path;       /* as the process named it */
+	const char *file; /* what to read for symbols and unwind tables: path,
+			   * or another file with the same contents (the
+			   * collector's copy of the vDSO); NULL if none */
 	uint8_t build_id[MP_MAX_BUILD_ID];
 	uint32_t build_id_len;
 };
@@ -41,6 +44,8 @@ struct bucket {
 	uint64_t inuse_samples;
 };
 
+struct unwinder; /* unwind.c */
+
 struct proc {
 	uint32_t pid, ppid;
 	char *exe, *name;
@@ -48,8 +53,11 @@ struct proc {
 	uint64_t rate;
 	uint32_t cpu_hz, flags;
 	uint64_t start_ns;
-	uint64_t drops;
-	uint64_t samples; /* heap samples received */
+	uint64_t drops;       /* heap events the shim dropped */
+	uint64_t cpu_drops;   /* CPU samples the shim dropped */
+	uint64_t samples;     /* heap samples received */
+	uint64_t cpu_samples; /* CPU samples received since the last CPU profile */
+	uint64_t cpu_since_ns; /* start of the current CPU profile's window */
 	bool bye;         /* the process said it is exiting */
 	bool active;      /* it sent anything beyond its hello */
 
@@ -67,6 +75,8 @@ struct proc {
 	size_t nbuckets, cap_buckets;
 	struct map bucket_by_key; /* (stack + 1, size) -> index into buckets */
 	struct map live;          /* address -> index into buckets */
+	struct map cpu;           /* stack + 1 -> timer periods, this window */
+	struct unwinder *unwinder;
 };
 
 /* Creates the record for a process from its hello; NULL with *why set if

@@ -31,6 +31,8 @@
 #define MP_REC_MAX_PAYLOAD (1U << 20)
 #define MP_MAX_FRAMES 128     /* deepest stack the shim sends */
 #define MP_MAX_BUILD_ID 64    /* longest build id kept, in bytes */
+#define MP_CPU_REGS 17        /* x86-64 DWARF registers 0..16 (rip last) */
+#define MP_CPU_STACK_MAX (16 * 1024) /* stack bytes copied per CPU sample */
 
 enum mp_rec_type {
 	MP_REC_HELLO = 1,   /* struct mp_hello, then exe, then name, then cmdline */
@@ -41,7 +43,8 @@ enum mp_rec_type {
 	MP_REC_DUMP = 6,    /* no payload: write this process's profiles now */
 	MP_REC_DROPS = 7,   /* struct mp_drops */
 	MP_REC_BYE = 8,     /* no payload: the process is exiting normally */
-	MP_REC_TYPE_MAX = 8,
+	MP_REC_CPU = 9,     /* struct mp_cpu_sample, then stack_len stack bytes */
+	MP_REC_TYPE_MAX = 9,
 };
 
 struct mp_rec_hdr {
@@ -103,7 +106,23 @@ struct mp_free {
 };
 
 struct mp_drops {
-	uint64_t events; /* events dropped since the process started */
+	uint64_t events;      /* heap events dropped since the process started */
+	uint64_t cpu_samples; /* CPU samples dropped since the process started */
+};
+
+/*
+ * A CPU sample as the SIGPROF handler saw it: the interrupted thread's
+ * registers, in x86-64 DWARF numbering (rax rdx rcx rbx rsi rdi rbp rsp
+ * r8..r15, then rip), and a copy of its stack from rsp upwards. The
+ * collector unwinds it. weight is the number of timer periods it stands for
+ * (more than 1 when signals were merged while one was pending).
+ */
+struct mp_cpu_sample {
+	uint32_t tid;
+	uint32_t weight;
+	uint32_t stack_len; /* <= MP_CPU_STACK_MAX; the stack starts at regs[7] */
+	uint32_t reserved;
+	uint64_t regs[MP_CPU_REGS];
 };
 
 #endif /* MEMPROF_WIRE_H */

@@ -68,15 +68,19 @@ static void install_dump_signal(void)
 	sigaction(mp_cfg.dump_signal, &sa, NULL);
 }
 
+/* Order matters: threads inside the gate may still take a stripe lock, so
+ * the gate closes before the stripes are locked. */
 static void fork_prepare(void)
 {
 	mp_tls.busy++;
+	mp_gate_close();
 	mp_live_fork_prepare();
 }
 
 static void fork_parent(void)
 {
 	mp_live_fork_parent();
+	mp_gate_open();
 	mp_tls.busy--;
 }
 
@@ -85,12 +89,15 @@ static void fork_parent(void)
 static void fork_child(void)
 {
 	mp_live_fork_child();
+	mp_gate_reset_child();
 	if (atomic_load(&mp_state) == MP_STATE_ON) {
 		mp_ring_reset();
 		mp_mappings_reset();
 		mp_writer_fork_child();
 		if (mp_writer_start() != 0)
 			atomic_store(&mp_state, MP_STATE_OFF);
+		else
+			mp_cpu_fork_child();
 	}
 	mp_tls.busy--;
 }
@@ -114,11 +121,14 @@ __attribute__((constructor(101))) static void mp_start(void)
 		mp_log("cannot map the event ring (%s); profiling is off", strerror(errno));
 		goto out;
 	}
+	mp_sample_init();
 	if (!mp_cfg.socket[0] && mp_spawn_collector() != 0)
 		goto out;
 	if (mp_writer_start() != 0)
 		goto out;
 	install_dump_signal();
+	if (mp_cpu_start() != 0)
+		mp_log("cannot set up CPU profiling (%s); heap profiling goes on", strerror(errno));
 	pthread_atfork(fork_prepare, fork_parent, fork_child);
 	next = MP_STATE_ON;
 out:

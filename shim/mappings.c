@@ -10,6 +10,8 @@
  */
 #include <dlfcn.h>
 #include <elf.h>
+#define UNW_LOCAL_ONLY
+#include <libunwind.h>
 #include <link.h>
 #include <string.h>
 #include <unistd.h>
@@ -27,6 +29,7 @@ struct sent {
 static struct sent sent[MAX_SENT];
 static size_t n_sent;
 static unsigned long long last_adds = ~0ULL, last_subs = ~0ULL;
+static bool unloaded; /* something was unloaded since the last check */
 static char exe_path[1024];
 
 static uint64_t hash_str(const char *s)
@@ -67,6 +70,9 @@ static size_t build_id_of(const struct dl_phdr_info *info, uint8_t *out)
 
 static const char *path_of(const struct dl_phdr_info *info)
 {
+	/* pprof's name for the kernel's vDSO, which is no file. */
+	if (info->dlpi_name && strncmp(info->dlpi_name, "linux-vdso", 10) == 0)
+		return "[vdso]";
 	if (info->dlpi_name && info->dlpi_name[0])
 		return info->dlpi_name;
 	return exe_path[0] ? exe_path : "[main]";
@@ -123,6 +129,8 @@ static int check_cb(struct dl_phdr_info *info, size_t size, void *arg)
 		if (info->dlpi_adds == last_adds && info->dlpi_subs == last_subs)
 			return 1; /* nothing changed: stop at the first object */
 		*started = true;
+		if (info->dlpi_subs != last_subs)
+			unloaded = true;
 		last_adds = info->dlpi_adds;
 		last_subs = info->dlpi_subs;
 	}
@@ -166,6 +174,12 @@ void mp_mappings_check(void)
 {
 	bool started = false;
 	dl_iterate_phdr(check_cb, &started);
+	/* libunwind caches what it learnt about each address; after a dlclose
+	 * another library may sit there, so forget it all. */
+	if (unloaded) {
+		unloaded = false;
+		unw_flush_cache(unw_local_addr_space, 0, 0);
+	}
 }
 
 void mp_mappings_reset(void)

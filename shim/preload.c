@@ -202,6 +202,11 @@ int mp_resolve_real(void)
 	return rc;
 }
 
+void *mp_real_symbol(const char *name)
+{
+	return dlsym(RTLD_NEXT, name);
+}
+
 /* ---- the entry points ---------------------------------------------------- */
 
 MP_EXPORT void *malloc(size_t size)

@@ -9,8 +9,10 @@
  * collector can unbias each sample by weighting it 1/p(s). R = 1 samples
  * every allocation (full trace); R = 0 samples none.
  */
+#define UNW_LOCAL_ONLY /* the fast local-only unwinder, _UL* symbols */
 #include <libunwind.h>
 #include <math.h>
+#include <sched.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -88,11 +90,63 @@ static uint32_t capture_stack(uint64_t *pcs)
 	return depth;
 }
 
+/*
+ * The fork gate. libunwind and the loader keep mutexes of their own; a fork
+ * while another thread holds one leaves it locked for ever in the child,
+ * whose first sample then hangs. So fork waits (mp_gate_close, from the
+ * prepare handler) until no thread is between mp_gate_enter and
+ * mp_gate_leave, and keeps new ones out until the fork is done.
+ */
+static _Atomic int fork_gate;
+static _Atomic int in_gate;
+static __thread int in_gate_here __attribute__((tls_model("initial-exec")));
+
+void mp_gate_enter(void)
+{
+	for (;;) {
+		while (atomic_load(&fork_gate))
+			sched_yield();
+		atomic_fetch_add(&in_gate, 1);
+		if (!atomic_load(&fork_gate))
+			break;
+		atomic_fetch_sub(&in_gate, 1);
+	}
+	in_gate_here++;
+}
+
+void mp_gate_leave(void)
+{
+	in_gate_here--;
+	atomic_fetch_sub(&in_gate, 1);
+}
+
+void mp_gate_close(void)
+{
+	atomic_store(&fork_gate, 1);
+	/* A fork from a signal handler that interrupted this very thread in
+	 * the gate must not wait for itself. */
+	while (atomic_load(&in_gate) > in_gate_here)
+		sched_yield();
+}
+
+void mp_gate_open(void)
+{
+	atomic_store(&fork_gate, 0);
+}
+
+void mp_gate_reset_child(void)
+{
+	atomic_store(&in_gate, in_gate_here);
+	atomic_store(&fork_gate, 0);
+}
+
 static void record_alloc(void *p, size_t size)
 {
 	uint64_t pcs[MP_MAX_FRAMES];
+	mp_gate_enter();
 	mp_mappings_check();
 	uint32_t depth = capture_stack(pcs);
+	mp_gate_leave();
 	if (depth == 0)
 		return;
 	struct mp_ev_alloc *ev = mp_ring_reserve(MP_EV_ALLOC, sizeof(*ev) + depth * sizeof(uint64_t));
@@ -109,6 +163,12 @@ static void record_alloc(void *p, size_t size)
 		atomic_fetch_add(&mp_dropped, 1);
 	}
 	mp_ring_commit(ev);
+}
+
+void mp_sample_init(void)
+{
+	/* A cache per thread: no lock shared between sampling threads. */
+	unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
 }
 
 void mp_sample_slow(void *p, size_t size)

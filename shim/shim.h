@@ -105,6 +105,9 @@ extern __thread struct mp_tls mp_tls __attribute__((tls_model("initial-exec")));
 
 /* ---- sampling (sample.c) ------------------------------------------------- */
 
+/* Prepares the unwinder; from the constructor. */
+void mp_sample_init(void);
+
 /* Called when an allocation of size bytes at p has driven the thread's
  * countdown to zero or below: decides, records and re-arms. */
 void mp_sample_slow(void *p, size_t size);
@@ -112,6 +115,16 @@ void mp_sample_slow(void *p, size_t size);
 /* Called by free and realloc for a pointer mp_live_maybe says may have been
  * sampled: removes it and reports the free. */
 void mp_sample_free(void *p);
+
+/* Around every call into libunwind or dl_iterate_phdr: keeps fork from
+ * happening while another thread holds their locks (see sample.c). Never
+ * from a signal handler. */
+void mp_gate_enter(void);
+void mp_gate_leave(void);
+/* From the fork handlers: close waits for every thread inside to leave. */
+void mp_gate_close(void);
+void mp_gate_open(void);
+void mp_gate_reset_child(void);
 
 /* The fast path: one subtraction and one compare per allocation. */
 static inline void mp_note_alloc(void *p, size_t size)
@@ -219,6 +232,23 @@ void mp_mappings_reset(void);
 /* The shim's own text, to cut its frames off stacks. */
 extern uintptr_t mp_self_lo, mp_self_hi;
 int mp_mappings_init(void);
+
+/* ---- CPU profiling (cpu.c) ------------------------------------------------- */
+
+/* Takes SIGPROF (unless the program already has) and starts the calling
+ * thread's timer; later threads start theirs in the pthread_create wrapper.
+ * 0, or -1 on failure. */
+int mp_cpu_start(void);
+/* In a forked child: the one thread left gets a new timer. */
+void mp_cpu_fork_child(void);
+/* Writer side: passes every pending sample to fn; returns the samples
+ * dropped (slots full) since the last call. */
+uint64_t mp_cpu_drain(void (*fn)(pid_t tid, uint32_t weight, const uint64_t *regs,
+				  const void *stack, uint32_t stack_len));
+bool mp_cpu_pending(void);
+
+/* dlsym(RTLD_NEXT, name), for wrappers of functions other than malloc's. */
+void *mp_real_symbol(const char *name);
 
 /* ---- private collector (spawn.c) ------------------------------------------ */
 

@@ -33,7 +33,7 @@ static _Atomic bool alive;
 static _Atomic uint32_t wake_word;   /* futex: bumped to wake the writer */
 static _Atomic uint32_t finish_word; /* futex: 1 = asked to finish, 2 = done */
 static _Atomic bool dump_req;
-static uint64_t drops_sent;
+static uint64_t drops_sent, cpu_drops, cpu_drops_sent;
 static _Atomic uint64_t bytes_sent; /* progress, watched by mp_writer_finish */
 
 static unsigned char outbuf[64 * 1024];
@@ -387,11 +387,35 @@ static void on_event(uint32_t type, const void *payload, uint32_t len)
 static void send_drops(void)
 {
 	uint64_t d = atomic_load(&mp_dropped);
-	if (d != drops_sent) {
-		struct mp_drops r = { d };
+	if (d != drops_sent || cpu_drops != cpu_drops_sent) {
+		struct mp_drops r = { d, cpu_drops };
 		put_simple(MP_REC_DROPS, &r, sizeof(r));
 		drops_sent = d;
+		cpu_drops_sent = cpu_drops;
 	}
+}
+
+static void on_cpu_sample(pid_t tid, uint32_t weight, const uint64_t *regs, const void *stack,
+			  uint32_t stack_len)
+{
+	struct mp_cpu_sample s = { (uint32_t)tid, weight, stack_len, 0, { 0 } };
+	memcpy(s.regs, regs, sizeof(s.regs));
+	struct piece pc[] = { { &s, sizeof(s) }, { stack, stack_len } };
+	put_record(MP_REC_CPU, pc, 2);
+}
+
+/* CPU samples point into whatever was loaded when they were taken: queue
+ * the mappings of anything new, send them, then the samples. */
+static size_t drain_cpu(void)
+{
+	if (!mp_cpu_pending())
+		return 0;
+	mp_gate_enter();
+	mp_mappings_check();
+	mp_gate_leave();
+	size_t n = mp_ring_drain(on_event);
+	cpu_drops += mp_cpu_drain(on_cpu_sample);
+	return n + 1;
 }
 
 static void *writer_main(void *arg)
@@ -403,6 +427,7 @@ static void *writer_main(void *arg)
 	for (;;) {
 		uint32_t seen = atomic_load_explicit(&wake_word, memory_order_acquire);
 		size_t n = mp_ring_drain(on_event);
+		n += drain_cpu();
 		if (atomic_exchange(&dump_req, false)) {
 			send_drops();
 			put_simple(MP_REC_DUMP, NULL, 0);
@@ -491,7 +516,7 @@ void mp_writer_fork_child(void)
 	atomic_store(&alive, false);
 	atomic_store(&dump_req, false);
 	outlen = 0;
-	drops_sent = 0;
+	drops_sent = cpu_drops = cpu_drops_sent = 0;
 	atomic_store(&mp_dropped, 0);
 	stack_reset();
 }

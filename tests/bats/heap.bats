@@ -113,10 +113,14 @@ print(len(json.dumps(d)), sum(len(x["v"]) for x in d))'
 	kill -USR1 "$PID"
 	wait "$RUN_PID"
 	"$MEMPROF" run -o out --rate 4096 -- "$T/target_cxx" "$T/libplugin.so" >/dev/null
+	cpu_first=${first%.heap.pb.gz}.cpu.pb.gz
 	for f in out/*.pb.gz; do
 		go tool pprof -top "$f" >/dev/null
 		go tool pprof -traces "$f" >/dev/null
-		go tool pprof -diff_base "$first" -top "$f" >/dev/null
+		case $f in
+		*.heap.pb.gz) go tool pprof -diff_base "$first" -top "$f" >/dev/null ;;
+		*.cpu.pb.gz) go tool pprof -diff_base "$cpu_first" -top "$f" >/dev/null ;;
+		esac
 	done
 	all_locations_named out/*.pb.gz
 	# Between the live dump and the exit dump, the diff is the freed heap.

@@ -154,8 +154,7 @@ EOF
 	[ "${lines[0]}" = 42 ]
 	[ "${lines[1]}" = 6 ]
 	ls out/sh.*.0001.heap.pb.gz out/python3*.heap.pb.gz out/wc.*.0001.heap.pb.gz
-	# A file per process: no pid appears under two names' first files twice.
-	[ -z "$(ls out | grep -v '\.heap\.pb\.gz$')" ]
+	[ -z "$(ls out | grep -Ev '\.(heap|cpu)\.pb\.gz$')" ]
 }
 
 @test "memprof run rejects bad options with a clear message" {
@@ -189,12 +188,14 @@ EOF
 
 @test "no half-written or temporary files are left in the profile directory" {
 	"$MEMPROF" run -o out --interval 1 -- sh -c 'sleep 1.5'
-	[ -z "$(ls -A out | grep -v '^[^.].*\.heap\.pb\.gz$')" ]
+	[ -z "$(ls -A out | grep -Ev '^[^.].*\.(heap|cpu)\.pb\.gz$')" ]
 }
 
-@test "the shim exports only the allocator entry points" {
+@test "the shim exports only the functions it wraps" {
+	# The allocator, pthread_create (each thread's CPU timer) and
+	# sigaction/signal (stepping aside when the program takes SIGPROF).
 	run sh -c "nm -D --defined-only '$SHIM' | awk '{ print \$3 }' | sort | tr '\n' ' '"
-	[ "$output" = "aligned_alloc calloc free malloc memalign posix_memalign pvalloc realloc reallocarray valloc " ]
+	[ "$output" = "aligned_alloc calloc free malloc memalign posix_memalign pthread_create pvalloc realloc reallocarray sigaction signal valloc " ]
 }
 
 @test "make install puts the library, the collector and memprof under PREFIX" {

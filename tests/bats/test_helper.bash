@@ -31,25 +31,36 @@ pprof() {
 	go tool pprof "$@" 2>/dev/null
 }
 
-# flat VALUE of FUNCTION in FILE for SAMPLE_INDEX, as a plain integer (bytes
-# or objects); 0 when the function is not listed.
-flat() {
-	local file=$1 index=$2 fn=$3
-	pprof -sample_index="$index" -unit=B -nodefraction=0 -top "$file" |
-		awk -v fn="$fn" '
+# top_value COLUMN FILE SAMPLE_INDEX FUNCTION: the flat (column 1) or cum
+# (column 4) value of FUNCTION in go tool pprof -top, as a plain integer in
+# the profile's base unit (bytes, objects, nanoseconds, samples); 0 when the
+# function is not listed.
+top_value() {
+	local col=$1 file=$2 index=$3 fn=$4 unit=B
+	[ "$index" = cpu ] && unit=ns
+	pprof -sample_index="$index" -unit="$unit" -nodefraction=0 -top "$file" |
+		awk -v fn="$fn" -v col="$col" '
 			/^ *flat / { table = 1; next }
 			table {
 				name = $0
 				sub(/^ *[^ ]+ +[^ ]+ +[^ ]+ +[^ ]+ +[^ ]+ +/, "", name)
-				if (name == fn) { v = $1; sub(/B$/, "", v); print v; found = 1; exit }
+				if (name == fn) { v = $col; sub(/[a-zA-Z]+$/, "", v); print v; found = 1; exit }
 			}
 			END { if (!found) print 0 }'
 }
 
-# total VALUE of SAMPLE_INDEX in FILE.
+flat() { top_value 1 "$@"; }
+cum() { top_value 4 "$@"; }
+
+# total VALUE of SAMPLE_INDEX in FILE(s) (several are merged).
 total() {
-	pprof -sample_index="$2" -unit=B -top "$1" |
-		awk '/^Showing nodes accounting for/ { v = $NF; sub(/B$/, "", v); print v; exit }'
+	local index=$1 unit=B
+	shift
+	[ "$index" = cpu ] && unit=ns
+	pprof -sample_index="$index" -unit="$unit" -top "$@" |
+		awk '/^Showing nodes accounting for/ {
+			for (i = 1; i < NF; i++) if ($i == "of") { v = $(i + 1); sub(/[a-zA-Z]+$/, "", v); print v; exit }
+		}'
 }
 
 # within ACTUAL EXPECTED PERCENT: true when ACTUAL is within PERCENT% of

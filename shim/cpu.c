@@ -1,0 +1,343 @@
+/*
+ * CPU profiling: one POSIX timer per thread on the thread's own CPU clock,
+ * delivering SIGPROF to that thread, and a handler that only copies the
+ * interrupted registers and the top of the stack into the thread's
+ * preallocated slots. The collector unwinds those copies, so the handler
+ * never reaches libunwind, dl_iterate_phdr or the loader lock, the road by
+ * which in-process unwinding from signal handlers deadlocks (gperftools
+ * #1583, #1188, #775; libunwind #16). The writer thread ships the copies.
+ *
+ * A program that takes SIGPROF for itself (sigaction or signal, wrapped
+ * here) gets it: our timers are deleted first and CPU profiling stops.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#include "shim.h"
+
+#define MP_EXPORT __attribute__((visibility("default")))
+#define SLOTS 16 /* per thread; the writer drains them every few ms */
+
+struct cpu_slot {
+	uint32_t weight; /* timer expirations this sample stands for */
+	uint32_t stack_len;
+	uint64_t regs[MP_CPU_REGS];
+	unsigned char stack[MP_CPU_STACK_MAX];
+};
+
+struct mp_thread {
+	struct mp_thread *next; /* registry, pushed at the head */
+	pid_t tid;
+	_Atomic bool dead;      /* the thread has gone; the writer frees us */
+	_Atomic bool has_timer;
+	timer_t timer;
+	uintptr_t stack_lo, stack_hi;
+	_Atomic uint32_t head;  /* written by the handler */
+	_Atomic uint32_t tail;  /* written by the writer */
+	_Atomic uint32_t dropped;
+	struct cpu_slot slots[SLOTS];
+};
+
+static _Atomic(struct mp_thread *) threads;
+/* Held by the writer while it unlinks and unmaps a thread's record, and by
+ * yield_sigprof while it walks the list; never in a signal handler. */
+static atomic_flag list_lock = ATOMIC_FLAG_INIT;
+static _Atomic bool cpu_on;
+static pthread_key_t thread_key;
+static bool said_sigprof;
+static __thread struct mp_thread *self __attribute__((tls_model("initial-exec")));
+
+/* ---- the signal handler ---------------------------------------------------- */
+
+/* x86-64 DWARF register order: rax rdx rcx rbx rsi rdi rbp rsp r8..r15 rip. */
+static void save_regs(uint64_t *r, const mcontext_t *mc)
+{
+	static const int order[MP_CPU_REGS] = {
+		REG_RAX, REG_RDX, REG_RCX, REG_RBX, REG_RSI, REG_RDI, REG_RBP, REG_RSP, REG_R8,
+		REG_R9, REG_R10, REG_R11, REG_R12, REG_R13, REG_R14, REG_R15, REG_RIP,
+	};
+	for (int i = 0; i < MP_CPU_REGS; i++)
+		r[i] = (uint64_t)mc->gregs[order[i]];
+}
+
+static void on_sigprof(int sig, siginfo_t *si, void *ucv)
+{
+	(void)sig;
+	int saved = errno;
+	struct mp_thread *t = self;
+	if (!t || si->si_code != SI_TIMER || si->si_value.sival_ptr != t ||
+	    !atomic_load_explicit(&cpu_on, memory_order_relaxed))
+		goto out;
+	uint32_t h = atomic_load_explicit(&t->head, memory_order_relaxed);
+	uint32_t used = h - atomic_load_explicit(&t->tail, memory_order_acquire);
+	if (used >= SLOTS) {
+		atomic_fetch_add_explicit(&t->dropped, 1 + (uint32_t)si->si_overrun,
+					  memory_order_relaxed);
+		goto out;
+	}
+	struct cpu_slot *s = &t->slots[h % SLOTS];
+	const ucontext_t *uc = ucv;
+	save_regs(s->regs, &uc->uc_mcontext);
+	/* Copy from the stack pointer up, within the thread's own stack only
+	 * (a signal stack or a coroutine's stack gets just the registers). */
+	uintptr_t sp = (uintptr_t)s->regs[7];
+	size_t len = 0;
+	if (sp >= t->stack_lo && sp < t->stack_hi) {
+		len = t->stack_hi - sp;
+		if (len > MP_CPU_STACK_MAX)
+			len = MP_CPU_STACK_MAX;
+		__builtin_memcpy(s->stack, (const void *)sp, len);
+	}
+	s->stack_len = (uint32_t)len;
+	s->weight = 1 + (uint32_t)si->si_overrun;
+	atomic_store_explicit(&t->head, h + 1, memory_order_release);
+	/* Half full: the writer should come now rather than at its next tick. */
+	if (used + 1 == SLOTS / 2)
+		mp_writer_wake();
+out:
+	errno = saved;
+}
+
+/* ---- threads ------------------------------------------------------------------ */
+
+static void lock_list(void)
+{
+	while (atomic_flag_test_and_set_explicit(&list_lock, memory_order_acquire))
+		sched_yield();
+}
+
+static void unlock_list(void)
+{
+	atomic_flag_clear_explicit(&list_lock, memory_order_release);
+}
+
+static void stop_timer(struct mp_thread *t)
+{
+	if (atomic_exchange(&t->has_timer, false))
+		timer_delete(t->timer);
+}
+
+static void start_timer(struct mp_thread *t)
+{
+	struct sigevent sev;
+	memset(&sev, 0, sizeof(sev));
+	sev.sigev_notify = SIGEV_THREAD_ID;
+	sev.sigev_signo = SIGPROF;
+	sev.sigev_value.sival_ptr = t;
+	sev._sigev_un._tid = t->tid;
+	if (timer_create(CLOCK_THREAD_CPUTIME_ID, &sev, &t->timer) != 0)
+		return;
+	long ns = 1000000000L / (long)mp_cfg.cpu_hz;
+	struct itimerspec its = { { ns / 1000000000L, ns % 1000000000L },
+				  { ns / 1000000000L, ns % 1000000000L } };
+	atomic_store(&t->has_timer, true);
+	if (timer_settime(t->timer, 0, &its, NULL) != 0)
+		stop_timer(t);
+}
+
+static void stack_bounds(struct mp_thread *t)
+{
+	pthread_attr_t attr;
+	void *addr;
+	size_t size;
+	if (pthread_getattr_np(pthread_self(), &attr) != 0)
+		return;
+	if (pthread_attr_getstack(&attr, &addr, &size) == 0) {
+		t->stack_lo = (uintptr_t)addr;
+		t->stack_hi = (uintptr_t)addr + size;
+	}
+	pthread_attr_destroy(&attr);
+}
+
+/* Registers the calling thread and starts its timer. */
+static void thread_begin(void)
+{
+	if (!atomic_load(&cpu_on) || self)
+		return;
+	mp_tls.busy++;
+	struct mp_thread *t = mmap(NULL, sizeof(*t), PROT_READ | PROT_WRITE,
+				   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (t != MAP_FAILED) {
+		t->tid = (pid_t)syscall(SYS_gettid);
+		stack_bounds(t);
+		t->next = atomic_load(&threads);
+		while (!atomic_compare_exchange_weak(&threads, &t->next, t))
+			;
+		self = t;
+		pthread_setspecific(thread_key, t);
+		start_timer(t);
+	}
+	mp_tls.busy--;
+}
+
+/* pthread key destructor: the thread is exiting. */
+static void thread_end(void *p)
+{
+	struct mp_thread *t = p;
+	stop_timer(t);
+	self = NULL;
+	atomic_store(&t->dead, true);
+}
+
+struct start {
+	void *(*fn)(void *);
+	void *arg;
+};
+
+/* Every thread the program creates starts here (a frame named so in its
+ * stacks, between start_thread and the program's own start routine). */
+static void *memprof_thread_start(void *p)
+{
+	struct start s = *(struct start *)p;
+	mp_real.free(p);
+	thread_begin();
+	return s.fn(s.arg);
+}
+
+MP_EXPORT int pthread_create(pthread_t *thread, const pthread_attr_t *attr,
+			     void *(*fn)(void *), void *arg)
+{
+	if (!mp_real.pthread_create)
+		mp_init();
+	if (!atomic_load_explicit(&cpu_on, memory_order_relaxed))
+		return mp_real.pthread_create(thread, attr, fn, arg);
+	struct start *s = mp_real.malloc(sizeof(*s));
+	if (!s)
+		return mp_real.pthread_create(thread, attr, fn, arg);
+	s->fn = fn;
+	s->arg = arg;
+	int rc = mp_real.pthread_create(thread, attr, memprof_thread_start, s);
+	if (rc != 0)
+		mp_real.free(s);
+	return rc;
+}
+
+/* ---- the program's own SIGPROF ------------------------------------------------ */
+
+/* Stops every timer and lets the program have SIGPROF. Called before the
+ * program's own handler is installed, so our signals never reach it. */
+static void yield_sigprof(void)
+{
+	if (!atomic_exchange(&cpu_on, false))
+		return;
+	lock_list();
+	for (struct mp_thread *t = atomic_load(&threads); t; t = t->next)
+		stop_timer(t);
+	unlock_list();
+	if (!said_sigprof) {
+		said_sigprof = true;
+		mp_log("the program installs its own SIGPROF handler; CPU profiling is off");
+	}
+}
+
+static int (*real_sigaction)(int, const struct sigaction *, struct sigaction *);
+static sighandler_t (*real_signal)(int, sighandler_t);
+
+MP_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old)
+{
+	if (!real_sigaction)
+		*(void **)&real_sigaction = mp_real_symbol("sigaction");
+	if (sig == SIGPROF && act && act->sa_sigaction != on_sigprof)
+		yield_sigprof();
+	return real_sigaction(sig, act, old);
+}
+
+MP_EXPORT sighandler_t signal(int sig, sighandler_t handler)
+{
+	if (!real_signal)
+		*(void **)&real_signal = mp_real_symbol("signal");
+	if (sig == SIGPROF)
+		yield_sigprof();
+	return real_signal(sig, handler);
+}
+
+/* ---- start, fork, drain --------------------------------------------------------- */
+
+int mp_cpu_start(void)
+{
+	if (!mp_cfg.cpu_hz)
+		return 0;
+	if (!real_sigaction)
+		*(void **)&real_sigaction = mp_real_symbol("sigaction");
+	struct sigaction old;
+	if (real_sigaction(SIGPROF, NULL, &old) != 0)
+		return -1;
+	if ((old.sa_flags & SA_SIGINFO) || old.sa_handler != SIG_DFL) {
+		said_sigprof = true;
+		mp_log("SIGPROF is already taken; CPU profiling is off");
+		return 0;
+	}
+	if (pthread_key_create(&thread_key, thread_end) != 0)
+		return -1;
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = on_sigprof;
+	sa.sa_flags = SA_SIGINFO | SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	if (real_sigaction(SIGPROF, &sa, NULL) != 0)
+		return -1;
+	atomic_store(&cpu_on, true);
+	thread_begin();
+	return 0;
+}
+
+void mp_cpu_fork_child(void)
+{
+	/* Timers are not inherited and the other threads do not exist here:
+	 * start over with this thread alone (the parent's records are copies
+	 * we may not trust, so they are abandoned, not freed). */
+	struct mp_thread *me = self;
+	atomic_store(&threads, NULL);
+	self = NULL;
+	if (me)
+		pthread_setspecific(thread_key, NULL);
+	if (atomic_load(&cpu_on))
+		thread_begin();
+}
+
+bool mp_cpu_pending(void)
+{
+	for (struct mp_thread *t = atomic_load(&threads); t; t = t->next)
+		if (atomic_load(&t->head) != atomic_load(&t->tail))
+			return true;
+	return false;
+}
+
+/* Writer side: hands every copied sample to fn, then frees threads that
+ * have gone and have nothing left. Only the writer removes records, and it
+ * never unlinks the head, which pushers may be changing. */
+uint64_t mp_cpu_drain(void (*fn)(pid_t tid, uint32_t weight, const uint64_t *regs,
+				  const void *stack, uint32_t stack_len))
+{
+	uint64_t dropped = 0;
+	struct mp_thread *prev = NULL;
+	for (struct mp_thread *t = atomic_load(&threads), *next; t; t = next) {
+		next = t->next;
+		uint32_t tail = atomic_load_explicit(&t->tail, memory_order_relaxed);
+		uint32_t head = atomic_load_explicit(&t->head, memory_order_acquire);
+		for (; tail != head; tail++) {
+			const struct cpu_slot *s = &t->slots[tail % SLOTS];
+			fn(t->tid, s->weight, s->regs, s->stack, s->stack_len);
+			atomic_store_explicit(&t->tail, tail + 1, memory_order_release);
+		}
+		dropped += atomic_exchange(&t->dropped, 0);
+		if (prev && atomic_load(&t->dead) &&
+		    atomic_load(&t->head) == atomic_load(&t->tail)) {
+			lock_list();
+			prev->next = next;
+			unlock_list();
+			munmap(t, sizeof(*t));
+			continue;
+		}
+		prev = t;
+	}
+	return dropped;
+}

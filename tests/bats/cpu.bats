@@ -1,0 +1,101 @@
+#!/usr/bin/env bats
+# CPU profiles: per-thread SIGPROF timers, unwound by the collector.
+
+load test_helper
+
+ratio_within() { # ratio_within A B LOW HIGH: A/(A+B) in [LOW, HIGH]
+	local r
+	r=$(awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / (a + b) }')
+	echo "# split $r (want $3..$4)" >&3
+	awk -v r="$r" -v lo="$3" -v hi="$4" 'BEGIN { exit !(r >= lo && r <= hi) }'
+}
+
+@test "two threads spending 3:1 in burn_a and burn_b show a 75/25 split, and the CPU adds up" {
+	run "$MEMPROF" run -o out -- "$T/target_cpu" split 2
+	[ "$status" -eq 0 ]
+	cpu_ns=$(echo "$output" | awk '/^cpu_ns/ { print $2 }')
+	f=$(echo out/target_cpu.*.0001.cpu.pb.gz)
+	a=$(cum "$f" cpu burn_a)
+	b=$(cum "$f" cpu burn_b)
+	ratio_within "$a" "$b" 0.67 0.83
+	within "$(total cpu out/target_cpu.*.cpu.pb.gz)" "$cpu_ns" 15
+	run pprof -raw "$f"
+	[[ $output == *"samples/count cpu/nanoseconds[dflt]"* ]]
+	[[ $output == *"PeriodType: cpu nanoseconds"* ]]
+	[[ $output == *"Period: 10000000"* ]]
+	[[ $output == *"Duration: "* ]]
+	all_locations_named "$f"
+}
+
+@test "a program that mostly sleeps records almost no CPU" {
+	run "$MEMPROF" run -o out -- "$T/target_cpu" sleep 2
+	[ "$status" -eq 0 ]
+	cpu=$(total cpu out/target_cpu.*.cpu.pb.gz)
+	echo "# $cpu ns of CPU recorded over 2 s of sleep" >&3
+	[ "$cpu" -le 50000000 ]
+}
+
+@test "after fork, the child's samples land in the child's files" {
+	run "$MEMPROF" run -o out -- "$T/target_cpu" fork 1
+	[ "$status" -eq 0 ]
+	parent=$(echo "$output" | awk '/^parent/ { print $2 }')
+	child=$(echo "$output" | awk '/^child/ { print $2 }')
+	pf=out/target_cpu.$parent.0001.cpu.pb.gz
+	cf=out/target_cpu.$child.0001.cpu.pb.gz
+	within "$(cum "$pf" cpu parent_burn)" 1000000000 25
+	within "$(cum "$cf" cpu child_burn)" 1000000000 25
+	[ "$(cum "$pf" cpu child_burn)" -eq 0 ]
+	[ "$(cum "$cf" cpu parent_burn)" -eq 0 ]
+}
+
+@test "a program that installs its own SIGPROF handler keeps working unchanged" {
+	bare=$("$T/target_cpu" own-sigprof)
+	[[ $bare == "ok: "* ]]
+	run "$MEMPROF" run -o out -- "$T/target_cpu" own-sigprof
+	[ "$status" -eq 0 ]
+	echo "$output" | sed 's/^/# /' >&3
+	[ "${lines[0]}" = "memprof: the program installs its own SIGPROF handler; CPU profiling is off" ]
+	[[ ${lines[1]} == "ok: "* ]]
+	[ "${#lines[@]}" -eq 2 ]
+}
+
+@test "each dump's CPU profile covers the time since the previous one" {
+	run "$MEMPROF" run -o out --interval 1 -- "$T/target_cpu" split 1.5
+	[ "$status" -eq 0 ]
+	cpu_ns=$(echo "$output" | awk '/^cpu_ns/ { print $2 }')
+	n=$(ls out/target_cpu.*.cpu.pb.gz | wc -l)
+	echo "# $n CPU profiles" >&3
+	[ "$n" -ge 2 ]
+	within "$(total cpu out/target_cpu.*.cpu.pb.gz)" "$cpu_ns" 15
+	for f in out/target_cpu.*.cpu.pb.gz; do
+		d=$(pprof -raw "$f" | awk '/^Duration:/ { print $2 }')
+		echo "# $f: $d" >&3
+	done
+}
+
+@test "--cpu-hz sets the sampling rate; 0 turns CPU profiling off" {
+	run "$MEMPROF" run -o out --cpu-hz 1000 -- "$T/target_cpu" split 0.5
+	[ "$status" -eq 0 ]
+	samples=$(total samples out/target_cpu.*.cpu.pb.gz)
+	within "$samples" 1000 20
+	run pprof -raw out/target_cpu.*.cpu.pb.gz
+	[[ $output == *"Period: 1000000"* ]]
+	rm -rf out
+	run "$MEMPROF" run -o out --cpu-hz 0 -- "$T/target_cpu" split 0.2
+	[ "$status" -eq 0 ]
+	ls out/target_cpu.*.heap.pb.gz
+	! ls out/target_cpu.*.cpu.pb.gz
+}
+
+@test "four threads in dlopen/dlclose and malloc/free, profiled at 1000 Hz, neither hang nor crash" {
+	# The short version; make stress runs it 50 times for 20 s.
+	for i in 1 2 3; do
+		run timeout 60 "$MEMPROF" run -o out --cpu-hz 1000 -- "$T/target_dlopen" "$T/libplugin.so" 2
+		[ "$status" -eq 0 ]
+		[[ $output == "ok "* ]]
+	done
+	f=$(ls out/target_dlopen.*.cpu.pb.gz | head -1)
+	run pprof -top "$f"
+	[[ $output == *plugin_allocate* ]]
+	all_locations_named out/*.pb.gz
+}
