@@ -140,10 +140,10 @@ test: deps
 	@$(MAKE) --no-print-directory unit
 	bats tests/bats
 
-# Long soaks and many-repetition runs (see tests/stress/).
+# Long soaks and many-repetition runs (tests/stress/), about half an hour.
 stress: deps
 	@$(MAKE) --no-print-directory all targets
-	MEMPROF_STRESS=1 bats tests/bats tests/stress
+	bats tests/stress
 
 demo: deps
 	@$(MAKE) --no-print-directory all targets
