@@ -354,6 +354,14 @@ int proc_apply(struct proc *p, uint32_t type, const void *payload, uint32_t len,
 	}
 	case MP_REC_CPU:
 		return add_cpu_sample(p, payload, len, why);
+	case MP_REC_MALLOC_STATS:
+		if (len != sizeof(p->malloc_stats)) {
+			*why = "malformed malloc statistics";
+			return -1;
+		}
+		memcpy(&p->malloc_stats, payload, sizeof(p->malloc_stats));
+		p->have_malloc_stats = true;
+		return 0;
 	case MP_REC_BYE:
 		if (len != 0) {
 			*why = "malformed goodbye";

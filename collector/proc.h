@@ -58,6 +58,8 @@ struct proc {
 	uint64_t samples;     /* heap samples received */
 	uint64_t cpu_samples; /* CPU samples received since the last CPU profile */
 	uint64_t cpu_since_ns; /* start of the current CPU profile's window */
+	struct mp_malloc_stats malloc_stats; /* the latest the process sent */
+	bool have_malloc_stats;
 	bool bye;         /* the process said it is exiting */
 	bool active;      /* it sent anything beyond its hello */
 

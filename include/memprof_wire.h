@@ -44,7 +44,8 @@ enum mp_rec_type {
 	MP_REC_DROPS = 7,   /* struct mp_drops */
 	MP_REC_BYE = 8,     /* no payload: the process is exiting normally */
 	MP_REC_CPU = 9,     /* struct mp_cpu_sample, then stack_len stack bytes */
-	MP_REC_TYPE_MAX = 9,
+	MP_REC_MALLOC_STATS = 10, /* struct mp_malloc_stats */
+	MP_REC_TYPE_MAX = 10,
 };
 
 struct mp_rec_hdr {
@@ -123,6 +124,17 @@ struct mp_cpu_sample {
 	uint32_t stack_len; /* <= MP_CPU_STACK_MAX; the stack starts at regs[7] */
 	uint32_t reserved;
 	uint64_t regs[MP_CPU_REGS];
+};
+
+/* What the process's own malloc says about itself (glibc's mallinfo2),
+ * sent about once a second when it changed, and before every dump. */
+struct mp_malloc_stats {
+	uint64_t arena;    /* bytes obtained from the system with brk/sbrk */
+	uint64_t hblkhd;   /* bytes in blocks mapped with mmap */
+	uint64_t uordblks; /* bytes in use */
+	uint64_t fordblks; /* bytes free inside the arenas */
+	uint64_t keepcost; /* bytes that could be trimmed from the top */
+	uint64_t ordblks;  /* free chunks */
 };
 
 #endif /* MEMPROF_WIRE_H */

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/futex.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
@@ -395,6 +396,27 @@ static void send_drops(void)
 	}
 }
 
+/* mallinfo2 takes every arena's lock and walks the free lists: cheap
+ * enough once a second from this thread, never from a program thread. */
+static void send_malloc_stats(bool force)
+{
+	static struct mp_malloc_stats last;
+	static struct timespec last_ts;
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (!force && now.tv_sec == last_ts.tv_sec)
+		return;
+	last_ts = now;
+	struct mallinfo2 mi = mallinfo2();
+	struct mp_malloc_stats st = {
+		mi.arena, mi.hblkhd, mi.uordblks, mi.fordblks, mi.keepcost, mi.ordblks,
+	};
+	if (!force && memcmp(&st, &last, sizeof(st)) == 0)
+		return;
+	last = st;
+	put_simple(MP_REC_MALLOC_STATS, &st, sizeof(st));
+}
+
 static void on_cpu_sample(pid_t tid, uint32_t weight, const uint64_t *regs, const void *stack,
 			  uint32_t stack_len)
 {
@@ -428,11 +450,14 @@ static void *writer_main(void *arg)
 		uint32_t seen = atomic_load_explicit(&wake_word, memory_order_acquire);
 		size_t n = mp_ring_drain(on_event);
 		n += drain_cpu();
+		send_malloc_stats(false);
 		if (atomic_exchange(&dump_req, false)) {
+			send_malloc_stats(true);
 			send_drops();
 			put_simple(MP_REC_DUMP, NULL, 0);
 		}
 		if (atomic_load(&finish_word) == 1 && n == 0) {
+			send_malloc_stats(true);
 			send_drops();
 			put_simple(MP_REC_BYE, NULL, 0);
 			flush();
