@@ -15,6 +15,8 @@ struct collector_cfg {
 	const char *dir;     /* where profiles go (absolute) */
 	unsigned interval;   /* seconds between periodic dumps, 0 = off */
 	bool private_mode;   /* started by a shim: exit when nobody is left */
+	const char *leak_summary; /* file to append "pid name bytes count" to
+				   * for each leak-checked process, or NULL */
 };
 extern struct collector_cfg cfg;
 

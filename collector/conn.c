@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "collector.h"
+#include "leak.h"
 #include "util.h"
 
 struct conn *conns;
@@ -53,7 +54,14 @@ static int apply(struct conn *c, uint32_t type, const unsigned char *payload, ui
 		dump_proc(c, false);
 		return 0;
 	}
-	if (proc_apply(c->proc, type, payload, len, &why) != 0) {
+	int rc;
+	if (type == MP_REC_LEAKS)
+		rc = leak_add(c->proc, payload, len, &why);
+	else if (type == MP_REC_LEAK_END)
+		rc = leak_finish(c, payload, len, &why);
+	else
+		rc = proc_apply(c->proc, type, payload, len, &why);
+	if (rc != 0) {
 		reject(c, why);
 		return -1;
 	}

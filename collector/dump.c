@@ -64,6 +64,9 @@ void dump_proc(struct conn *c, bool final)
 	 * process that ended without a goodbye (_exit, a signal) gets one. */
 	if (final && !p->active && !p->bye && !process_ended(c->peer_pid))
 		return;
+	/* A leak-checked process's last profiles went out with its report. */
+	if (final && p->checked)
+		return;
 	unsigned seq = next_seq(p);
 	char path[4096];
 	size_t len;
@@ -79,6 +82,12 @@ void dump_proc(struct conn *c, bool final)
 		map_clear(&p->cpu);
 		p->cpu_samples = 0;
 		p->cpu_since_ns = now_realtime_ns();
+	}
+	if (p->leak_profile) {
+		snprintf(path, sizeof(path), "%s/%s.%u.%04u.leak.pb.gz", cfg.dir, p->name, p->pid,
+			 seq);
+		write_profile(path, p->leak_profile, p->leak_profile_len);
+		p->leak_profile = NULL; /* write_profile freed it */
 	}
 }
 

@@ -3,7 +3,8 @@
  * listening socket, the clients, a signalfd (USR2 = dump every process,
  * TERM/INT = final dumps and exit) and timerfds (periodic dumps; in private
  * mode, noticing that every process has gone). Everything else is in the
- * modules: conn.c (records), proc.c (state), dump.c and pprof.c (files).
+ * modules: conn.c (records), proc.c (state), dump.c and pprof.c (files),
+ * http.c (the /debug/pprof/ server, whose descriptors have tags of its own).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -22,6 +23,7 @@
 #include <unistd.h>
 
 #include "collector.h"
+#include "http.h"
 #include "pprof_builder.h"
 #include "symbolize.h"
 #include "util.h"
@@ -44,7 +46,8 @@ enum { TAG_LISTEN = 1, TAG_SIGNAL = 2, TAG_INTERVAL = 3, TAG_IDLE = 4 };
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: memprof-collector [--socket PATH] [--dir DIR] [--interval SEC] [--verbose]\n"
+		"usage: memprof-collector [--socket PATH] [--dir DIR] [--interval SEC]\n"
+		"                         [--http ADDR:PORT] [--verbose]\n"
 		"\n"
 		"Collects heap and CPU samples from programs run with\n"
 		"  MEMPROF_SOCKET=PATH LD_PRELOAD=/path/to/libmemprof.so program ...\n"
@@ -56,6 +59,9 @@ static void usage(FILE *f)
 		"                   else /tmp/memprof-$UID/sock)\n"
 		"  --dir DIR        where profiles go (default ./memprof-out)\n"
 		"  --interval SEC   also dump every SEC seconds (default 0: off)\n"
+		"  --http ADDR:PORT serve Go's /debug/pprof/ endpoints there (ADDR: an IP\n"
+		"                   address or localhost; 127.0.0.1 if left out; PORT 0:\n"
+		"                   any free port, printed at startup)\n"
 		"  --verbose        say what connects and which files are written\n");
 }
 
@@ -197,6 +203,8 @@ static void close_conn(struct conn *c)
 			break;
 		}
 	}
+	if (c->proc)
+		http_proc_gone(c->proc);
 	proc_free(c->proc);
 	free(c->buf);
 	free(c);
@@ -257,13 +265,15 @@ int main(int argc, char **argv)
 		{ "socket", required_argument, NULL, 's' },
 		{ "dir", required_argument, NULL, 'd' },
 		{ "interval", required_argument, NULL, 'i' },
+		{ "http", required_argument, NULL, 'H' },
 		{ "listen-fd", required_argument, NULL, 'L' },
 		{ "private", no_argument, NULL, 'P' },
+		{ "leak-summary", required_argument, NULL, 'S' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *socket_path = NULL, *dir = "memprof-out";
+	const char *socket_path = NULL, *dir = "memprof-out", *http_addr = NULL;
 	unsigned listen_fd = 0;
 	bool have_listen_fd = false;
 	int o;
@@ -284,7 +294,17 @@ int main(int argc, char **argv)
 			}
 			have_listen_fd = true;
 			break;
+		case 'H': {
+			const char *why;
+			if (http_check_addr(optarg, &why) != 0) {
+				log_msg("--http wants [ADDR:]PORT, not '%s': %s", optarg, why);
+				return 2;
+			}
+			http_addr = optarg;
+			break;
+		}
 		case 'P': cfg.private_mode = true; break;
+		case 'S': cfg.leak_summary = optarg; break;
 		case 'v': log_verbose = 1; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
@@ -320,6 +340,16 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	cfg.dir = abs_dir;
+
+	/* Before the socket exists: whoever waits for it to appear (memprof
+	 * run) must not find a collector that is about to fail. */
+	epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (epfd < 0) {
+		log_msg("cannot set up the event loop: %s", strerror(errno));
+		return 1;
+	}
+	if (http_addr && http_start(http_addr, epfd, log_verbose) != 0)
+		return 1;
 
 	char sock_buf[PATH_MAX];
 	bool chose_socket = false;
@@ -358,8 +388,7 @@ int main(int argc, char **argv)
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 	int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
 
-	epfd = epoll_create1(EPOLL_CLOEXEC);
-	if (epfd < 0 || sfd < 0) {
+	if (sfd < 0) {
 		log_msg("cannot set up the event loop: %s", strerror(errno));
 		return 1;
 	}
@@ -416,6 +445,9 @@ int main(int argc, char **argv)
 					dump_all(false);
 				}
 				break;
+			} else if (http_owns_tag(tag)) {
+				if (http_event(tag, evs[i].events))
+					break;
 			} else if (tag == TAG_IDLE) {
 				uint64_t ticks, now = now_monotonic_ns();
 				if (read(idle_fd, &ticks, sizeof(ticks)) == sizeof(ticks) && nconns == 0 &&
@@ -432,6 +464,7 @@ int main(int argc, char **argv)
 	drain_all();
 	while (conns)
 		close_conn(conns);
+	http_stop();
 	if (socket_path && !have_listen_fd)
 		unlink(socket_path);
 	if (cfg.private_mode && socket_path) {

@@ -182,6 +182,16 @@ void pb_label_num(struct pb *b, Perftools__Profiles__Sample *sm, const char *key
 	sm->label[sm->n_label++] = l;
 }
 
+void pb_label_str(struct pb *b, Perftools__Profiles__Sample *sm, const char *key, const char *str)
+{
+	Perftools__Profiles__Label *l = xmalloc(sizeof(*l));
+	perftools__profiles__label__init(l);
+	l->key = pb_string(b, key);
+	l->str = pb_string(b, str);
+	sm->label = xrealloc(sm->label, (sm->n_label + 1) * sizeof(*sm->label));
+	sm->label[sm->n_label++] = l;
+}
+
 unsigned char *pb_finish(struct pb *b, size_t *out_len)
 {
 	Perftools__Profiles__Profile *pr = &b->prof;
@@ -315,21 +325,21 @@ unsigned char *pprof_heap(struct proc *p, const char *default_type, size_t *len)
 
 /* ---- CPU profiles ----------------------------------------------------------- */
 
-unsigned char *pprof_cpu(struct proc *p, size_t *len)
+unsigned char *pprof_cpu_counts(struct proc *p, const struct map *counts, uint64_t since_ns,
+			       uint64_t duration_ns, size_t *len)
 {
 	static const char *const types[] = { "samples", "count", "cpu", "nanoseconds" };
 	int64_t period = p->cpu_hz ? 1000000000LL / p->cpu_hz : 10000000LL;
-	uint64_t now = now_realtime_ns();
 	struct pb b;
 	pb_init(&b, p);
 	pb_sample_types(&b, types, 2);
 	pb_period(&b, "cpu", "nanoseconds", period);
 	b.prof.default_sample_type = pb_string(&b, "cpu");
-	b.prof.time_nanos = (int64_t)p->cpu_since_ns;
-	b.prof.duration_nanos = (int64_t)(now - p->cpu_since_ns);
+	b.prof.time_nanos = (int64_t)since_ns;
+	b.prof.duration_nanos = (int64_t)duration_ns;
 	pb_process_comments(&b, "CPU");
-	for (size_t i = 0; i < p->cpu.cap; i++) {
-		const struct map_slot *s = &p->cpu.slots[i];
+	for (size_t i = 0; i < counts->cap; i++) {
+		const struct map_slot *s = &counts->slots[i];
 		if (!s->k1)
 			continue;
 		int64_t v[2] = { (int64_t)s->val, (int64_t)s->val * period };
@@ -338,6 +348,12 @@ unsigned char *pprof_cpu(struct proc *p, size_t *len)
 	unsigned char *out = pb_finish(&b, len);
 	pb_free(&b);
 	return out;
+}
+
+unsigned char *pprof_cpu(struct proc *p, size_t *len)
+{
+	return pprof_cpu_counts(p, &p->cpu, p->cpu_since_ns, now_realtime_ns() - p->cpu_since_ns,
+				len);
 }
 
 /* ---- gzip and files --------------------------------------------------------- */

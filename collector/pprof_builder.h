@@ -45,6 +45,7 @@ void pb_process_comments(struct pb *b, const char *what);
 /* A sample of p->stacks[stack] with nvalues values. */
 Perftools__Profiles__Sample *pb_sample(struct pb *b, uint32_t stack, const int64_t *values);
 void pb_label_num(struct pb *b, Perftools__Profiles__Sample *sm, const char *key, int64_t num);
+void pb_label_str(struct pb *b, Perftools__Profiles__Sample *sm, const char *key, const char *str);
 /* Packs and gzips; NULL on failure. The builder must still be freed. */
 unsigned char *pb_finish(struct pb *b, size_t *out_len);
 void pb_free(struct pb *b);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "http.h"
 #include "proc.h"
 #include "unwind.h"
 #include "util.h"
@@ -108,6 +109,8 @@ void proc_free(struct proc *p)
 	map_free(&p->live);
 	map_free(&p->cpu);
 	unwind_free(p->unwinder);
+	free(p->leaks);
+	free(p->leak_profile);
 	free(p->exe);
 	free(p->name);
 	free(p->cmdline);
@@ -317,6 +320,7 @@ static int add_cpu_sample(struct proc *p, const void *payload, uint32_t len, con
 	else
 		map_put(&p->cpu, (uint64_t)stack + 1, 0, s.weight);
 	p->cpu_samples += s.weight;
+	http_cpu_sample(p, stack, s.weight);
 	return 0;
 }
 

@@ -79,6 +79,12 @@ struct proc {
 	struct map live;          /* address -> index into buckets */
 	struct map cpu;           /* stack + 1 -> timer periods, this window */
 	struct unwinder *unwinder;
+	/* leak check */
+	struct mp_leak *leaks;    /* what the process reported unreachable */
+	size_t nleaks, cap_leaks;
+	unsigned char *leak_profile; /* gzipped, written with the next dump */
+	size_t leak_profile_len;
+	bool checked;             /* its final profiles went out with the report */
 };
 
 /* Creates the record for a process from its hello; NULL with *why set if

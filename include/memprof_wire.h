@@ -45,7 +45,12 @@ enum mp_rec_type {
 	MP_REC_BYE = 8,     /* no payload: the process is exiting normally */
 	MP_REC_CPU = 9,     /* struct mp_cpu_sample, then stack_len stack bytes */
 	MP_REC_MALLOC_STATS = 10, /* struct mp_malloc_stats */
-	MP_REC_TYPE_MAX = 10,
+	MP_REC_LEAKS = 11,  /* struct mp_leaks, then count struct mp_leak */
+	MP_REC_LEAK_END = 12, /* struct mp_leak_end, then the suppressions path */
+	MP_REC_TYPE_MAX = 12,
+	/* The one record that goes the other way, collector to shim, in reply
+	 * to MP_REC_LEAK_END: */
+	MP_REC_LEAK_REPORT = 100, /* struct mp_leak_report, then the text */
 };
 
 struct mp_rec_hdr {
@@ -135,6 +140,43 @@ struct mp_malloc_stats {
 	uint64_t fordblks; /* bytes free inside the arenas */
 	uint64_t keepcost; /* bytes that could be trimmed from the top */
 	uint64_t ordblks;  /* free chunks */
+};
+
+/*
+ * Leak check (MEMPROF_LEAK_CHECK=1, full-trace mode): at exit the shim finds
+ * the live blocks that nothing reachable points to and sends them, in as
+ * many MP_REC_LEAKS records as it takes, then MP_REC_LEAK_END. The
+ * collector, which knows every block's stack, answers with one
+ * MP_REC_LEAK_REPORT: the text to print (empty when nothing leaked) and the
+ * totals after suppressions.
+ */
+#define MP_LEAK_DIRECT 1   /* no other leaked block points to it */
+#define MP_LEAK_INDIRECT 2 /* another leaked block points to it */
+
+struct mp_leaks {
+	uint32_t count;
+	uint32_t reserved;
+};
+
+struct mp_leak {
+	uint64_t addr;
+	uint64_t size;
+	uint32_t kind; /* MP_LEAK_* */
+	uint32_t reserved;
+};
+
+struct mp_leak_end {
+	int32_t exit_status;   /* what the program passed to exit() */
+	uint32_t unscanned;    /* threads whose stacks could not be scanned */
+	uint32_t path_len;     /* bytes of suppressions file path that follow */
+	uint32_t reserved;
+};
+
+struct mp_leak_report {
+	uint64_t leaked_bytes, leaked_count;         /* after suppressions */
+	uint64_t suppressed_bytes, suppressed_count;
+	uint32_t text_len;                           /* bytes of text that follow */
+	uint32_t reserved;
 };
 
 #endif /* MEMPROF_WIRE_H */

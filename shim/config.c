@@ -106,7 +106,8 @@ static void reject(const char *name, const char *value, const char *want, const 
 static const char *const known[] = {
 	"MEMPROF_RATE", "MEMPROF_CPU_HZ", "MEMPROF_DIR", "MEMPROF_INTERVAL",
 	"MEMPROF_SOCKET", "MEMPROF_DUMP_SIGNAL", "MEMPROF_SEED",
-	"MEMPROF_COLLECTOR", "MEMPROF_QUIET", NULL,
+	"MEMPROF_COLLECTOR", "MEMPROF_QUIET", "MEMPROF_LEAK_CHECK", "MEMPROF_LEAK_EXITCODE",
+	"MEMPROF_SUPPRESSIONS", NULL,
 };
 
 /* A misspelt setting silently doing nothing is the worst kind of failure for
@@ -183,6 +184,33 @@ void mp_config_load(void)
 			memcpy(mp_cfg.dir, v, strlen(v) + 1);
 		else
 			reject("MEMPROF_DIR", v, "a path shorter than 1024 bytes", "./memprof-out");
+	}
+	mp_cfg.leak_exitcode = 23;
+	if ((v = getenv("MEMPROF_LEAK_CHECK")) && *v) {
+		if (parse_u64(v, 1, false, &n) == 0)
+			mp_cfg.leak_check = n == 1;
+		else
+			reject("MEMPROF_LEAK_CHECK", v, "0 or 1", "0 (no leak check)");
+	}
+	if ((v = getenv("MEMPROF_LEAK_EXITCODE")) && *v) {
+		if (parse_u64(v, 255, false, &n) == 0)
+			mp_cfg.leak_exitcode = (int)n;
+		else
+			reject("MEMPROF_LEAK_EXITCODE", v, "an exit status from 0 to 255", "23");
+	}
+	if ((v = getenv("MEMPROF_SUPPRESSIONS")) && *v) {
+		if (strlen(v) < sizeof(mp_cfg.suppressions) && v[0] == '/')
+			memcpy(mp_cfg.suppressions, v, strlen(v) + 1);
+		else
+			reject("MEMPROF_SUPPRESSIONS", v, "an absolute path shorter than 1024 bytes",
+			       "no suppressions");
+	}
+	if (mp_cfg.leak_check) {
+		/* Every allocation must be known to tell leaks; CPU samples would
+		 * only slow the check down. */
+		mp_cfg.rate = 1;
+		if (!getenv("MEMPROF_CPU_HZ"))
+			mp_cfg.cpu_hz = 0;
 	}
 	mp_cfg.full_trace = mp_cfg.rate == 1;
 	warn_unknown();

@@ -303,6 +303,15 @@ void mp_cpu_fork_child(void)
 		thread_begin();
 }
 
+size_t mp_cpu_regions(struct mp_range *out, size_t max)
+{
+	size_t n = 0;
+	for (struct mp_thread *t = atomic_load(&threads); t && n < max; t = t->next)
+		out[n++] = (struct mp_range){ (uint64_t)(uintptr_t)t,
+					      (uint64_t)(uintptr_t)t + sizeof(*t) };
+	return n;
+}
+
 bool mp_cpu_pending(void)
 {
 	for (struct mp_thread *t = atomic_load(&threads); t; t = t->next)

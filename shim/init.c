@@ -127,6 +127,7 @@ __attribute__((constructor(101))) static void mp_start(void)
 	if (mp_writer_start() != 0)
 		goto out;
 	install_dump_signal();
+	mp_leak_setup();
 	if (mp_cpu_start() != 0)
 		mp_log("cannot set up CPU profiling (%s); heap profiling goes on", strerror(errno));
 	pthread_atfork(fork_prepare, fork_parent, fork_child);
@@ -142,6 +143,10 @@ out:
 
 __attribute__((destructor)) static void mp_stop(void)
 {
+	/* With a leak check, the exit handler (which runs after destructors:
+	 * it was registered before libc registered the loader's) finishes. */
+	if (mp_cfg.leak_check)
+		return;
 	int expected = MP_STATE_ON;
 	if (!atomic_compare_exchange_strong(&mp_state, &expected, MP_STATE_OFF))
 		return;

@@ -21,6 +21,7 @@
 struct slot {
 	uintptr_t addr; /* 0 = empty */
 	uint64_t size;
+	uint64_t caller; /* return address into the allocating function */
 };
 
 struct stripe {
@@ -61,13 +62,12 @@ static struct slot *map_slots(uint32_t cap)
 	return p == MAP_FAILED ? NULL : p;
 }
 
-static void put(struct slot *slots, uint32_t cap, uintptr_t addr, uint64_t size)
+static void put(struct slot *slots, uint32_t cap, const struct slot *s)
 {
-	uint32_t i = (uint32_t)(mix(addr) >> 32) & (cap - 1);
-	while (slots[i].addr && slots[i].addr != addr)
+	uint32_t i = (uint32_t)(mix(s->addr) >> 32) & (cap - 1);
+	while (slots[i].addr && slots[i].addr != s->addr)
 		i = (i + 1) & (cap - 1);
-	slots[i].addr = addr;
-	slots[i].size = size;
+	slots[i] = *s;
 }
 
 static int grow(struct stripe *s)
@@ -78,7 +78,7 @@ static int grow(struct stripe *s)
 		return -1;
 	for (uint32_t i = 0; i < s->cap; i++)
 		if (s->slots[i].addr)
-			put(ns, ncap, s->slots[i].addr, s->slots[i].size);
+			put(ns, ncap, &s->slots[i]);
 	if (s->slots)
 		munmap(s->slots, (size_t)s->cap * sizeof(struct slot));
 	s->slots = ns;
@@ -103,7 +103,7 @@ static _Atomic uint8_t *filter(void)
 	return (_Atomic uint8_t *)p;
 }
 
-int mp_live_insert(const void *p, uint64_t size)
+int mp_live_insert(const void *p, uint64_t size, uint64_t caller)
 {
 	uintptr_t a = (uintptr_t)p;
 	_Atomic uint8_t *f = filter();
@@ -115,7 +115,8 @@ int mp_live_insert(const void *p, uint64_t size)
 		unlock(s);
 		return -1;
 	}
-	put(s->slots, s->cap, a, size);
+	struct slot n = { a, size, caller };
+	put(s->slots, s->cap, &n);
 	s->count++;
 	unlock(s);
 	_Atomic uint8_t *c = &f[mp_live_hash(p)];
@@ -140,8 +141,7 @@ static void delete_at(struct stripe *s, uint32_t i)
 			i = j;
 		}
 	}
-	s->slots[i].addr = 0;
-	s->slots[i].size = 0;
+	s->slots[i] = (struct slot){ 0, 0, 0 };
 }
 
 bool mp_live_remove(const void *p)
@@ -185,6 +185,31 @@ void mp_live_reset(void)
 	if (mp_live_filter)
 		memset((void *)mp_live_filter, 0, FILTER_SIZE);
 	atomic_store(&mp_live_count, 0);
+}
+
+size_t mp_live_copy(struct mp_block *out, size_t max)
+{
+	size_t n = 0;
+	for (int i = 0; i < STRIPES; i++) {
+		const struct stripe *s = &stripes[i];
+		for (uint32_t j = 0; j < s->cap && n < max; j++)
+			if (s->slots[j].addr)
+				out[n++] = (struct mp_block){ s->slots[j].addr, s->slots[j].size,
+							      s->slots[j].caller, 0 };
+	}
+	return n;
+}
+
+size_t mp_live_regions(struct mp_range *out, size_t max)
+{
+	size_t n = 0;
+	for (int i = 0; i < STRIPES && n < max; i++)
+		if (stripes[i].slots)
+			out[n++] = (struct mp_range){
+				(uint64_t)(uintptr_t)stripes[i].slots,
+				(uint64_t)(uintptr_t)(stripes[i].slots + stripes[i].cap),
+			};
+	return n;
 }
 
 void mp_live_fork_prepare(void)

@@ -59,6 +59,14 @@ void mp_ring_reset(void)
 	atomic_store(&tail, 0);
 }
 
+size_t mp_ring_regions(struct mp_range *out, size_t max)
+{
+	if (!ring || !max)
+		return 0;
+	out[0] = (struct mp_range){ (uint64_t)(uintptr_t)ring, (uint64_t)(uintptr_t)ring + cap };
+	return 1;
+}
+
 bool mp_ring_empty(void)
 {
 	return atomic_load(&head) == atomic_load(&tail);

@@ -158,7 +158,7 @@ static void record_alloc(void *p, size_t size)
 	memcpy(ev->pcs, pcs, depth * sizeof(uint64_t));
 	/* Insert before publishing: once the program has the pointer it may
 	 * free it, and that free must find it. */
-	if (mp_live_insert(p, size) != 0) {
+	if (mp_live_insert(p, size, pcs[0]) != 0) {
 		ev->depth = 0; /* the writer skips it */
 		atomic_fetch_add(&mp_dropped, 1);
 	}

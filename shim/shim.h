@@ -55,6 +55,9 @@ struct mp_config {
 	int dump_signal;      /* MEMPROF_DUMP_SIGNAL, 0 = none */
 	uint64_t seed;        /* MEMPROF_SEED, 0 = random */
 	bool full_trace;      /* rate == 1: nothing may be dropped */
+	bool leak_check;      /* MEMPROF_LEAK_CHECK: check for leaks at exit */
+	int leak_exitcode;    /* MEMPROF_LEAK_EXITCODE: exit status when leaking */
+	char suppressions[1024]; /* MEMPROF_SUPPRESSIONS: LSan-style file */
 	char socket[108];     /* MEMPROF_SOCKET, "" = start a private collector */
 	char dir[1024];       /* MEMPROF_DIR, for a private collector */
 };
@@ -140,10 +143,18 @@ static inline void mp_note_alloc(void *p, size_t size)
 /* Lock-free quick check for free(): false means p is certainly not a live
  * sampled block (the answer for almost every pointer); true means look. */
 static inline bool mp_live_maybe(const void *p);
-/* Adds p (size bytes); returns 0, or -1 if the table cannot grow. */
-int mp_live_insert(const void *p, uint64_t size);
+/* Adds p (size bytes, allocated by the function that caller returns
+ * into); returns 0, or -1 if the table cannot grow. */
+int mp_live_insert(const void *p, uint64_t size, uint64_t caller);
 /* Removes p; returns true if it was there. */
 bool mp_live_remove(const void *p);
+struct mp_block {
+	uint64_t addr, size, caller;
+	uint64_t tag; /* for the leak check's marking */
+};
+/* Copies up to max live blocks, in no order; the caller holds every stripe
+ * (mp_live_fork_prepare) so that the table stands still. */
+size_t mp_live_copy(struct mp_block *out, size_t max);
 /* Forgets every block (after fork in the child). */
 void mp_live_reset(void);
 void mp_live_fork_prepare(void);
@@ -218,6 +229,18 @@ void mp_writer_request_dump(void);
 /* Flushes everything, says goodbye and stops the writer; gives up when the
  * collector has taken nothing for stall_ms. Called at exit. */
 void mp_writer_finish(int stall_ms);
+/* The writer thread's id (0 if none), so that others can leave it alone. */
+pid_t mp_writer_tid(void);
+/* Has the writer send everything queued and stop without a goodbye: the
+ * calling thread then owns the connection. 0, or -1 if it did not stop
+ * (the collector takes nothing) or the connection is gone. */
+int mp_writer_park(int stall_ms);
+/* Says goodbye on a parked connection, or finishes the writer. */
+void mp_writer_bye(void);
+/* On a parked connection: sends the leaked blocks and waits for the
+ * collector's report (its text in *text, mmap'd). 0 or -1. */
+int mp_writer_leak_exchange(const struct mp_leak *leaks, size_t n, int status, uint32_t unscanned,
+			    const char *suppressions, struct mp_leak_report *report, char **text);
 /* In a forked child: forget the parent's connection and thread. */
 void mp_writer_fork_child(void);
 bool mp_writer_alive(void);
@@ -249,6 +272,23 @@ bool mp_cpu_pending(void);
 
 /* dlsym(RTLD_NEXT, name), for wrappers of functions other than malloc's. */
 void *mp_real_symbol(const char *name);
+
+/* ---- memory of our own that holds heap addresses ------------------------------ */
+
+/* The leak check must not scan what the shim keeps (event ring, sampled
+ * block tables, CPU stack copies): it is full of heap addresses that are
+ * not references. Each module reports its regions. */
+struct mp_range {
+	uint64_t lo, hi;
+};
+size_t mp_ring_regions(struct mp_range *out, size_t max);
+size_t mp_live_regions(struct mp_range *out, size_t max);
+size_t mp_cpu_regions(struct mp_range *out, size_t max);
+
+/* ---- leak check (leak.c) ---------------------------------------------------- */
+
+/* Arranges the check at exit when MEMPROF_LEAK_CHECK is set. */
+void mp_leak_setup(void);
 
 /* ---- private collector (spawn.c) ------------------------------------------ */
 

@@ -12,6 +12,8 @@
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -32,7 +34,12 @@ static bool sock_broken;
 static pthread_t writer_thread;
 static _Atomic bool alive;
 static _Atomic uint32_t wake_word;   /* futex: bumped to wake the writer */
-static _Atomic uint32_t finish_word; /* futex: 1 = asked to finish, 2 = done */
+/* futex: FINISH_BYE or FINISH_PARK asked, FINISH_DONE done */
+static _Atomic uint32_t finish_word;
+enum { FINISH_NO = 0, FINISH_BYE = 1, FINISH_DONE = 2, FINISH_PARK = 3 };
+static _Atomic pid_t writer_tid;
+static bool parked;   /* the writer has gone; its caller owns the socket */
+static bool said_bye;
 static _Atomic bool dump_req;
 static uint64_t drops_sent, cpu_drops, cpu_drops_sent;
 static _Atomic uint64_t bytes_sent; /* progress, watched by mp_writer_finish */
@@ -284,10 +291,19 @@ static uint64_t hash_pcs(const uint64_t *pcs, uint32_t depth)
 	return h;
 }
 
+/* The tables come from mmap, not malloc: at a leak check the writer keeps
+ * working while the program's threads are stopped, maybe holding malloc's
+ * locks. */
+static void *map_zeroed(size_t bytes)
+{
+	void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	return p == MAP_FAILED ? NULL : p;
+}
+
 static int stack_grow(void)
 {
 	uint32_t ncap = stack_cap ? stack_cap * 2 : 4096;
-	struct stack_slot *nt = mp_real.calloc(ncap, sizeof(*nt));
+	struct stack_slot *nt = map_zeroed(ncap * sizeof(*nt));
 	if (!nt)
 		return -1;
 	for (uint32_t i = 0; i < stack_cap; i++) {
@@ -298,7 +314,8 @@ static int stack_grow(void)
 			j = (j + 1) & (ncap - 1);
 		nt[j] = stack_tab[i];
 	}
-	mp_real.free(stack_tab);
+	if (stack_tab)
+		munmap(stack_tab, stack_cap * sizeof(*stack_tab));
 	stack_tab = nt;
 	stack_cap = ncap;
 	return 0;
@@ -322,8 +339,10 @@ static uint32_t intern_stack(const uint64_t *pcs, uint32_t depth)
 		uint64_t ncap = pcs_cap ? pcs_cap * 2 : 65536;
 		while (ncap < pcs_used + depth)
 			ncap *= 2;
-		uint64_t *na = mp_real.realloc(pcs_arena, ncap * sizeof(uint64_t));
-		if (!na)
+		uint64_t *na = pcs_arena ? mremap(pcs_arena, pcs_cap * sizeof(uint64_t),
+						   ncap * sizeof(uint64_t), MREMAP_MAYMOVE)
+					 : map_zeroed(ncap * sizeof(uint64_t));
+		if (!na || na == MAP_FAILED)
 			return 0;
 		pcs_arena = na;
 		pcs_cap = ncap;
@@ -351,7 +370,7 @@ static uint32_t intern_stack(const uint64_t *pcs, uint32_t depth)
 static void stack_reset(void)
 {
 	/* After fork the parent's tables may have been mid-update; abandon
-	 * them rather than trust or free them. */
+	 * them (copies in the child's memory) rather than trust them. */
 	stack_tab = NULL;
 	stack_cap = stack_count = 0;
 	pcs_arena = NULL;
@@ -444,6 +463,8 @@ static void *writer_main(void *arg)
 {
 	(void)arg;
 	mp_tls.busy = 1; /* everything this thread allocates is the shim's */
+	atomic_store(&writer_tid, (pid_t)syscall(SYS_gettid));
+	futex_wake((_Atomic uint32_t *)&writer_tid);
 	send_hello();
 	flush();
 	for (;;) {
@@ -456,13 +477,20 @@ static void *writer_main(void *arg)
 			send_drops();
 			put_simple(MP_REC_DUMP, NULL, 0);
 		}
-		if (atomic_load(&finish_word) == 1 && n == 0) {
-			send_malloc_stats(true);
+		uint32_t finish = atomic_load(&finish_word);
+		if ((finish == FINISH_BYE || finish == FINISH_PARK) && n == 0) {
+			/* Parking is for the leak check, with the program's
+			 * threads stopped: mallinfo2 could wait on their locks. */
+			if (finish == FINISH_BYE)
+				send_malloc_stats(true);
 			send_drops();
-			put_simple(MP_REC_BYE, NULL, 0);
+			if (finish == FINISH_BYE) {
+				put_simple(MP_REC_BYE, NULL, 0);
+				said_bye = true;
+			}
 			flush();
 			atomic_store(&alive, false);
-			atomic_store(&finish_word, 2);
+			atomic_store(&finish_word, FINISH_DONE);
 			futex_wake(&finish_word);
 			return NULL;
 		}
@@ -480,7 +508,9 @@ int mp_writer_start(void)
 		       strerror(errno));
 		return -1;
 	}
-	atomic_store(&finish_word, 0);
+	atomic_store(&finish_word, FINISH_NO);
+	atomic_store(&writer_tid, 0);
+	parked = said_bye = false;
 	atomic_store(&alive, true);
 	/* The thread starts with every signal blocked, so that the program's
 	 * signals always go to the program's own threads. */
@@ -498,6 +528,10 @@ int mp_writer_start(void)
 	}
 	pthread_setname_np(writer_thread, "memprof-writer");
 	pthread_detach(writer_thread);
+	/* Wait until the thread has said who it is: a leak check at exit must
+	 * know which thread not to stop, however short the program. */
+	for (int i = 0; i < 100 && !atomic_load(&writer_tid); i++)
+		futex_wait((_Atomic uint32_t *)&writer_tid, 0, 10);
 	return 0;
 }
 
@@ -508,11 +542,13 @@ static long elapsed_ms(const struct timespec *since)
 	return (now.tv_sec - since->tv_sec) * 1000 + (now.tv_nsec - since->tv_nsec) / 1000000;
 }
 
-void mp_writer_finish(int stall_ms)
+/* Asks the writer to stop (with or without a goodbye) and waits while it
+ * makes progress; true once it has stopped. */
+static bool stop_writer(uint32_t how, int stall_ms)
 {
 	if (!mp_writer_alive())
-		return;
-	atomic_store(&finish_word, 1);
+		return atomic_load(&finish_word) == FINISH_DONE;
+	atomic_store(&finish_word, how);
 	mp_writer_wake();
 	/* Wait as long as the writer gets data through; a collector that
 	 * takes nothing for stall_ms is not worth holding the exit for. */
@@ -529,6 +565,92 @@ void mp_writer_finish(int stall_ms)
 			break;
 		}
 	}
+	return atomic_load(&finish_word) == FINISH_DONE;
+}
+
+void mp_writer_finish(int stall_ms)
+{
+	stop_writer(FINISH_BYE, stall_ms);
+}
+
+pid_t mp_writer_tid(void)
+{
+	return atomic_load(&writer_tid);
+}
+
+int mp_writer_park(int stall_ms)
+{
+	parked = stop_writer(FINISH_PARK, stall_ms) && !sock_broken;
+	return parked ? 0 : -1;
+}
+
+void mp_writer_bye(void)
+{
+	if (parked && !said_bye) {
+		put_simple(MP_REC_BYE, NULL, 0);
+		flush();
+		said_bye = true;
+	} else if (!parked) {
+		mp_writer_finish(1000);
+	}
+}
+
+/* Reads exactly len bytes, waiting at most until deadline_ms has passed. */
+static int read_full(void *buf, size_t len, const struct timespec *since, long deadline_ms)
+{
+	unsigned char *p = buf;
+	while (len) {
+		long left = deadline_ms - elapsed_ms(since);
+		struct pollfd pfd = { sock_fd, POLLIN, 0 };
+		if (left <= 0 || poll(&pfd, 1, (int)left) <= 0)
+			return -1;
+		ssize_t n = recv(sock_fd, p, len, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int mp_writer_leak_exchange(const struct mp_leak *leaks, size_t n, int status, uint32_t unscanned,
+			    const char *suppressions, struct mp_leak_report *report, char **text)
+{
+	if (!parked)
+		return -1;
+	const size_t per_record = (MP_REC_MAX_PAYLOAD - sizeof(struct mp_leaks)) / sizeof(*leaks);
+	for (size_t off = 0; off < n; off += per_record) {
+		size_t k = n - off < per_record ? n - off : per_record;
+		struct mp_leaks h = { (uint32_t)k, 0 };
+		struct piece pc[] = { { &h, sizeof(h) }, { leaks + off, k * sizeof(*leaks) } };
+		put_record(MP_REC_LEAKS, pc, 2);
+	}
+	struct mp_leak_end end = { status, unscanned, (uint32_t)strlen(suppressions), 0 };
+	struct piece pc[] = { { &end, sizeof(end) }, { suppressions, end.path_len } };
+	put_record(MP_REC_LEAK_END, pc, 2);
+	flush();
+	if (sock_broken)
+		return -1;
+	/* Symbolizing every leaked stack can take the collector a while. */
+	struct timespec since;
+	clock_gettime(CLOCK_MONOTONIC, &since);
+	const long deadline = 120000;
+	struct mp_rec_hdr h;
+	if (read_full(&h, sizeof(h), &since, deadline) != 0 || h.type != MP_REC_LEAK_REPORT ||
+	    h.len < sizeof(*report) || read_full(report, sizeof(*report), &since, deadline) != 0 ||
+	    report->text_len != h.len - sizeof(*report))
+		return -1;
+	*text = NULL;
+	if (report->text_len) {
+		void *m = mmap(NULL, report->text_len, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (m == MAP_FAILED || read_full(m, report->text_len, &since, deadline) != 0)
+			return -1;
+		*text = m;
+	}
+	return 0;
 }
 
 void mp_writer_fork_child(void)
