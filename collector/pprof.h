@@ -22,6 +22,12 @@ unsigned char *pprof_heap(struct proc *p, const char *default_type, size_t *len)
  * next window. */
 unsigned char *pprof_cpu(struct proc *p, size_t *len);
 
+/* A CPU profile of p from counts (stack index + 1 -> timer periods, as
+ * p->cpu), covering duration_ns from since_ns (CLOCK_REALTIME): for windows
+ * other than the dump window, such as /debug/pprof/profile's. */
+unsigned char *pprof_cpu_counts(struct proc *p, const struct map *counts, uint64_t since_ns,
+				uint64_t duration_ns, size_t *len);
+
 /* Writes data to path through a temporary file in the same directory and
  * rename(2). 0, or -1 with errno set; nothing is left behind on failure. */
 int pprof_write_file(const char *path, const void *data, size_t len);
