@@ -26,6 +26,7 @@ struct conn {
 	unsigned char *buf;  /* bytes received but not yet applied */
 	size_t len, cap;
 	struct proc *proc;   /* NULL until the hello */
+	bool dropped;        /* broke the protocol: read no more from it */
 	struct conn *next;
 };
 

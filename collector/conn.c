@@ -21,10 +21,28 @@ struct conn *conns;
 
 static void reject(struct conn *c, const char *why)
 {
+	c->dropped = true;
 	if (c->proc)
 		log_msg("dropping pid %u (%s): %s", c->proc->pid, c->proc->name, why);
 	else
 		log_msg("dropping a client (pid %u): %s", c->peer_pid, why);
+}
+
+/* A fork child's heap starts as its parent's. The parent flushed what it
+ * had sent before forking, so take in what its socket holds first (a read
+ * that ends the parent's connection is left for the event loop to see
+ * again and close). */
+static void inherit_from_parent(struct conn *child)
+{
+	for (struct conn *c = conns; c; c = c->next) {
+		if (c == child || !c->proc || c->proc->pid != child->proc->ppid)
+			continue;
+		while (conn_read(c) == 1)
+			;
+		if (c->proc) /* a bad record may have dropped it */
+			proc_inherit(child->proc, c->proc);
+		return;
+	}
 }
 
 /* Applies one record; -1 if the client must be dropped. */
@@ -43,6 +61,8 @@ static int apply(struct conn *c, uint32_t type, const unsigned char *payload, ui
 		}
 		log_debug("pid %u (%s) connected: %s", c->proc->pid, c->proc->name,
 			  c->proc->cmdline);
+		if (c->proc->flags & MP_HELLO_FORKED)
+			inherit_from_parent(c);
 		return 0;
 	}
 	if (type == MP_REC_DUMP) {
@@ -97,6 +117,8 @@ static int apply_buffered(struct conn *c)
 int conn_read(struct conn *c)
 {
 	size_t budget = READ_BUDGET;
+	if (c->dropped)
+		return -1;
 	while (budget) {
 		if (c->cap - c->len < 64 * 1024) {
 			size_t ncap = c->cap ? c->cap * 2 : 128 * 1024;

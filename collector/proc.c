@@ -117,6 +117,58 @@ void proc_free(struct proc *p)
 	free(p);
 }
 
+static void copy_map(struct map *dst, const struct map *src)
+{
+	map_free(dst);
+	dst->cap = src->cap;
+	dst->count = src->count;
+	if (src->cap) {
+		dst->slots = xmalloc(src->cap * sizeof(*src->slots));
+		memcpy(dst->slots, src->slots, src->cap * sizeof(*src->slots));
+	}
+}
+
+void proc_inherit(struct proc *child, const struct proc *parent)
+{
+	child->maps = xcalloc(parent->nmaps ? parent->nmaps : 1, sizeof(*child->maps));
+	child->nmaps = child->cap_maps = parent->nmaps;
+	for (size_t i = 0; i < parent->nmaps; i++) {
+		child->maps[i] = parent->maps[i];
+		child->maps[i].path = xstrndup(parent->maps[i].path, strlen(parent->maps[i].path));
+		if (parent->maps[i].file == parent->maps[i].path)
+			child->maps[i].file = child->maps[i].path;
+	}
+	child->locs = xcalloc(parent->nlocs ? parent->nlocs : 1, sizeof(*child->locs));
+	child->nlocs = child->cap_locs = parent->nlocs;
+	for (size_t i = 0; i < parent->nlocs; i++) {
+		child->locs[i] = parent->locs[i];
+		if (parent->locs[i].nlines) {
+			size_t n = parent->locs[i].nlines * sizeof(struct sym_line);
+			child->locs[i].lines = xmalloc(n);
+			memcpy(child->locs[i].lines, parent->locs[i].lines, n);
+		}
+	}
+	copy_map(&child->loc_by_addr, &parent->loc_by_addr);
+	child->stacks = xcalloc(parent->nstacks ? parent->nstacks : 1, sizeof(*child->stacks));
+	child->nstacks = child->cap_stacks = parent->nstacks;
+	for (size_t i = 0; i < parent->nstacks; i++) {
+		child->stacks[i].depth = parent->stacks[i].depth;
+		child->stacks[i].locs = xmalloc(parent->stacks[i].depth * sizeof(uint32_t));
+		memcpy(child->stacks[i].locs, parent->stacks[i].locs,
+		       parent->stacks[i].depth * sizeof(uint32_t));
+	}
+	copy_map(&child->stack_by_hash, &parent->stack_by_hash);
+	/* Only what is live comes along, counted once as allocated. */
+	child->buckets = xcalloc(parent->nbuckets ? parent->nbuckets : 1, sizeof(*child->buckets));
+	child->nbuckets = child->cap_buckets = parent->nbuckets;
+	for (size_t i = 0; i < parent->nbuckets; i++) {
+		child->buckets[i] = parent->buckets[i];
+		child->buckets[i].alloc_samples = parent->buckets[i].inuse_samples;
+	}
+	copy_map(&child->bucket_by_key, &parent->bucket_by_key);
+	copy_map(&child->live, &parent->live);
+}
+
 double proc_sample_weight(const struct proc *p, uint64_t size)
 {
 	if (p->rate <= 1 || size == 0)

@@ -92,6 +92,11 @@ struct proc {
 struct proc *proc_new(const void *payload, uint32_t len, const char **why);
 void proc_free(struct proc *p);
 
+/* A fork child starts with its parent's heap: copies the parent's mappings,
+ * stacks and live blocks (not its stack ids, CPU samples or totals). child
+ * must be fresh from proc_new. */
+void proc_inherit(struct proc *child, const struct proc *parent);
+
 /* Apply one record; 0, or -1 with *why naming what was wrong with it. */
 int proc_apply(struct proc *p, uint32_t type, const void *payload, uint32_t len,
 	       const char **why);

@@ -60,6 +60,9 @@ struct mp_rec_hdr {
 
 /* Flags in mp_hello.flags. */
 #define MP_HELLO_FULL_TRACE 1U /* every allocation is reported (rate 1) */
+#define MP_HELLO_FORKED 2U     /* a fork child: it starts with its parent's
+				* heap, which the collector copies from the
+				* parent's connection (ppid) */
 
 struct mp_hello {
 	uint32_t magic;   /* MP_WIRE_MAGIC */

@@ -74,6 +74,10 @@ static void fork_prepare(void)
 {
 	mp_tls.busy++;
 	mp_gate_close();
+	/* With every allocation recorded (a leak check), the collector must
+	 * have the parent's heap complete before the child asks for a copy. */
+	if (mp_cfg.full_trace && atomic_load(&mp_state) == MP_STATE_ON)
+		mp_writer_sync(2000);
 	mp_live_fork_prepare();
 }
 

@@ -174,19 +174,6 @@ bool mp_live_remove(const void *p)
 	return true;
 }
 
-void mp_live_reset(void)
-{
-	for (int i = 0; i < STRIPES; i++) {
-		struct stripe *s = &stripes[i];
-		if (s->slots)
-			memset(s->slots, 0, (size_t)s->cap * sizeof(struct slot));
-		s->count = 0;
-	}
-	if (mp_live_filter)
-		memset((void *)mp_live_filter, 0, FILTER_SIZE);
-	atomic_store(&mp_live_count, 0);
-}
-
 size_t mp_live_copy(struct mp_block *out, size_t max)
 {
 	size_t n = 0;
@@ -226,9 +213,7 @@ void mp_live_fork_parent(void)
 
 void mp_live_fork_child(void)
 {
+	/* The child's heap is the parent's: it keeps the table (the collector
+	 * copies the parent's record of these blocks for the child). */
 	mp_live_fork_parent();
-	/* The child is a new process to the collector, which knows nothing of
-	 * the parent's sampled blocks, so reports of their frees would be
-	 * noise. */
-	mp_live_reset();
 }

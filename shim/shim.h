@@ -155,8 +155,6 @@ struct mp_block {
 /* Copies up to max live blocks, in no order; the caller holds every stripe
  * (mp_live_fork_prepare) so that the table stands still. */
 size_t mp_live_copy(struct mp_block *out, size_t max);
-/* Forgets every block (after fork in the child). */
-void mp_live_reset(void);
 void mp_live_fork_prepare(void);
 void mp_live_fork_parent(void);
 void mp_live_fork_child(void);
@@ -241,6 +239,8 @@ void mp_writer_bye(void);
  * collector's report (its text in *text, mmap'd). 0 or -1. */
 int mp_writer_leak_exchange(const struct mp_leak *leaks, size_t n, int status, uint32_t unscanned,
 			    const char *suppressions, struct mp_leak_report *report, char **text);
+/* Waits (at most timeout_ms) until everything queued so far has been sent. */
+void mp_writer_sync(int timeout_ms);
 /* In a forked child: forget the parent's connection and thread. */
 void mp_writer_fork_child(void);
 bool mp_writer_alive(void);

@@ -39,6 +39,8 @@ static _Atomic uint32_t finish_word;
 enum { FINISH_NO = 0, FINISH_BYE = 1, FINISH_DONE = 2, FINISH_PARK = 3 };
 static _Atomic pid_t writer_tid;
 static bool parked;   /* the writer has gone; its caller owns the socket */
+static bool forked;   /* this connection is a fork child's */
+static _Atomic uint32_t sync_req, sync_done; /* futexes, see mp_writer_sync */
 static bool said_bye;
 static _Atomic bool dump_req;
 static uint64_t drops_sent, cpu_drops, cpu_drops_sent;
@@ -254,7 +256,7 @@ static void send_hello(void)
 		.ppid = (uint32_t)getppid(),
 		.rate = mp_cfg.rate,
 		.cpu_hz = mp_cfg.cpu_hz,
-		.flags = mp_cfg.full_trace ? MP_HELLO_FULL_TRACE : 0,
+		.flags = (mp_cfg.full_trace ? MP_HELLO_FULL_TRACE : 0) | (forked ? MP_HELLO_FORKED : 0),
 		.start_ns = (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec,
 		.exe_len = (uint32_t)exe_len,
 		.name_len = (uint32_t)name_len,
@@ -469,6 +471,9 @@ static void *writer_main(void *arg)
 	flush();
 	for (;;) {
 		uint32_t seen = atomic_load_explicit(&wake_word, memory_order_acquire);
+		/* Read before draining: a sync asked for before this drain is
+		 * answered once a drain finds nothing more. */
+		uint32_t req = atomic_load(&sync_req);
 		size_t n = mp_ring_drain(on_event);
 		n += drain_cpu();
 		send_malloc_stats(false);
@@ -496,6 +501,10 @@ static void *writer_main(void *arg)
 		}
 		if (outlen)
 			flush();
+		if (n == 0 && req != atomic_load(&sync_done)) {
+			atomic_store(&sync_done, req);
+			futex_wake(&sync_done);
+		}
 		if (n == 0)
 			futex_wait(&wake_word, seen, 50);
 	}
@@ -653,8 +662,24 @@ int mp_writer_leak_exchange(const struct mp_leak *leaks, size_t n, int status, u
 	return 0;
 }
 
+void mp_writer_sync(int timeout_ms)
+{
+	if (!mp_writer_alive())
+		return;
+	uint32_t req = atomic_fetch_add(&sync_req, 1) + 1;
+	mp_writer_wake();
+	struct timespec since;
+	clock_gettime(CLOCK_MONOTONIC, &since);
+	for (uint32_t done; (done = atomic_load(&sync_done)) != req && (int32_t)(done - req) < 0;) {
+		if (elapsed_ms(&since) > timeout_ms)
+			return;
+		futex_wait(&sync_done, done, 10);
+	}
+}
+
 void mp_writer_fork_child(void)
 {
+	forked = true;
 	/* The parent's connection stays the parent's: close our copy so that
 	 * the collector sees the parent's end when the parent exits. */
 	if (sock_fd >= 0)

@@ -6,12 +6,13 @@ load ../bats/test_helper
 
 @test "heap estimates are unbiased over 40 random seeds, and rarely off by 15%" {
 	vals=()
-	for i in $(seq 1 40); do
+	for i in $(seq 1 "${HEAP_SEEDS:-40}"); do
 		rm -rf out
-		"$MEMPROF" run -o out --rate 65536 -- "$T/target_heap" >prog.out &
+		"$MEMPROF" run -o out --rate 65536 -- "$T/target_heap" >prog.out 2>prog.err &
 		run_pid=$!
-		wait_for_line prog.out '^ready'
+		wait_for_line prog.out '^ready' || { cat prog.out prog.err >&3; false; }
 		pid=$(awk '/^ready/ { print $2 }' prog.out)
+		[ -n "$pid" ] || { echo "# run $i: no pid in: $(cat prog.out prog.err)" >&3; false; }
 		kill -USR2 "$pid"
 		f=$(wait_for_file "out/target_heap.$pid.0001.heap.pb.gz" 2)
 		vals+=("$(flat "$f" inuse_space hold_small) $(flat "$f" inuse_space hold_big)")

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Runs each program under LeakSanitizer (Debian's liblsan0, preloaded into
+# the unmodified program) and under memprof check, and prints a markdown
+# table of both verdicts and leaked bytes. Exits 1 if any row disagrees:
+# different verdicts, or leaked bytes more than 10% apart.
+set -u
+root=$(cd "$(dirname "$0")/.." && pwd)
+lsan=$(ls /usr/lib/x86_64-linux-gnu/liblsan.so.0 2>/dev/null) || { echo "liblsan0 is not installed" >&2; exit 2; }
+T=$root/build/tests
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+cd "$tmp" || exit 2
+echo hello > input.txt
+
+programs=(
+	"$T/target_leaks"
+	"$T/target_leaks none"
+	"$T/target_leaks thread"
+	"python3 -c print(sum(range(10)))"
+	"gcc --version"
+	"git --version"
+	"git init -q repo"
+	"sqlite3 :memory: select(1)"
+	"ls -l /"
+	"sort /etc/passwd"
+	"sed s/a/b/ /etc/passwd"
+	"wc -l input.txt"
+)
+
+# leaked bytes from a SUMMARY line, 0 when there is none
+bytes() { sed -n 's/^SUMMARY: [A-Za-z]*: \([0-9]*\) byte.*/\1/p' | tail -1 | grep . || echo 0; }
+
+bad=0
+echo "| program | LeakSanitizer | memprof check | agree |"
+echo "|---|---|---|---|"
+for p in "${programs[@]}"; do
+	read -r -a cmd <<<"$p"
+	rm -rf repo
+	l=$(LD_PRELOAD=$lsan "${cmd[@]}" 2>&1 >/dev/null | bytes)
+	rm -rf repo
+	m=$("$root/scripts/memprof" check -o "$tmp/out" -- "${cmd[@]}" 2>&1 >/dev/null | bytes)
+	ok=yes
+	if [ "$l" -eq 0 ] || [ "$m" -eq 0 ]; then
+		[ "$l" -eq "$m" ] || ok=no
+	else
+		awk -v a="$l" -v b="$m" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d <= a * 0.10) }' || ok=no
+	fi
+	[ "$ok" = yes ] || bad=1
+	name=${p#"$T/"}
+	printf '| `%s` | %s | %s | %s |\n' "$name" \
+		"$([ "$l" -eq 0 ] && echo "no leaks" || echo "$l bytes")" \
+		"$([ "$m" -eq 0 ] && echo "no leaks" || echo "$m bytes")" "$ok"
+done
+exit "$bad"
