@@ -23,12 +23,23 @@ mode_t pprof_file_mode = 0644;
 
 /* ---- the builder ---------------------------------------------------------- */
 
+static uint64_t mapping_id(struct pb *b, int32_t idx);
+
 void pb_init(struct pb *b, struct proc *p)
 {
 	memset(b, 0, sizeof(*b));
 	b->p = p;
 	perftools__profiles__profile__init(&b->prof);
 	pb_string(b, "");
+	/* pprof takes the first mapping for the program ("File:", the name
+	 * of the copies go tool pprof saves): let it be the executable, not
+	 * whatever the first sample happened to run in (often the vDSO). */
+	for (size_t i = 0; i < p->nmaps; i++) {
+		if (strcmp(p->maps[i].path, p->exe) == 0) {
+			mapping_id(b, (int32_t)i);
+			break;
+		}
+	}
 }
 
 int64_t pb_string(struct pb *b, const char *s)

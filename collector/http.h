@@ -1,0 +1,60 @@
+/*
+ * Go's /debug/pprof/ endpoints, served by the collector (--http ADDR:PORT).
+ * This is what the event loop (main.c) and the process state (proc.c) see
+ * of it; the server itself is http.c, the endpoints pprof_http.c, the text
+ * pages pprof_text.c. Nothing here blocks: sockets are non-blocking, every
+ * client is bounded in size, time and number.
+ */
+#ifndef MEMPROF_COLLECTOR_HTTP_H
+#define MEMPROF_COLLECTOR_HTTP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "proc.h"
+
+/*
+ * epoll tags (epoll_event.data.u64) of the server's descriptors: the
+ * listening socket, its timer and one per connection. main.c tells them
+ * from its own small tags and from its connection pointers (heap pointers
+ * are never below 64 KiB: vm.mmap_min_addr) with http_owns_tag().
+ */
+#define HTTP_TAG_BASE 0x100
+#define HTTP_MAX_CONNS 64
+
+/* Checks an --http value: "PORT", ":PORT" (loopback), "HOST:PORT" with an
+ * IPv4 address, "localhost" or a bracketed IPv6 address. PORT 0 lets the
+ * kernel choose. 0, or -1 with *why saying what is wrong. */
+int http_check_addr(const char *spec, const char **why);
+
+/* Listens on spec (already checked) and registers with epfd. Says where on
+ * stderr when verbose or when the port was chosen by the kernel
+ * ("http: listening on 127.0.0.1:PORT ..."). 0, or -1 after a message. */
+int http_start(const char *spec, int epfd, bool verbose);
+
+bool http_owns_tag(uint64_t tag);
+
+/* Handles one epoll event for an http tag. Returns true when it closed a
+ * connection other than the one the event was for: later entries of the
+ * same epoll batch may then be stale, and the caller must start over. */
+bool http_event(uint64_t tag, uint32_t events);
+
+/* At exit: writes what can be written without waiting, closes everything. */
+void http_stop(void);
+
+/*
+ * Hooks for the rest of the collector. Both are cheap when no CPU profile
+ * is being taken over HTTP, and safe to call when --http is off.
+ *
+ * http_cpu_sample: one CPU sample of p (stack: index into p->stacks, weight
+ * in timer periods), called by proc.c for every sample it takes in, so that
+ * /debug/pprof/profile?seconds=N sees the next N seconds whatever dumps
+ * happen meanwhile.
+ *
+ * http_proc_gone: p is about to be freed (main.c close_conn). Pending
+ * profile requests for p are answered now with what was collected.
+ */
+void http_cpu_sample(const struct proc *p, uint32_t stack, uint32_t weight);
+void http_proc_gone(struct proc *p);
+
+#endif /* MEMPROF_COLLECTOR_HTTP_H */

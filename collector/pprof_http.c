@@ -1,0 +1,397 @@
+/*
+ * Go's /debug/pprof/ endpoints over the collector's processes: choosing the
+ * process a request is for (?pid=), heap and allocs (profile.proto, or the
+ * legacy text with ?debug=1), cmdline, the index, and CPU profiles of the
+ * next N seconds (profile?seconds=N), which are counted apart from the dump
+ * windows so that USR2 and interval dumps do not cut them short. The HTTP
+ * side is http.c's; the text pages are pprof_text.c's.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "collector.h"
+#include "http.h"
+#include "http_server.h"
+#include "map.h"
+#include "pprof.h"
+#include "pprof_text.h"
+#include "strbuf.h"
+#include "util.h"
+
+#define PROFILE_DEFAULT_SECONDS 30 /* Go's */
+#define PROFILE_MAX_SECONDS 3600
+
+/* A CPU profile being taken for a client. */
+struct window {
+	struct http_conn *c;
+	struct proc *p;         /* valid until http_proc_gone(p) */
+	uint64_t since_ns;      /* CLOCK_REALTIME at the start */
+	uint64_t start_ns, end_ns; /* CLOCK_MONOTONIC */
+	struct map counts;      /* stack + 1 -> timer periods, as proc.cpu */
+	struct window *next;
+};
+
+static struct window *windows;
+
+/* ---- the query ---------------------------------------------------------------- */
+
+#define PARAM_MAX 24
+
+struct param {
+	bool present;
+	char value[PARAM_MAX]; /* decoded; "(too long)" if it did not fit */
+};
+
+struct params {
+	struct param pid, seconds, debug;
+};
+
+static int hex_digit(char ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	if (ch >= 'a' && ch <= 'f')
+		return ch - 'a' + 10;
+	if (ch >= 'A' && ch <= 'F')
+		return ch - 'A' + 10;
+	return -1;
+}
+
+/* Decodes s[0, n) (percent escapes, '+' for space) into out; -1 if an
+ * escape is malformed or the text contains a NUL; 1 if it did not fit. */
+static int decode(const char *s, size_t n, char *out, size_t size)
+{
+	size_t o = 0;
+	int rc = 0;
+	for (size_t i = 0; i < n; i++) {
+		char ch = s[i];
+		if (ch == '%') {
+			if (i + 2 >= n || hex_digit(s[i + 1]) < 0 || hex_digit(s[i + 2]) < 0)
+				return -1;
+			ch = (char)(hex_digit(s[i + 1]) * 16 + hex_digit(s[i + 2]));
+			if (ch == '\0')
+				return -1;
+			i += 2;
+		} else if (ch == '+') {
+			ch = ' ';
+		}
+		if (o + 1 < size)
+			out[o++] = ch;
+		else
+			rc = 1;
+	}
+	out[o] = '\0';
+	return rc;
+}
+
+/* Splits the query into the parameters we know; the first of each counts,
+ * as with Go's FormValue, and unknown ones are ignored (Go's gc=1, say). */
+static int parse_query(const char *query, struct params *out)
+{
+	memset(out, 0, sizeof(*out));
+	for (const char *s = query; *s;) {
+		size_t n = strcspn(s, "&");
+		const char *eq = memchr(s, '=', n);
+		size_t klen = eq ? (size_t)(eq - s) : n;
+		char key[PARAM_MAX], value[PARAM_MAX];
+		int kr = decode(s, klen, key, sizeof(key));
+		int vr = eq ? decode(eq + 1, n - klen - 1, value, sizeof(value)) : 0;
+		if (!eq)
+			value[0] = '\0';
+		if (kr < 0 || vr < 0 || memchr(s, ';', n))
+			return -1;
+		struct param *p = NULL;
+		if (kr == 0 && strcmp(key, "pid") == 0)
+			p = &out->pid;
+		else if (kr == 0 && strcmp(key, "seconds") == 0)
+			p = &out->seconds;
+		else if (kr == 0 && strcmp(key, "debug") == 0)
+			p = &out->debug;
+		if (p && !p->present) {
+			p->present = true;
+			strcpy(p->value, vr ? "(too long)" : value);
+		}
+		s += n;
+		if (*s == '&')
+			s++;
+	}
+	return 0;
+}
+
+/* A decimal number in [min, max], digits only. */
+static bool parse_num(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+	uint64_t v = 0;
+	if (!*s)
+		return false;
+	for (; *s; s++) {
+		if (*s < '0' || *s > '9' || v > (UINT64_MAX - 9) / 10)
+			return false;
+		v = v * 10 + (uint64_t)(*s - '0');
+	}
+	if (v < min || v > max)
+		return false;
+	*out = v;
+	return true;
+}
+
+/* ---- which process -------------------------------------------------------------- */
+
+static struct proc *proc_by_pid(uint32_t pid)
+{
+	/* Newest first: after an exec, the old image's connection may linger
+	 * for a moment beside the new one's. */
+	for (struct conn *k = conns; k; k = k->next)
+		if (k->proc && k->proc->pid == pid)
+			return k->proc;
+	return NULL;
+}
+
+/* The process the request names, or the only one; NULL after answering
+ * the error. */
+static struct proc *pick_proc(struct http_conn *c, const struct params *q)
+{
+	if (q->pid.present) {
+		uint64_t pid;
+		if (!parse_num(q->pid.value, 1, UINT32_MAX, &pid)) {
+			http_error(c, 400, "pid wants a process id, not '%s'", q->pid.value);
+			return NULL;
+		}
+		struct proc *p = proc_by_pid((uint32_t)pid);
+		if (!p)
+			http_error(c, 404, "no process with pid %llu; see /debug/pprof/ for the list",
+				   (unsigned long long)pid);
+		return p;
+	}
+	struct map seen = { 0 };
+	struct strbuf list = { 0 };
+	struct proc *only = NULL;
+	unsigned n = 0;
+	for (struct conn *k = conns; k; k = k->next) {
+		if (!k->proc || map_find(&seen, (uint64_t)k->proc->pid + 1, 0))
+			continue;
+		map_put(&seen, (uint64_t)k->proc->pid + 1, 0, 1);
+		if (n < 20)
+			sb_printf(&list, "%s%u", n ? ", " : "", k->proc->pid);
+		else if (n == 20)
+			sb_adds(&list, ", ...");
+		only = k->proc;
+		n++;
+	}
+	map_free(&seen);
+	if (n != 1) {
+		if (n == 0)
+			http_error(c, 404, "no process is being profiled; see /debug/pprof/");
+		else
+			http_error(c, 400,
+				   "pid is required: %u processes are profiled (pids %s); "
+				   "add ?pid=PID, see /debug/pprof/",
+				   n, list.s);
+		only = NULL;
+	}
+	sb_free(&list);
+	return only;
+}
+
+/* ---- endpoints ------------------------------------------------------------------- */
+
+static void respond_profile(struct http_conn *c, const char *name, unsigned char *data,
+			    size_t len)
+{
+	if (!data) {
+		http_error(c, 500, "could not encode the %s profile", name);
+		return;
+	}
+	char disp[128];
+	snprintf(disp, sizeof(disp), "Content-Disposition: attachment; filename=\"%s\"\r\n", name);
+	http_respond(c, 200, "application/octet-stream", disp, (char *)data, len);
+}
+
+static void serve_heap(struct http_conn *c, const struct params *q, const char *name,
+		       const char *default_type)
+{
+	uint64_t debug = 0;
+	if (q->debug.present && !parse_num(q->debug.value, 0, 2, &debug)) {
+		http_error(c, 400, "debug wants 0 (profile.proto) or 1 (text), not '%s'",
+			   q->debug.value);
+		return;
+	}
+	if (q->seconds.present) {
+		http_error(c, 400,
+			   "seconds is for /debug/pprof/profile: a %s profile is taken at once "
+			   "(compare two with go tool pprof -diff_base)", name);
+		return;
+	}
+	struct proc *p = pick_proc(c, q);
+	if (!p)
+		return;
+	size_t len;
+	if (debug) {
+		char *text = pprof_text_heap(p, &len);
+		http_respond(c, 200, "text/plain; charset=utf-8", NULL, text, len);
+		return;
+	}
+	unsigned char *data = pprof_heap(p, default_type, &len);
+	respond_profile(c, name, data, len);
+}
+
+static void serve_cmdline(struct http_conn *c, const struct params *q)
+{
+	struct proc *p = pick_proc(c, q);
+	if (!p)
+		return;
+	/* Go writes os.Args joined with NULs; the collector keeps argv as one
+	 * line with spaces (proc.cmdline), which reads better anyway. */
+	size_t len = strlen(p->cmdline);
+	http_respond(c, 200, "text/plain; charset=utf-8", NULL, xstrndup(p->cmdline, len), len);
+}
+
+static void serve_profile(struct http_conn *c, const struct params *q)
+{
+	uint64_t seconds = PROFILE_DEFAULT_SECONDS;
+	if (q->seconds.present &&
+	    !parse_num(q->seconds.value, 1, PROFILE_MAX_SECONDS, &seconds)) {
+		http_error(c, 400, "seconds wants a number from 1 to %d, not '%s'",
+			   PROFILE_MAX_SECONDS, q->seconds.value);
+		return;
+	}
+	struct proc *p = pick_proc(c, q);
+	if (!p)
+		return;
+	if (!p->cpu_hz) {
+		http_error(c, 400,
+			   "pid %u is not CPU-profiled (MEMPROF_CPU_HZ=0, or memprof run --cpu-hz 0)",
+			   p->pid);
+		return;
+	}
+	struct window *w = xcalloc(1, sizeof(*w));
+	w->c = c;
+	w->p = p;
+	w->since_ns = now_realtime_ns();
+	w->start_ns = now_monotonic_ns();
+	w->end_ns = w->start_ns + seconds * 1000000000ULL;
+	w->next = windows;
+	windows = w;
+	log_debug("http: CPU profile of pid %u for %llu s", p->pid, (unsigned long long)seconds);
+}
+
+void pprof_http_serve(struct http_conn *c, const struct http_request *rq)
+{
+	static const char prefix[] = "/debug/pprof/";
+	const char *path = rq->path;
+	if (strcmp(path, "/debug/pprof") == 0) {
+		static const char body[] = "<a href=\"/debug/pprof/\">Moved Permanently</a>.\n\n";
+		http_respond(c, 301, "text/html; charset=utf-8", "Location: /debug/pprof/\r\n",
+			     xstrndup(body, sizeof(body) - 1), sizeof(body) - 1);
+		return;
+	}
+	if (strncmp(path, prefix, sizeof(prefix) - 1) != 0) {
+		http_error(c, 404, "404 page not found (memprof serves /debug/pprof/)");
+		return;
+	}
+	const char *name = path + sizeof(prefix) - 1;
+	struct params q;
+	if (parse_query(rq->query, &q) != 0) {
+		http_error(c, 400, "malformed query string");
+		return;
+	}
+	size_t len;
+	if (!*name) {
+		char *page = pprof_text_index(&len);
+		http_respond(c, 200, "text/html; charset=utf-8", NULL, page, len);
+	} else if (strcmp(name, "heap") == 0) {
+		serve_heap(c, &q, "heap", "inuse_space");
+	} else if (strcmp(name, "allocs") == 0) {
+		serve_heap(c, &q, "allocs", "alloc_space");
+	} else if (strcmp(name, "profile") == 0) {
+		serve_profile(c, &q);
+	} else if (strcmp(name, "cmdline") == 0) {
+		serve_cmdline(c, &q);
+	} else {
+		http_error(c, 404, "Unknown profile (memprof serves heap, allocs, profile and cmdline)");
+	}
+}
+
+/* ---- CPU windows ------------------------------------------------------------------ */
+
+static void unlink_window(struct window *w)
+{
+	for (struct window **pp = &windows; *pp; pp = &(*pp)->next) {
+		if (*pp == w) {
+			*pp = w->next;
+			break;
+		}
+	}
+	map_free(&w->counts);
+	free(w);
+}
+
+/* Answers w with what it has (its process may be ending early) and drops it. */
+static void finish(struct window *w, uint64_t now_ns)
+{
+	uint64_t until = now_ns < w->end_ns ? now_ns : w->end_ns;
+	size_t len;
+	unsigned char *data =
+		pprof_cpu_counts(w->p, &w->counts, w->since_ns, until - w->start_ns, &len);
+	respond_profile(w->c, "profile", data, len);
+	unlink_window(w);
+}
+
+void pprof_http_cancel(struct http_conn *c)
+{
+	for (struct window *w = windows; w; w = w->next) {
+		if (w->c == c) {
+			unlink_window(w);
+			return;
+		}
+	}
+}
+
+uint64_t pprof_http_next_deadline(void)
+{
+	uint64_t next = 0;
+	for (struct window *w = windows; w; w = w->next)
+		if (!next || w->end_ns < next)
+			next = w->end_ns;
+	return next;
+}
+
+void pprof_http_tick(uint64_t now_ns)
+{
+	for (struct window *w = windows, *next; w; w = next) {
+		next = w->next;
+		if (w->end_ns <= now_ns)
+			finish(w, now_ns);
+	}
+}
+
+void http_cpu_sample(const struct proc *p, uint32_t stack, uint32_t weight)
+{
+	for (struct window *w = windows; w; w = w->next) {
+		if (w->p != p)
+			continue;
+		uint64_t *v = map_find(&w->counts, (uint64_t)stack + 1, 0);
+		if (v)
+			*v += weight;
+		else
+			map_put(&w->counts, (uint64_t)stack + 1, 0, weight);
+	}
+}
+
+void http_proc_gone(struct proc *p)
+{
+	bool any = false;
+	uint64_t now = now_monotonic_ns();
+	for (struct window *w = windows, *next; w; w = next) {
+		next = w->next;
+		if (w->p == p) {
+			log_debug("http: pid %u ended during its CPU profile; answering with %.1f s",
+				  p->pid, (double)(now - w->start_ns) / 1e9);
+			finish(w, now);
+			any = true;
+		}
+	}
+	if (any)
+		http_rearm();
+}
