@@ -183,24 +183,25 @@ Perftools__Profiles__Sample *pb_sample(struct pb *b, uint32_t stack, const int64
 	return sm;
 }
 
-void pb_label_num(struct pb *b, Perftools__Profiles__Sample *sm, const char *key, int64_t num)
+static Perftools__Profiles__Label *add_label(struct pb *b, Perftools__Profiles__Sample *sm,
+					     const char *key)
 {
 	Perftools__Profiles__Label *l = xmalloc(sizeof(*l));
 	perftools__profiles__label__init(l);
 	l->key = pb_string(b, key);
-	l->num = num;
 	sm->label = xrealloc(sm->label, (sm->n_label + 1) * sizeof(*sm->label));
 	sm->label[sm->n_label++] = l;
+	return l;
+}
+
+void pb_label_num(struct pb *b, Perftools__Profiles__Sample *sm, const char *key, int64_t num)
+{
+	add_label(b, sm, key)->num = num;
 }
 
 void pb_label_str(struct pb *b, Perftools__Profiles__Sample *sm, const char *key, const char *str)
 {
-	Perftools__Profiles__Label *l = xmalloc(sizeof(*l));
-	perftools__profiles__label__init(l);
-	l->key = pb_string(b, key);
-	l->str = pb_string(b, str);
-	sm->label = xrealloc(sm->label, (sm->n_label + 1) * sizeof(*sm->label));
-	sm->label[sm->n_label++] = l;
+	add_label(b, sm, key)->str = pb_string(b, str);
 }
 
 unsigned char *pb_finish(struct pb *b, size_t *out_len)

@@ -238,25 +238,25 @@ static void yield_sigprof(void)
 	}
 }
 
-static int (*real_sigaction)(int, const struct sigaction *, struct sigaction *);
-static sighandler_t (*real_signal)(int, sighandler_t);
-
+/* sigaction is async-signal-safe and may be called from a handler, where
+ * dlsym is not: the real functions are found with the allocator's, at the
+ * first malloc (mp_init), and only looked up here if sigaction comes first. */
 MP_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old)
 {
-	if (!real_sigaction)
-		*(void **)&real_sigaction = mp_real_symbol("sigaction");
+	if (!mp_real.sigaction)
+		*(void **)&mp_real.sigaction = mp_real_symbol("sigaction");
 	if (sig == SIGPROF && act && act->sa_sigaction != on_sigprof)
 		yield_sigprof();
-	return real_sigaction(sig, act, old);
+	return mp_real.sigaction(sig, act, old);
 }
 
 MP_EXPORT sighandler_t signal(int sig, sighandler_t handler)
 {
-	if (!real_signal)
-		*(void **)&real_signal = mp_real_symbol("signal");
+	if (!mp_real.signal)
+		*(void **)&mp_real.signal = mp_real_symbol("signal");
 	if (sig == SIGPROF)
 		yield_sigprof();
-	return real_signal(sig, handler);
+	return mp_real.signal(sig, handler);
 }
 
 /* ---- start, fork, drain --------------------------------------------------------- */
@@ -265,10 +265,8 @@ int mp_cpu_start(void)
 {
 	if (!mp_cfg.cpu_hz)
 		return 0;
-	if (!real_sigaction)
-		*(void **)&real_sigaction = mp_real_symbol("sigaction");
 	struct sigaction old;
-	if (real_sigaction(SIGPROF, NULL, &old) != 0)
+	if (mp_real.sigaction(SIGPROF, NULL, &old) != 0)
 		return -1;
 	if ((old.sa_flags & SA_SIGINFO) || old.sa_handler != SIG_DFL) {
 		said_sigprof = true;
@@ -282,7 +280,7 @@ int mp_cpu_start(void)
 	sa.sa_sigaction = on_sigprof;
 	sa.sa_flags = SA_SIGINFO | SA_RESTART;
 	sigemptyset(&sa.sa_mask);
-	if (real_sigaction(SIGPROF, &sa, NULL) != 0)
+	if (mp_real.sigaction(SIGPROF, &sa, NULL) != 0)
 		return -1;
 	atomic_store(&cpu_on, true);
 	thread_begin();

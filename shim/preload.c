@@ -167,7 +167,6 @@ int mp_resolve_real(void)
 	 * are set (mp_real_ready) the boot functions keep serving. dlsym may
 	 * call calloc meanwhile, which then comes from the early arena. */
 	struct mp_real_fns r = { 0 };
-	void *(*pthread_create_fn)(void) = NULL;
 	*(void **)&r.calloc = dlsym(RTLD_NEXT, "calloc");
 	*(void **)&r.malloc = dlsym(RTLD_NEXT, "malloc");
 	*(void **)&r.free = dlsym(RTLD_NEXT, "free");
@@ -177,7 +176,6 @@ int mp_resolve_real(void)
 	*(void **)&r.memalign = dlsym(RTLD_NEXT, "memalign");
 	*(void **)&r.valloc = dlsym(RTLD_NEXT, "valloc");
 	*(void **)&r.pvalloc = dlsym(RTLD_NEXT, "pvalloc");
-	*(void **)&pthread_create_fn = dlsym(RTLD_NEXT, "pthread_create");
 	int rc = 0;
 	if (!r.malloc || !r.free || !r.calloc || !r.realloc || !r.posix_memalign ||
 	    !r.aligned_alloc || !r.memalign || !r.valloc || !r.pvalloc) {
@@ -194,9 +192,9 @@ int mp_resolve_real(void)
 		};
 		rc = -1;
 	}
-	*(void **)&r.pthread_create = (void *)pthread_create_fn;
-	if (!r.pthread_create)
-		r.pthread_create = pthread_create;
+	*(void **)&r.pthread_create = dlsym(RTLD_NEXT, "pthread_create");
+	*(void **)&r.sigaction = dlsym(RTLD_NEXT, "sigaction");
+	*(void **)&r.signal = dlsym(RTLD_NEXT, "signal");
 	mp_real = r;
 	atomic_store_explicit(&mp_real_ready, 1, memory_order_release);
 	return rc;

@@ -526,7 +526,8 @@ int mp_writer_start(void)
 	sigset_t all, old;
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
-	int rc = mp_real.pthread_create(&writer_thread, NULL, writer_main, NULL);
+	int rc = mp_real.pthread_create ? mp_real.pthread_create(&writer_thread, NULL, writer_main, NULL)
+					: ENOSYS;
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (rc != 0) {
 		atomic_store(&alive, false);
