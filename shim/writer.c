@@ -46,6 +46,11 @@ static _Atomic bool dump_req;
 static uint64_t drops_sent, cpu_drops, cpu_drops_sent;
 static _Atomic uint64_t bytes_sent; /* progress, watched by mp_writer_finish */
 
+/* How often an idle writer looks at the ring and the CPU slots without
+ * being woken: producers wake it when the ring is a quarter full, CPU
+ * slots when half full, dump requests at once. */
+#define IDLE_POLL_MS 200
+
 static unsigned char outbuf[64 * 1024];
 static size_t outlen;
 
@@ -506,7 +511,7 @@ static void *writer_main(void *arg)
 			futex_wake(&sync_done);
 		}
 		if (n == 0)
-			futex_wait(&wake_word, seen, 50);
+			futex_wait(&wake_word, seen, IDLE_POLL_MS);
 	}
 }
 
