@@ -15,8 +15,10 @@ struct collector_cfg {
 	const char *dir;     /* where profiles go (absolute) */
 	unsigned interval;   /* seconds between periodic dumps, 0 = off */
 	bool private_mode;   /* started by a shim: exit when nobody is left */
-	const char *leak_summary; /* file to append "pid name bytes count" to
-				   * for each leak-checked process, or NULL */
+	const char *report;  /* file the front end reads afterwards, or NULL:
+			      * "process PID NAME" for each process that
+			      * connected, "leaks PID NAME BYTES COUNT" for
+			      * each leak check */
 };
 extern struct collector_cfg cfg;
 
@@ -44,5 +46,8 @@ void dump_proc(struct conn *c, bool final);
 
 /* Every process. */
 void dump_all(bool final);
+
+/* Appends a line to cfg.report, if there is one. */
+void report_line(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 #endif /* MEMPROF_COLLECTOR_H */

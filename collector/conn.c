@@ -61,6 +61,7 @@ static int apply(struct conn *c, uint32_t type, const unsigned char *payload, ui
 		}
 		log_debug("pid %u (%s) connected: %s", c->proc->pid, c->proc->name,
 			  c->proc->cmdline);
+		report_line("process %u %s", c->proc->pid, c->proc->name);
 		if (c->proc->flags & MP_HELLO_FORKED)
 			inherit_from_parent(c);
 		return 0;

@@ -4,7 +4,9 @@
  * the connection, so an exec of the same program keeps counting).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,6 +91,27 @@ void dump_proc(struct conn *c, bool final)
 		write_profile(path, p->leak_profile, p->leak_profile_len);
 		p->leak_profile = NULL; /* write_profile freed it */
 	}
+}
+
+void report_line(const char *fmt, ...)
+{
+	if (!cfg.report)
+		return;
+	char line[512];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(line, sizeof(line) - 1, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	if ((size_t)n > sizeof(line) - 2)
+		n = (int)sizeof(line) - 2;
+	line[n++] = '\n';
+	int fd = open(cfg.report, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0 || write(fd, line, (size_t)n) != n)
+		log_msg("cannot write %s: %s", cfg.report, strerror(errno));
+	if (fd >= 0)
+		close(fd);
 }
 
 void dump_all(bool final)

@@ -186,21 +186,6 @@ static int send_reply(int fd, const struct mp_leak_report *r, const char *text)
 	return 0;
 }
 
-static void note_summary(const struct proc *p, const struct mp_leak_report *r)
-{
-	if (!cfg.leak_summary)
-		return;
-	int fd = open(cfg.leak_summary, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return;
-	char line[256];
-	int n = snprintf(line, sizeof(line), "%u %s %" PRIu64 " %" PRIu64 "\n", p->pid, p->name,
-			 r->leaked_bytes, r->leaked_count);
-	if (write(fd, line, (size_t)n) != n)
-		log_msg("cannot write %s: %s", cfg.leak_summary, strerror(errno));
-	close(fd);
-}
-
 int leak_finish(struct conn *c, const void *payload, uint32_t len, const char **why)
 {
 	struct proc *p = c->proc;
@@ -303,7 +288,8 @@ int leak_finish(struct conn *c, const void *payload, uint32_t len, const char **
 	if (rc != 0)
 		log_msg("pid %u (%s): could not send the leak report: %s", p->pid, p->name,
 			strerror(errno));
-	note_summary(p, &r);
+	report_line("leaks %u %s %" PRIu64 " %" PRIu64, p->pid, p->name, r.leaked_bytes,
+		    r.leaked_count);
 
 	free(p->leak_profile);
 	p->leak_profile = leak_profile(p, g, ng, &p->leak_profile_len);

@@ -268,7 +268,7 @@ int main(int argc, char **argv)
 		{ "http", required_argument, NULL, 'H' },
 		{ "listen-fd", required_argument, NULL, 'L' },
 		{ "private", no_argument, NULL, 'P' },
-		{ "leak-summary", required_argument, NULL, 'S' },
+		{ "report", required_argument, NULL, 'R' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -304,7 +304,7 @@ int main(int argc, char **argv)
 			break;
 		}
 		case 'P': cfg.private_mode = true; break;
-		case 'S': cfg.leak_summary = optarg; break;
+		case 'R': cfg.report = optarg; break;
 		case 'v': log_verbose = 1; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;

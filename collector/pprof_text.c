@@ -153,6 +153,8 @@ static void add_stats(struct strbuf *b, const struct proc *p)
 		sb_printf(b, "# MallocMmapped = %" PRIu64 "\n", m->hblkhd);
 		sb_printf(b, "# MallocReleasable = %" PRIu64 "\n", m->keepcost);
 		sb_printf(b, "# MallocFreeChunks = %" PRIu64 "\n", m->ordblks);
+	} else {
+		sb_printf(b, "# Malloc statistics: none (the program's malloc is not glibc's)\n");
 	}
 	sb_printf(b, "# HeapSamples = %" PRIu64 "\n", p->samples);
 	sb_printf(b, "# SampleRate = %" PRIu64 "\n", p->rate);

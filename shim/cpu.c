@@ -224,7 +224,7 @@ MP_EXPORT int pthread_create(pthread_t *thread, const pthread_attr_t *attr,
 
 /* Stops every timer and lets the program have SIGPROF. Called before the
  * program's own handler is installed, so our signals never reach it. */
-static void yield_sigprof(void)
+static void yield_sigprof(bool own_handler)
 {
 	if (!atomic_exchange(&cpu_on, false))
 		return;
@@ -232,7 +232,9 @@ static void yield_sigprof(void)
 	for (struct mp_thread *t = atomic_load(&threads); t; t = t->next)
 		stop_timer(t);
 	unlock_list();
-	if (!said_sigprof) {
+	/* Setting the default or ignoring it (as programs do between fork and
+	 * exec) is no handler of the program's: stop quietly. */
+	if (own_handler && !said_sigprof) {
 		said_sigprof = true;
 		mp_log("the program installs its own SIGPROF handler; CPU profiling is off");
 	}
@@ -246,7 +248,8 @@ MP_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *
 	if (!mp_real.sigaction)
 		*(void **)&mp_real.sigaction = mp_real_symbol("sigaction");
 	if (sig == SIGPROF && act && act->sa_sigaction != on_sigprof)
-		yield_sigprof();
+		yield_sigprof((act->sa_flags & SA_SIGINFO) ||
+			      (act->sa_handler != SIG_DFL && act->sa_handler != SIG_IGN));
 	return mp_real.sigaction(sig, act, old);
 }
 
@@ -255,7 +258,7 @@ MP_EXPORT sighandler_t signal(int sig, sighandler_t handler)
 	if (!mp_real.signal)
 		*(void **)&mp_real.signal = mp_real_symbol("signal");
 	if (sig == SIGPROF)
-		yield_sigprof();
+		yield_sigprof(handler != SIG_DFL && handler != SIG_IGN);
 	return mp_real.signal(sig, handler);
 }
 

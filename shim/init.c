@@ -126,6 +126,7 @@ __attribute__((constructor(101))) static void mp_start(void)
 		goto out;
 	}
 	mp_sample_init();
+	mp_writer_note_name();
 	if (!mp_cfg.socket[0] && mp_spawn_collector() != 0)
 		goto out;
 	if (mp_writer_start() != 0)

@@ -23,6 +23,7 @@
 #include <link.h>
 #include <linux/futex.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/auxv.h>
@@ -557,6 +558,10 @@ static void leak_check_at_exit(int status, void *arg)
 	if (!atomic_compare_exchange_strong(&mp_state, &expected, MP_STATE_OFF))
 		return;
 	mp_tls.busy++;
+	/* stdio would flush after this handler, but a leaking process leaves
+	 * with _exit: flush now, before any thread is stopped (one might hold
+	 * a stream's lock), so the program's output is not lost. */
+	fflush(NULL);
 	struct check c = { status, -1 };
 	dl_iterate_phdr(check_cb, &c);
 	mp_writer_bye();

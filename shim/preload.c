@@ -139,6 +139,7 @@ struct mp_real_fns mp_real = {
 	.pvalloc = boot_pvalloc,
 };
 _Atomic int mp_real_ready;
+bool mp_malloc_is_glibc;
 
 /* glibc's own names for its allocator, the fallback if dlsym fails. */
 extern void *__libc_malloc(size_t);
@@ -196,6 +197,10 @@ int mp_resolve_real(void)
 	*(void **)&r.sigaction = dlsym(RTLD_NEXT, "sigaction");
 	*(void **)&r.signal = dlsym(RTLD_NEXT, "signal");
 	mp_real = r;
+	Dl_info info;
+	const char *lib = dladdr(*(void **)&r.malloc, &info) && info.dli_fname ? info.dli_fname : "";
+	const char *base = strrchr(lib, '/');
+	mp_malloc_is_glibc = strncmp(base ? base + 1 : lib, "libc.so", 7) == 0;
 	atomic_store_explicit(&mp_real_ready, 1, memory_order_release);
 	return rc;
 }

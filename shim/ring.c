@@ -50,13 +50,28 @@ int mp_ring_setup(size_t bytes)
 	return 0;
 }
 
+/* In a fork child: what the parent had queued but not sent is the parent's
+ * to send, and a record reserved by a thread that does not exist here will
+ * never be committed. Only that stretch needs clearing (the consumer
+ * zeroes what it consumes), which keeps a fork from touching, and so
+ * copying, the whole ring. */
 void mp_ring_reset(void)
 {
 	if (!ring)
 		return;
-	memset(ring, 0, cap);
-	atomic_store(&head, 0);
-	atomic_store(&tail, 0);
+	uint64_t t = atomic_load(&tail), h = atomic_load(&head);
+	if (h - t >= cap) {
+		memset(ring, 0, cap);
+	} else if (h != t) {
+		uint64_t from = t & mask, to = h & mask;
+		if (from < to) {
+			memset(ring + from, 0, to - from);
+		} else {
+			memset(ring + from, 0, cap - from);
+			memset(ring, 0, to);
+		}
+	}
+	atomic_store(&tail, h);
 }
 
 size_t mp_ring_regions(struct mp_range *out, size_t max)

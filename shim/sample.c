@@ -114,6 +114,19 @@ void mp_gate_enter(void)
 	in_gate_here++;
 }
 
+bool mp_gate_try_enter(void)
+{
+	if (atomic_load(&fork_gate))
+		return false;
+	atomic_fetch_add(&in_gate, 1);
+	if (atomic_load(&fork_gate)) {
+		atomic_fetch_sub(&in_gate, 1);
+		return false;
+	}
+	in_gate_here++;
+	return true;
+}
+
 void mp_gate_leave(void)
 {
 	in_gate_here--;

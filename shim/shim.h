@@ -42,6 +42,7 @@ struct mp_real_fns {
 };
 extern struct mp_real_fns mp_real;
 extern _Atomic int mp_real_ready; /* mp_real is complete */
+extern bool mp_malloc_is_glibc;   /* the real malloc is libc's own */
 
 /* Resolves mp_real with dlsym(RTLD_NEXT); allocations dlsym makes meanwhile
  * are served from a static arena. Returns 0, or -1 if a symbol is missing.
@@ -125,6 +126,8 @@ void mp_sample_free(void *p);
  * happening while another thread holds their locks (see sample.c). Never
  * from a signal handler. */
 void mp_gate_enter(void);
+/* Enters unless a fork is under way; false (and nothing to leave) then. */
+bool mp_gate_try_enter(void);
 void mp_gate_leave(void);
 /* From the fork handlers: close waits for every thread inside to leave. */
 void mp_gate_close(void);
@@ -222,6 +225,8 @@ extern _Atomic uint64_t mp_dropped;
 
 /* Connects to the collector and starts the writer thread. 0 or -1. */
 int mp_writer_start(void);
+/* Remembers the program's name before the program can rewrite argv. */
+void mp_writer_note_name(void);
 /* Wakes the writer (async-signal-safe). */
 void mp_writer_wake(void);
 /* Asks the writer for a dump of this process (async-signal-safe). */

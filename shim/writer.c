@@ -227,11 +227,25 @@ static size_t read_small_file(const char *path, char *buf, size_t size)
 	return len;
 }
 
-/* The program's name as it will appear in file names: argv[0]'s basename,
- * with anything but [A-Za-z0-9._+-] replaced. */
-static size_t program_name(char *out, size_t size)
+/* The program's name as it will appear in file names: argv[0]'s basename
+ * as it was when the program started (servers such as nginx overwrite
+ * argv with a status line later), with anything but [A-Za-z0-9._+-]
+ * replaced. A fork child inherits its parent's. */
+static char start_name[80];
+
+void mp_writer_note_name(void)
 {
 	const char *s = program_invocation_short_name;
+	size_t n = s ? strlen(s) : 0;
+	if (n >= sizeof(start_name))
+		n = sizeof(start_name) - 1;
+	memcpy(start_name, s ? s : "", n);
+	start_name[n] = '\0';
+}
+
+static size_t program_name(char *out, size_t size)
+{
+	const char *s = start_name;
 	size_t n = 0;
 	for (; s && s[n] && n < size - 1 && n < 64; n++) {
 		char c = s[n];
@@ -426,6 +440,8 @@ static void send_drops(void)
  * enough once a second from this thread, never from a program thread. */
 static void send_malloc_stats(bool force)
 {
+	if (!mp_malloc_is_glibc)
+		return; /* mallinfo2 would describe glibc's idle arena */
 	static struct mp_malloc_stats last;
 	static struct timespec last_ts;
 	struct timespec now;
@@ -458,7 +474,11 @@ static size_t drain_cpu(void)
 {
 	if (!mp_cpu_pending())
 		return 0;
-	mp_gate_enter();
+	/* A fork in progress may be waiting for this very thread to send what
+	 * is queued (mp_writer_sync): leave the CPU samples for next time
+	 * rather than wait at the gate. */
+	if (!mp_gate_try_enter())
+		return 0;
 	mp_mappings_check();
 	mp_gate_leave();
 	size_t n = mp_ring_drain(on_event);

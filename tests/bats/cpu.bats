@@ -59,6 +59,20 @@ ratio_within() { # ratio_within A B LOW HIGH: A/(A+B) in [LOW, HIGH]
 	[ "${#lines[@]}" -eq 2 ]
 }
 
+@test "setting SIGPROF to its default is no handler of the program's: nothing said" {
+	run "$MEMPROF" run -o out -- "$T/target_cpu" reset-sigprof
+	[ "$status" -eq 0 ]
+	[ "$output" = reset ]
+}
+
+@test "a server that rewrites argv[0] still has its files named after its program" {
+	run "$MEMPROF" run -o out -- "$T/target_cpu" retitle
+	[ "$status" -eq 0 ]
+	child=$(echo "$output" | awk '/^retitled/ { print $2 }')
+	ls out/target_cpu.$child.0001.cpu.pb.gz
+	[ "$(cum out/target_cpu.$child.0001.cpu.pb.gz cpu child_burn)" -gt 0 ]
+}
+
 @test "each dump's CPU profile covers the time since the previous one" {
 	run "$MEMPROF" run -o out --interval 1 -- "$T/target_cpu" split 1.5
 	[ "$status" -eq 0 ]

@@ -50,7 +50,21 @@ load test_helper
 @test "without leaks: exit 0 and no report" {
 	run "$MEMPROF" check -o out -- "$T/target_leaks" none
 	[ "$status" -eq 0 ]
-	[ -z "$output" ]
+	[ "$output" = "none done" ]
+}
+
+@test "a leaking program's buffered output is not lost when the check ends it" {
+	"$MEMPROF" check -o out -- "$T/target_leaks" >stdout.txt 2>/dev/null || status=$?
+	[ "${status:-0}" -eq 23 ]
+	[ "$(cat stdout.txt)" = "leak done" ]
+}
+
+@test "a program memprof cannot see (static) runs, and memprof says nothing was checked" {
+	printf 'int main(void) { return 4; }\n' >st.c
+	gcc -static -o st st.c || skip "no static libc to link with"
+	run "$MEMPROF" check -o out -- ./st
+	[ "$status" -eq 4 ]
+	[[ $output == *"no process reported to memprof"* ]]
 }
 
 @test "--exitcode changes the status for leaks; the program's own failure wins" {
@@ -82,7 +96,7 @@ load test_helper
 @test "a second thread still running at exit: no crash, its live memory not reported" {
 	run "$MEMPROF" check -o out -- "$T/target_leaks" thread
 	[ "$status" -eq 0 ]
-	[ -z "$output" ]
+	[ "$output" = "thread done" ]
 }
 
 @test "memprof check agrees with LeakSanitizer on the test programs and real ones" {

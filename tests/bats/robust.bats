@@ -123,6 +123,14 @@ EOF
 	grep -q "stack ids out of sequence" collector.err
 }
 
+@test "forks are not held up when every allocation is recorded" {
+	# Each fork waits for the writer to send what is queued; it once also
+	# waited for the writer to pass the fork gate it had closed (2 s each).
+	run timeout 60 "$MEMPROF" run -o out --rate 1 -- bash -c 'for i in $(seq 40); do /bin/true; done; echo ok'
+	[ "$status" -eq 0 ]
+	[ "$output" = ok ]
+}
+
 @test "the collector's socket is private to its user" {
 	start_collector
 	[ "$(stat -c %a "$TEST_TMP/sock")" = 600 ]

@@ -6,6 +6,10 @@
  *   fork SECONDS   parent burns in parent_burn, its child in child_burn
  *   own-sigprof    installs its own SIGPROF handler and ITIMER_PROF, counts
  *                  its ticks over 1 s of CPU and checks the count
+ *   reset-sigprof  sets SIGPROF to its default (as programs do between fork
+ *                  and exec): no handler of its own
+ *   retitle        overwrites argv[0] with a status line, as servers do,
+ *                  then forks a child that burns a little CPU
  */
 #include <pthread.h>
 #include <signal.h>
@@ -110,6 +114,19 @@ int main(int argc, char **argv)
 		/* 100 ticks a CPU-second; a second timer would double them. */
 		printf("%s: %d ticks\n", ticks >= 80 && ticks <= 120 ? "ok" : "WRONG", (int)ticks);
 		return ticks >= 80 && ticks <= 120 ? 0 : 1;
+	} else if (strcmp(mode, "reset-sigprof") == 0) {
+		signal(SIGPROF, SIG_DFL);
+		printf("reset\n");
+	} else if (strcmp(mode, "retitle") == 0) {
+		memset(argv[0], 0, strlen(argv[0]));
+		strncpy(argv[0], "worker: busy", strlen(argv[0]));
+		pid_t pid = fork();
+		if (pid == 0) {
+			child_burn(0.2);
+			return 0;
+		}
+		waitpid(pid, NULL, 0);
+		printf("retitled %d\n", (int)pid);
 	} else {
 		fprintf(stderr, "unknown mode %s\n", mode);
 		return 2;

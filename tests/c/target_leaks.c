@@ -6,6 +6,7 @@
  * running (holding memory on its stack) when main returns.
  */
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -87,5 +88,6 @@ int main(int argc, char **argv)
 		build_list();
 	}
 	scrub_stack(64);
+	printf("%s done\n", mode); /* buffered: must not be lost on a leak exit */
 	return 0;
 }
