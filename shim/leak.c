@@ -463,10 +463,13 @@ __attribute__((noinline)) static void mark_all(int unstopped)
 			blocks[i].tag = TAG_REACHABLE;
 			push(i);
 		}
-	uint64_t self_regs[1] = { 0 };
+	uint64_t self_regs[1] = { 0 }, sp;
 	unsigned long fs = 0;
 	syscall(SYS_arch_prctl, ARCH_GET_FS, &fs);
-	scan_thread(self_regs, 0, (uint64_t)(uintptr_t)__builtin_frame_address(0), fs);
+	/* From the stack pointer itself, so that the registers spilled above
+	 * are scanned too. */
+	__asm__ volatile("mov %%rsp, %0" : "=r"(sp));
+	scan_thread(self_regs, 0, sp, fs);
 	for (int i = 0; i < nthreads; i++)
 		if (atomic_load(&threads[i].state) == T_STOPPED)
 			scan_thread(threads[i].regs, NGREG, threads[i].sp, threads[i].fs);
