@@ -33,7 +33,9 @@ struct stripe {
 
 static struct stripe stripes[STRIPES];
 _Atomic uint64_t mp_live_count;
-_Atomic uint8_t *mp_live_filter;
+/* In .bss: pages the program never frees near cost nothing, and free()
+ * reads it without first loading a pointer to it. */
+_Atomic uint8_t mp_live_filter[FILTER_SIZE];
 
 static inline uint64_t mix(uintptr_t a)
 {
@@ -86,29 +88,9 @@ static int grow(struct stripe *s)
 	return 0;
 }
 
-static _Atomic uint8_t *filter(void)
-{
-	_Atomic uint8_t *f = atomic_load(&mp_live_filter);
-	if (f)
-		return f;
-	void *p = mmap(NULL, FILTER_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
-		       0);
-	if (p == MAP_FAILED)
-		return NULL;
-	_Atomic uint8_t *expected = NULL;
-	if (!atomic_compare_exchange_strong(&mp_live_filter, &expected, (_Atomic uint8_t *)p)) {
-		munmap(p, FILTER_SIZE);
-		return expected;
-	}
-	return (_Atomic uint8_t *)p;
-}
-
 int mp_live_insert(const void *p, uint64_t size, uint64_t caller)
 {
 	uintptr_t a = (uintptr_t)p;
-	_Atomic uint8_t *f = filter();
-	if (!f)
-		return -1;
 	struct stripe *s = &stripes[mix(a) & (STRIPES - 1)];
 	lock(s);
 	if ((s->count + 1) * 2 > s->cap && grow(s) != 0) {
@@ -119,7 +101,7 @@ int mp_live_insert(const void *p, uint64_t size, uint64_t caller)
 	put(s->slots, s->cap, &n);
 	s->count++;
 	unlock(s);
-	_Atomic uint8_t *c = &f[mp_live_hash(p)];
+	_Atomic uint8_t *c = &mp_live_filter[mp_live_hash(p)];
 	uint8_t v = atomic_load_explicit(c, memory_order_relaxed);
 	while (v != FILTER_STUCK &&
 	       !atomic_compare_exchange_weak_explicit(c, &v, (uint8_t)(v + 1), memory_order_relaxed,

@@ -1,10 +1,11 @@
 /*
  * The allocator entry points the host program calls, and the bootstrap that
- * finds the real ones. Each wrapper calls the real function through mp_real
- * and then does one subtraction and one compare (mp_note_alloc); free()
- * does one load (mp_live_maybe). Until the real functions are known, mp_real
- * points at the boot_* functions below, so the fast path needs no "are we
- * ready" test. Sampling, reporting and everything else is in sample.c.
+ * finds the real ones. Each wrapper does one subtraction and one compare
+ * and tail-calls the real function through mp_real; free() does one load
+ * (mp_live_maybe) and a range check. Until the real functions are known,
+ * mp_real points at the boot_* functions below, so the fast path needs no
+ * "are we ready" test. Sampling, reporting and everything else is in
+ * sample.c.
  */
 #include <dlfcn.h>
 #include <errno.h>
@@ -29,10 +30,9 @@
 static _Alignas(64) unsigned char early_arena[EARLY_ARENA_BYTES];
 static _Atomic size_t early_used;
 
-static bool is_early(const void *p)
+static inline bool is_early(const void *p)
 {
-	return (const unsigned char *)p >= early_arena &&
-	       (const unsigned char *)p < early_arena + EARLY_ARENA_BYTES;
+	return (uintptr_t)p - (uintptr_t)early_arena < EARLY_ARENA_BYTES;
 }
 
 static void *early_alloc(size_t size, size_t align)
@@ -212,29 +212,67 @@ void *mp_real_symbol(const char *name)
 
 /* ---- the entry points ---------------------------------------------------- */
 
-MP_EXPORT void *malloc(size_t size)
+/*
+ * The countdown is taken down before the real call, so that when no sample
+ * is due (almost always) the real function is tail-called: the wrapper adds
+ * a TLS subtraction and a compare, and no stack frame. When one is due, the
+ * _sampled twin calls the real function and records the block.
+ */
+static inline bool due(size_t size)
 {
-	void *p = mp_real.malloc(size);
+	struct mp_tls *t = &mp_tls;
+	t->countdown -= (int64_t)size;
+	return MP_UNLIKELY(t->countdown <= 0);
+}
+
+/* After the real call on the sampled path: records p, or gives the bytes
+ * back to the countdown if the allocation failed. */
+static void *sampled(void *p, size_t size)
+{
 	if (MP_LIKELY(p))
-		mp_note_alloc(p, size);
+		mp_sample_slow(p, size);
+	else
+		mp_tls.countdown += (int64_t)size;
 	return p;
 }
 
-MP_EXPORT void free(void *p)
+#define ALLOC_WRAPPER(name, params, args, size_expr)                               \
+	static __attribute__((noinline)) void *name##_sampled params               \
+	{                                                                           \
+		return sampled(mp_real.name args, size_expr);                       \
+	}                                                                           \
+	MP_EXPORT void *name params                                                 \
+	{                                                                           \
+		if (due(size_expr))                                                 \
+			return name##_sampled args;                                 \
+		return mp_real.name args;                                           \
+	}
+
+/* calloc's product may wrap: the real calloc then fails and the bytes are
+ * given back. */
+ALLOC_WRAPPER(malloc, (size_t size), (size), size)
+ALLOC_WRAPPER(calloc, (size_t n, size_t size), (n, size), n * size)
+ALLOC_WRAPPER(aligned_alloc, (size_t align, size_t size), (align, size), size)
+ALLOC_WRAPPER(memalign, (size_t align, size_t size), (align, size), size)
+ALLOC_WRAPPER(valloc, (size_t size), (size), size)
+ALLOC_WRAPPER(pvalloc, (size_t size), (size), size)
+
+static __attribute__((noinline)) void free_slow(void *p)
 {
-	if (MP_UNLIKELY(is_early(p)))
-		return;
-	if (MP_UNLIKELY(mp_live_maybe(p)))
+	if (is_early(p))
+		return; /* the early arena is never reused */
+	if (mp_live_maybe(p))
 		mp_sample_free(p);
 	mp_real.free(p);
 }
 
-MP_EXPORT void *calloc(size_t n, size_t size)
+MP_EXPORT void free(void *p)
 {
-	void *p = mp_real.calloc(n, size);
-	if (MP_LIKELY(p))
-		mp_note_alloc(p, n * size); /* cannot overflow: calloc checked */
-	return p;
+	if (MP_UNLIKELY(mp_live_maybe(p) || is_early(p))) {
+		free_slow(p);
+		return;
+	}
+	mp_real.free(p);
 }
 
 MP_EXPORT void *realloc(void *old, size_t size)
@@ -249,10 +287,9 @@ MP_EXPORT void *realloc(void *old, size_t size)
 	 * may be handed the old address. */
 	if (old && MP_UNLIKELY(mp_live_maybe(old)))
 		mp_sample_free(old);
-	void *p = mp_real.realloc(old, size);
-	if (MP_LIKELY(p))
-		mp_note_alloc(p, size);
-	return p;
+	if (due(size))
+		return sampled(mp_real.realloc(old, size), size);
+	return mp_real.realloc(old, size);
 }
 
 MP_EXPORT void *reallocarray(void *old, size_t n, size_t size)
@@ -267,40 +304,9 @@ MP_EXPORT void *reallocarray(void *old, size_t n, size_t size)
 
 MP_EXPORT int posix_memalign(void **out, size_t align, size_t size)
 {
+	if (!due(size))
+		return mp_real.posix_memalign(out, align, size);
 	int rc = mp_real.posix_memalign(out, align, size);
-	if (MP_LIKELY(rc == 0))
-		mp_note_alloc(*out, size);
+	sampled(rc == 0 ? *out : NULL, size);
 	return rc;
-}
-
-MP_EXPORT void *aligned_alloc(size_t align, size_t size)
-{
-	void *p = mp_real.aligned_alloc(align, size);
-	if (MP_LIKELY(p))
-		mp_note_alloc(p, size);
-	return p;
-}
-
-MP_EXPORT void *memalign(size_t align, size_t size)
-{
-	void *p = mp_real.memalign(align, size);
-	if (MP_LIKELY(p))
-		mp_note_alloc(p, size);
-	return p;
-}
-
-MP_EXPORT void *valloc(size_t size)
-{
-	void *p = mp_real.valloc(size);
-	if (MP_LIKELY(p))
-		mp_note_alloc(p, size);
-	return p;
-}
-
-MP_EXPORT void *pvalloc(size_t size)
-{
-	void *p = mp_real.pvalloc(size);
-	if (MP_LIKELY(p))
-		mp_note_alloc(p, size);
-	return p;
 }

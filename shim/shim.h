@@ -115,7 +115,8 @@ extern __thread struct mp_tls mp_tls __attribute__((tls_model("initial-exec")));
 void mp_sample_init(void);
 
 /* Called when an allocation of size bytes at p has driven the thread's
- * countdown to zero or below: decides, records and re-arms. */
+ * countdown (mp_tls.countdown, taken down by the wrappers in preload.c) to
+ * zero or below: decides, records and re-arms. */
 void mp_sample_slow(void *p, size_t size);
 
 /* Called by free and realloc for a pointer mp_live_maybe says may have been
@@ -133,15 +134,6 @@ void mp_gate_leave(void);
 void mp_gate_close(void);
 void mp_gate_open(void);
 void mp_gate_reset_child(void);
-
-/* The fast path: one subtraction and one compare per allocation. */
-static inline void mp_note_alloc(void *p, size_t size)
-{
-	struct mp_tls *t = &mp_tls;
-	t->countdown -= (int64_t)size;
-	if (MP_UNLIKELY(t->countdown <= 0))
-		mp_sample_slow(p, size);
-}
 
 /* ---- live sampled blocks (live.c) --------------------------------------- */
 
@@ -165,23 +157,21 @@ void mp_live_fork_parent(void);
 void mp_live_fork_child(void);
 
 extern _Atomic uint64_t mp_live_count;
-extern _Atomic uint8_t *mp_live_filter;
 #define MP_LIVE_FILTER_BITS 18
+extern _Atomic uint8_t mp_live_filter[1U << MP_LIVE_FILTER_BITS];
 
+/* Fibonacci hashing: the product's top bits depend on every bit of p. */
 static inline uint32_t mp_live_hash(const void *p)
 {
-	uint64_t x = (uint64_t)(uintptr_t)p;
-	x ^= x >> 29;
-	x *= 0xbf58476d1ce4e5b9ULL;
-	return (uint32_t)(x >> (64 - MP_LIVE_FILTER_BITS));
+	return (uint32_t)(((uint64_t)(uintptr_t)p * 0x9e3779b97f4a7c15ULL) >>
+			  (64 - MP_LIVE_FILTER_BITS));
 }
 
 static inline bool mp_live_maybe(const void *p)
 {
 	if (MP_LIKELY(atomic_load_explicit(&mp_live_count, memory_order_relaxed) == 0))
 		return false;
-	_Atomic uint8_t *f = atomic_load_explicit(&mp_live_filter, memory_order_relaxed);
-	return f && atomic_load_explicit(&f[mp_live_hash(p)], memory_order_relaxed) != 0;
+	return atomic_load_explicit(&mp_live_filter[mp_live_hash(p)], memory_order_relaxed) != 0;
 }
 
 /* ---- event ring (ring.c) ------------------------------------------------- */
