@@ -109,10 +109,12 @@ int mp_spawn_collector(void)
 		return -1;
 	}
 	/* The collector forks and its first process exits at once; reap it. */
-	int status;
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+	/* A program started with SIGCHLD ignored has its children reaped for
+	 * it (ECHILD): then only the socket can tell, when we connect. */
+	int status = 0, rc2;
+	while ((rc2 = waitpid(pid, &status, 0)) < 0 && errno == EINTR)
 		;
-	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+	if (rc2 == pid && (!WIFEXITED(status) || WEXITSTATUS(status) != 0)) {
 		mp_log("%s failed to start; profiling is off", exe);
 		return -1;
 	}
