@@ -111,6 +111,14 @@ int mp_live_insert(const void *p, uint64_t size, uint64_t caller)
 	return 0;
 }
 
+void mp_live_mark_forever(const void *p)
+{
+	static _Atomic bool counted;
+	atomic_store(&mp_live_filter[mp_live_hash(p)], FILTER_STUCK);
+	if (!atomic_exchange(&counted, true))
+		atomic_fetch_add(&mp_live_count, 1);
+}
+
 /* Backward-shift deletion keeps linear probing correct without tombstones. */
 static void delete_at(struct stripe *s, uint32_t i)
 {

@@ -2,7 +2,8 @@
  * The allocator entry points the host program calls, and the bootstrap that
  * finds the real ones. Each wrapper does one subtraction and one compare
  * and tail-calls the real function through mp_real; free() does one load
- * (mp_live_maybe) and a range check. Until the real functions are known,
+ * and compare (mp_live_maybe), and a filter lookup when sampled blocks
+ * are live. Until the real functions are known,
  * mp_real points at the boot_* functions below, so the fast path needs no
  * "are we ready" test. Sampling, reporting and everything else is in
  * sample.c.
@@ -23,8 +24,11 @@
 /*
  * dlsym() may allocate (glibc's dlerror state uses calloc) before we know
  * where the real calloc is. Those few early requests come from this arena;
- * free() recognises its pointers and ignores them, realloc() copies out.
- * Each block is preceded by its size so that realloc knows how much to copy.
+ * free() ignores its pointers, realloc() copies out. Each block is preceded
+ * by its size so that realloc knows how much to copy. Its blocks are marked
+ * in the live filter for good, so that free() need not test for them on
+ * its fast path (glibc 2.36's dlsym allocates nothing: usually the arena
+ * stays empty and costs nothing at all).
  */
 #define EARLY_ARENA_BYTES (64 * 1024)
 static _Alignas(64) unsigned char early_arena[EARLY_ARENA_BYTES];
@@ -48,6 +52,7 @@ static void *early_alloc(size_t size, size_t align)
 			return NULL;
 	} while (!atomic_compare_exchange_weak(&early_used, &cur, start + size));
 	memcpy(early_arena + start - 8, &size, sizeof(size));
+	mp_live_mark_forever(early_arena + start);
 	return early_arena + start; /* static storage: already zeroed */
 }
 
@@ -261,14 +266,13 @@ static __attribute__((noinline)) void free_slow(void *p)
 {
 	if (is_early(p))
 		return; /* the early arena is never reused */
-	if (mp_live_maybe(p))
-		mp_sample_free(p);
+	mp_sample_free(p);
 	mp_real.free(p);
 }
 
 MP_EXPORT void free(void *p)
 {
-	if (MP_UNLIKELY(mp_live_maybe(p) || is_early(p))) {
+	if (MP_UNLIKELY(mp_live_maybe(p))) {
 		free_slow(p);
 		return;
 	}
@@ -277,16 +281,17 @@ MP_EXPORT void free(void *p)
 
 MP_EXPORT void *realloc(void *old, size_t size)
 {
-	if (MP_UNLIKELY(old && is_early(old))) {
-		void *p = malloc(size);
-		if (p)
-			memcpy(p, old, early_size(old) < size ? early_size(old) : size);
-		return p;
-	}
-	/* Report the free first: once the real realloc returns, another thread
-	 * may be handed the old address. */
-	if (old && MP_UNLIKELY(mp_live_maybe(old)))
+	if (old && MP_UNLIKELY(mp_live_maybe(old))) {
+		if (is_early(old)) {
+			void *p = malloc(size);
+			if (p)
+				memcpy(p, old, early_size(old) < size ? early_size(old) : size);
+			return p;
+		}
+		/* Report the free first: once the real realloc returns,
+		 * another thread may be handed the old address. */
 		mp_sample_free(old);
+	}
 	if (due(size))
 		return sampled(mp_real.realloc(old, size), size);
 	return mp_real.realloc(old, size);

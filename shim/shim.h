@@ -143,6 +143,8 @@ static inline bool mp_live_maybe(const void *p);
 /* Adds p (size bytes, allocated by the function that caller returns
  * into); returns 0, or -1 if the table cannot grow. */
 int mp_live_insert(const void *p, uint64_t size, uint64_t caller);
+/* Makes mp_live_maybe(p) true for good (the early arena's blocks). */
+void mp_live_mark_forever(const void *p);
 /* Removes p; returns true if it was there. */
 bool mp_live_remove(const void *p);
 struct mp_block {
