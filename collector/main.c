@@ -413,7 +413,12 @@ int main(int argc, char **argv)
 	bool stop = false;
 	while (!stop) {
 		struct epoll_event evs[64];
-		int n = epoll_wait(epfd, evs, 64, -1);
+		/* Idle time goes to loading debug information ahead of need. */
+		int n = epoll_wait(epfd, evs, 64, sym_preparing() ? 0 : -1);
+		if (n == 0) {
+			sym_prepare_one();
+			continue;
+		}
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;

@@ -234,6 +234,11 @@ static uint32_t location_of(struct proc *p, uint64_t addr)
 	struct location *l = &p->locs[p->nlocs];
 	l->addr = addr;
 	l->mapping = find_mapping(p, addr);
+	if (l->mapping >= 0) {
+		const struct mapping *m = &p->maps[l->mapping];
+		if (m->file)
+			sym_prepare_later(m->file, m->build_id, m->build_id_len);
+	}
 	map_put(&p->loc_by_addr, addr + 1, 0, p->nlocs);
 	return (uint32_t)p->nlocs++;
 }

@@ -80,6 +80,8 @@ struct sym_file {
 	size_t build_id_len;
 	struct sym_obj *obj; /* NULL: no symbol from this file is trusted */
 	bool warned;         /* the one stderr line for this path was printed */
+	bool prepared;       /* its debug information is loaded */
+	struct sym_file *next_to_prepare;
 };
 
 struct sym_result {
@@ -120,6 +122,7 @@ static struct {
 	struct sym_map files;   /* struct sym_file */
 	struct sym_map results; /* struct sym_result */
 	struct sym_obj *objs;
+	struct sym_file *to_prepare; /* sym_prepare_later's queue */
 } sym;
 
 /* NULL selects elfutils' default ":.debug:/usr/lib/debug". */
@@ -890,6 +893,38 @@ int sym_lookup(const char *path, const uint8_t *build_id, size_t build_id_len,
 	memcpy(out, res->lines, (size_t)(max - 1) * sizeof(out[0]));
 	out[max - 1] = res->lines[res->n - 1];
 	return max;
+}
+
+void sym_prepare_later(const char *path, const uint8_t *build_id, size_t build_id_len)
+{
+	struct file_key key = { path ? path : "", build_id, build_id ? build_id_len : 0 };
+	struct sym_file *file = get_file(&key);
+	if (!file || file->prepared || !file->obj)
+		return;
+	file->prepared = true; /* queued once */
+	file->next_to_prepare = sym.to_prepare;
+	sym.to_prepare = file;
+}
+
+bool sym_prepare_one(void)
+{
+	struct sym_file *file = sym.to_prepare;
+	if (!file)
+		return false;
+	sym.to_prepare = file->next_to_prepare;
+	Dwarf_Addr bias;
+	/* Loading the DWARF (for a separate debug file, inflating compressed
+	 * sections) and sorting the symbol table are the bulk of a file's
+	 * first lookup. */
+	dwfl_module_getdwarf(file->obj->mod, &bias);
+	if (!file->obj->syms_loaded)
+		load_symbols(file->obj);
+	return sym.to_prepare != NULL;
+}
+
+bool sym_preparing(void)
+{
+	return sym.to_prepare != NULL;
 }
 
 size_t sym_file_build_id(const char *path, uint8_t *buf, size_t bufsize)

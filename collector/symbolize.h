@@ -8,6 +8,7 @@
 #ifndef MEMPROF_SYMBOLIZE_H
 #define MEMPROF_SYMBOLIZE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -58,6 +59,18 @@ int sym_lookup(const char *path, const uint8_t *build_id, size_t build_id_len,
  * Does not use or fill the lookup caches.
  */
 size_t sym_file_build_id(const char *path, uint8_t *buf, size_t bufsize);
+
+/*
+ * Warming up. The first lookup in a file loads its debug information, which
+ * for a separate debug file with compressed sections (libc6-dbg) takes tens
+ * of milliseconds. The collector queues files as soon as a stack points
+ * into them (sym_prepare_later) and, when it has nothing else to do, loads
+ * them one at a time (sym_prepare_one, true while more are queued), so
+ * that the dump at a process's exit does not wait for it.
+ */
+void sym_prepare_later(const char *path, const uint8_t *build_id, size_t build_id_len);
+bool sym_prepare_one(void);
+bool sym_preparing(void);
 
 /*
  * Close every opened file and free every cached result and string: all
