@@ -7,6 +7,16 @@
  * which in-process unwinding from signal handlers deadlocks (gperftools
  * #1583, #1188, #775; libunwind #16). The writer thread ships the copies.
  *
+ * The timer is one-shot, re-armed by the handler at an absolute time on the
+ * thread's CPU clock a uniformly random interval in [P/2, 3P/2) after the
+ * expiry that just fired. A fixed period would lock onto any work that
+ * repeats with the period or a multiple of it (a 100 Hz loop sampled at
+ * 100 Hz shows one phase of its cycle and never the others); the random
+ * intervals sample every phase alike. Absolute times keep the mean rate
+ * exact however late a signal is delivered (expiry is only noticed at the
+ * scheduler tick), and intervals that passed meanwhile count in the
+ * sample's weight, as timer overruns would.
+ *
  * A program that takes SIGPROF for itself (sigaction or signal, wrapped
  * here) gets it: our timers are deleted first and CPU profiling stops.
  */
@@ -39,6 +49,9 @@ struct mp_thread {
 	_Atomic bool dead;      /* the thread has gone; the writer frees us */
 	_Atomic bool has_timer;
 	timer_t timer;
+	uint64_t period;        /* ns of CPU time, the mean interval */
+	uint64_t due;           /* next expiry, ns on this thread's CPU clock */
+	uint64_t rng;           /* xorshift state for the intervals */
 	uintptr_t stack_lo, stack_hi;
 	_Atomic uint32_t head;  /* written by the handler */
 	_Atomic uint32_t tail;  /* written by the writer */
@@ -68,19 +81,69 @@ static void save_regs(uint64_t *r, const mcontext_t *mc)
 		r[i] = (uint64_t)mc->gregs[order[i]];
 }
 
+static uint64_t thread_cpu_ns(void)
+{
+	struct timespec ts;
+	if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0)
+		return 0;
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Uniform in [P/2, 3P/2): mean P (the modulo's bias is below 2^-40). */
+static uint64_t next_interval(struct mp_thread *t)
+{
+	uint64_t x = t->rng;
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	t->rng = x;
+	return t->period / 2 + (x >> 11) % t->period;
+}
+
+static bool arm(struct mp_thread *t)
+{
+	struct itimerspec its = { { 0, 0 },
+				  { (time_t)(t->due / 1000000000u), (long)(t->due % 1000000000u) } };
+	return timer_settime(t->timer, TIMER_ABSTIME, &its, NULL) == 0;
+}
+
+/* Schedules the next expiry after the one that fired; returns how many
+ * expiries the sample stands for (more than one when the signal came late
+ * enough that later ones have passed too). */
+static uint32_t rearm(struct mp_thread *t)
+{
+	uint64_t now = thread_cpu_ns();
+	uint32_t n = 1;
+	t->due += next_interval(t);
+	if (now > t->due + 64 * t->period) { /* far behind: skip ahead in one step */
+		n += (uint32_t)((now - t->due) / t->period);
+		t->due = now;
+	}
+	while (t->due <= now) {
+		t->due += next_interval(t);
+		n++;
+	}
+	arm(t);
+	return n;
+}
+
 static void on_sigprof(int sig, siginfo_t *si, void *ucv)
 {
 	(void)sig;
 	int saved = errno;
 	struct mp_thread *t = self;
+	/* A timer id is never reused soon (the kernel hands them out in
+	 * sequence), so re-arming one that yield_sigprof has just deleted
+	 * fails harmlessly. */
 	if (!t || si->si_code != SI_TIMER || si->si_value.sival_ptr != t ||
+	    !atomic_load_explicit(&t->has_timer, memory_order_relaxed) ||
 	    !atomic_load_explicit(&cpu_on, memory_order_relaxed))
 		goto out;
+	uint32_t weight = rearm(t);
 	uint32_t h = atomic_load_explicit(&t->head, memory_order_relaxed);
 	uint32_t used = h - atomic_load_explicit(&t->tail, memory_order_acquire);
 	if (used >= SLOTS) {
-		atomic_fetch_add_explicit(&t->dropped, 1 + (uint32_t)si->si_overrun,
-					  memory_order_relaxed);
+		atomic_fetch_add_explicit(&t->dropped, weight, memory_order_relaxed);
 		goto out;
 	}
 	struct cpu_slot *s = &t->slots[h % SLOTS];
@@ -97,7 +160,7 @@ static void on_sigprof(int sig, siginfo_t *si, void *ucv)
 		__builtin_memcpy(s->stack, (const void *)sp, len);
 	}
 	s->stack_len = (uint32_t)len;
-	s->weight = 1 + (uint32_t)si->si_overrun;
+	s->weight = weight;
 	atomic_store_explicit(&t->head, h + 1, memory_order_release);
 	/* Half full: the writer should come now rather than at its next tick. */
 	if (used + 1 == SLOTS / 2)
@@ -135,11 +198,16 @@ static void start_timer(struct mp_thread *t)
 	sev._sigev_un._tid = t->tid;
 	if (timer_create(CLOCK_THREAD_CPUTIME_ID, &sev, &t->timer) != 0)
 		return;
-	long ns = 1000000000L / (long)mp_cfg.cpu_hz;
-	struct itimerspec its = { { ns / 1000000000L, ns % 1000000000L },
-				  { ns / 1000000000L, ns % 1000000000L } };
+	t->period = 1000000000u / mp_cfg.cpu_hz;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	uint64_t seed = ((uint64_t)ts.tv_sec << 32 ^ (uint64_t)ts.tv_nsec ^ (uint64_t)t->tid << 16) *
+			0x9e3779b97f4a7c15u;
+	t->rng = (seed ^ seed >> 29) | 1;
+	/* The first expiry at a random phase within one period. */
+	t->due = thread_cpu_ns() + 1 + next_interval(t) - t->period / 2;
 	atomic_store(&t->has_timer, true);
-	if (timer_settime(t->timer, 0, &its, NULL) != 0)
+	if (!arm(t))
 		stop_timer(t);
 }
 
