@@ -40,6 +40,7 @@ enum { FINISH_NO = 0, FINISH_BYE = 1, FINISH_DONE = 2, FINISH_PARK = 3 };
 static _Atomic pid_t writer_tid;
 static bool parked;   /* the writer has gone; its caller owns the socket */
 static bool forked;   /* this connection is a fork child's */
+static pid_t owner_pid; /* the process the writer speaks for */
 static _Atomic uint32_t sync_req, sync_done; /* futexes, see mp_writer_sync */
 static bool said_bye;
 static _Atomic bool dump_req;
@@ -544,6 +545,7 @@ int mp_writer_start(void)
 	}
 	atomic_store(&finish_word, FINISH_NO);
 	atomic_store(&writer_tid, 0);
+	owner_pid = getpid();
 	parked = said_bye = false;
 	atomic_store(&alive, true);
 	/* The thread starts with every signal blocked, so that the program's
@@ -688,18 +690,26 @@ int mp_writer_leak_exchange(const struct mp_leak *leaks, size_t n, int status, u
 	return 0;
 }
 
-void mp_writer_sync(int timeout_ms)
+void mp_writer_sync(int stall_ms)
 {
-	if (!mp_writer_alive())
+	/* A vfork child shares our memory but is not the process the writer
+	 * speaks for. */
+	if (!mp_writer_alive() || getpid() != owner_pid)
 		return;
 	uint32_t req = atomic_fetch_add(&sync_req, 1) + 1;
 	mp_writer_wake();
-	struct timespec since;
-	clock_gettime(CLOCK_MONOTONIC, &since);
+	struct timespec progress;
+	clock_gettime(CLOCK_MONOTONIC, &progress);
+	uint64_t seen = atomic_load(&bytes_sent);
 	for (uint32_t done; (done = atomic_load(&sync_done)) != req && (int32_t)(done - req) < 0;) {
-		if (elapsed_ms(&since) > timeout_ms)
+		uint64_t now_sent = atomic_load(&bytes_sent);
+		if (now_sent != seen) {
+			seen = now_sent;
+			clock_gettime(CLOCK_MONOTONIC, &progress);
+		} else if (elapsed_ms(&progress) > stall_ms) {
 			return;
-		futex_wait(&sync_done, done, 10);
+		}
+		futex_wait(&sync_done, done, 5);
 	}
 }
 
