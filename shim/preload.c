@@ -201,6 +201,10 @@ int mp_resolve_real(void)
 	*(void **)&r.pthread_create = dlsym(RTLD_NEXT, "pthread_create");
 	*(void **)&r.sigaction = dlsym(RTLD_NEXT, "sigaction");
 	*(void **)&r.signal = dlsym(RTLD_NEXT, "signal");
+	*(void **)&r.execve = dlsym(RTLD_NEXT, "execve");
+	*(void **)&r.execvpe = dlsym(RTLD_NEXT, "execvpe");
+	*(void **)&r.fexecve = dlsym(RTLD_NEXT, "fexecve");
+	*(void **)&r.execveat = dlsym(RTLD_NEXT, "execveat");
 	mp_real = r;
 	Dl_info info;
 	const char *lib = dladdr(*(void **)&r.malloc, &info) && info.dli_fname ? info.dli_fname : "";

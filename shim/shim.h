@@ -39,6 +39,10 @@ struct mp_real_fns {
 	int (*pthread_create)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *);
 	int (*sigaction)(int, const struct sigaction *, struct sigaction *);
 	sighandler_t (*signal)(int, sighandler_t);
+	int (*execve)(const char *, char *const[], char *const[]);
+	int (*execvpe)(const char *, char *const[], char *const[]);
+	int (*fexecve)(int, char *const[], char *const[]);
+	int (*execveat)(int, const char *, char *const[], char *const[], int);
 };
 extern struct mp_real_fns mp_real;
 extern _Atomic int mp_real_ready; /* mp_real is complete */
@@ -238,8 +242,9 @@ void mp_writer_bye(void);
  * collector's report (its text in *text, mmap'd). 0 or -1. */
 int mp_writer_leak_exchange(const struct mp_leak *leaks, size_t n, int status, uint32_t unscanned,
 			    const char *suppressions, struct mp_leak_report *report, char **text);
-/* Waits (at most timeout_ms) until everything queued so far has been sent. */
-void mp_writer_sync(int timeout_ms);
+/* Waits until everything queued so far has been sent, giving up when the
+ * writer sends nothing for stall_ms. Does nothing in a vfork child. */
+void mp_writer_sync(int stall_ms);
 /* In a forked child: forget the parent's connection and thread. */
 void mp_writer_fork_child(void);
 bool mp_writer_alive(void);

@@ -2,6 +2,7 @@
 # Bad settings, missing, dying, stalled and hostile collectors: the program
 # always runs on and prints what it would print without memprof.
 
+bats_require_minimum_version 1.5.0
 load test_helper
 
 # A collector of our own on a socket in the test directory.
@@ -165,6 +166,29 @@ EOF
 	[ -z "$(ls out | grep -Ev '\.(heap|cpu)\.pb\.gz$')" ]
 }
 
+@test "what a program allocates just before it execs is in its profile, whichever exec it calls" {
+	# At rate 1 every block is recorded: the profile must hold exactly the
+	# 4 MiB, sent before the image was replaced.
+	for how in execv execvp execve execl execlp execle fexecve; do
+		rm -rf out
+		run "$MEMPROF" run -o out --rate 1 -- "$T/target_exec" "$how" /bin/echo hi
+		[ "$status" -eq 0 ] || { echo "# $how: status $status: $output" >&3; false; }
+		[ "${lines[0]}" = hi ]
+		f=$(echo out/target_exec.*.0001.heap.pb.gz)
+		held=$(flat "$f" inuse_space hold_before_exec)
+		[ "$held" -eq 4194304 ] || { echo "# $how: $held bytes" >&3; false; }
+		ls out/echo.*.0001.heap.pb.gz
+	done
+	# A failed exec returns with errno intact; a vfork child's exec leaves
+	# the parent's writer alone.
+	rm -rf out
+	run -127 "$MEMPROF" run -o out -- "$T/target_exec" execvp no-such-program-here
+	[[ $output == *"exec: No such file or directory"* ]]
+	run "$MEMPROF" run -o out -- "$T/target_exec" vfork /bin/echo hi
+	[ "$status" -eq 0 ]
+	[[ $output == *"status 0"* ]]
+}
+
 @test "memprof run rejects bad options with a clear message" {
 	run "$MEMPROF" run --rate many -- true
 	[ "$status" -eq 2 ]
@@ -201,9 +225,10 @@ EOF
 
 @test "the shim exports only the functions it wraps" {
 	# The allocator, pthread_create (each thread's CPU timer) and
-	# sigaction/signal (stepping aside when the program takes SIGPROF).
+	# sigaction/signal (stepping aside when the program takes SIGPROF), the
+	# exec family (sending what is queued before the image goes).
 	run sh -c "nm -D --defined-only '$SHIM' | awk '{ print \$3 }' | sort | tr '\n' ' '"
-	[ "$output" = "aligned_alloc calloc free malloc memalign posix_memalign pthread_create pvalloc realloc reallocarray sigaction signal valloc " ]
+	[ "$output" = "aligned_alloc calloc execl execle execlp execv execve execveat execvp execvpe fexecve free malloc memalign posix_memalign pthread_create pvalloc realloc reallocarray sigaction signal valloc " ]
 }
 
 @test "make install puts the library, the collector and memprof under PREFIX" {
