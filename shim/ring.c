@@ -87,7 +87,18 @@ bool mp_ring_empty(void)
 	return atomic_load(&head) == atomic_load(&tail);
 }
 
-static uint64_t now_ns(void)
+bool mp_ring_ready(void)
+{
+	if (!ring)
+		return false;
+	uint64_t t = atomic_load_explicit(&tail, memory_order_relaxed);
+	if (atomic_load_explicit(&head, memory_order_acquire) == t)
+		return false;
+	const struct rec *r = (const struct rec *)(ring + (t & mask));
+	return atomic_load_explicit(&r->committed, memory_order_acquire);
+}
+
+uint64_t mp_now_ns(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -100,7 +111,7 @@ static bool wait_for_room(uint64_t *stall_start, uint64_t *seen_tail)
 {
 	if (!mp_cfg.full_trace || !mp_writer_alive())
 		return false;
-	uint64_t t = atomic_load(&tail), now = now_ns();
+	uint64_t t = atomic_load(&tail), now = mp_now_ns();
 	if (*stall_start == 0 || t != *seen_tail) {
 		*stall_start = now;
 		*seen_tail = t;
@@ -161,6 +172,12 @@ void mp_ring_commit(void *payload)
 {
 	struct rec *r = (struct rec *)((unsigned char *)payload - sizeof(struct rec));
 	atomic_store_explicit(&r->committed, 1, memory_order_release);
+	/* A writer in its long sleep is woken by the first record (one
+	 * producer wakes it; the others see the flag already cleared). */
+	atomic_thread_fence(memory_order_seq_cst);
+	if (MP_UNLIKELY(atomic_load_explicit(&mp_writer_sleeping, memory_order_relaxed)) &&
+	    atomic_exchange(&mp_writer_sleeping, false))
+		mp_writer_wake();
 }
 
 size_t mp_ring_drain(void (*fn)(uint32_t type, const void *payload, uint32_t len))

@@ -212,6 +212,10 @@ void mp_ring_commit(void *payload);
  * first uncommitted one; returns the number of records consumed. */
 size_t mp_ring_drain(void (*fn)(uint32_t type, const void *payload, uint32_t len));
 bool mp_ring_empty(void);
+/* The oldest record is committed: the writer has something to send. */
+bool mp_ring_ready(void);
+/* CLOCK_MONOTONIC in ns. */
+uint64_t mp_now_ns(void);
 int mp_ring_setup(size_t bytes);
 void mp_ring_reset(void);
 
@@ -223,6 +227,8 @@ extern _Atomic uint64_t mp_dropped;
 int mp_writer_start(void);
 /* Remembers the program's name before the program can rewrite argv. */
 void mp_writer_note_name(void);
+/* The writer is in its long sleep; the first record committed wakes it. */
+extern _Atomic bool mp_writer_sleeping;
 /* Wakes the writer (async-signal-safe). */
 void mp_writer_wake(void);
 /* Asks the writer for a dump of this process (async-signal-safe). */

@@ -47,10 +47,17 @@ static _Atomic bool dump_req;
 static uint64_t drops_sent, cpu_drops, cpu_drops_sent;
 static _Atomic uint64_t bytes_sent; /* progress, watched by mp_writer_finish */
 
-/* How often an idle writer looks at the ring and the CPU slots without
- * being woken: producers wake it when the ring is a quarter full, CPU
- * slots when half full, dump requests at once. */
+/* The writer sleeps two ways. For a second after the ring last had
+ * something it naps BUSY_POLL_MS at a time, so what the program did is in
+ * the collector within milliseconds (an HTTP fetch sees it) while records
+ * still go out in batches. After that it sleeps IDLE_POLL_MS at a time, so
+ * an idle program is not woken often, and the first record committed wakes
+ * it (mp_writer_sleeping). Besides: producers wake it when the ring is a
+ * quarter full, CPU slots when half full, dump requests at once. */
+#define BUSY_POLL_MS 5
+#define BUSY_LINGER_NS 1000000000u
 #define IDLE_POLL_MS 200
+_Atomic bool mp_writer_sleeping;
 
 static unsigned char outbuf[64 * 1024];
 static size_t outlen;
@@ -487,6 +494,22 @@ static size_t drain_cpu(void)
 	return n + 1;
 }
 
+static void writer_sleep(uint32_t seen, uint64_t last_busy)
+{
+	if (mp_now_ns() - last_busy < BUSY_LINGER_NS) {
+		futex_wait(&wake_word, seen, BUSY_POLL_MS);
+		return;
+	}
+	/* Say so, then look once more: a record committed before the flag was
+	 * visible is seen here, one committed after sees the flag (the fence
+	 * in mp_ring_commit) and wakes us. */
+	atomic_store(&mp_writer_sleeping, true);
+	atomic_thread_fence(memory_order_seq_cst);
+	if (!mp_ring_ready())
+		futex_wait(&wake_word, seen, IDLE_POLL_MS);
+	atomic_store(&mp_writer_sleeping, false);
+}
+
 static void *writer_main(void *arg)
 {
 	(void)arg;
@@ -495,13 +518,14 @@ static void *writer_main(void *arg)
 	futex_wake((_Atomic uint32_t *)&writer_tid);
 	send_hello();
 	flush();
+	uint64_t last_busy = mp_now_ns();
 	for (;;) {
 		uint32_t seen = atomic_load_explicit(&wake_word, memory_order_acquire);
 		/* Read before draining: a sync asked for before this drain is
 		 * answered once a drain finds nothing more. */
 		uint32_t req = atomic_load(&sync_req);
-		size_t n = mp_ring_drain(on_event);
-		n += drain_cpu();
+		size_t ring_n = mp_ring_drain(on_event);
+		size_t n = ring_n + drain_cpu();
 		send_malloc_stats(false);
 		if (atomic_exchange(&dump_req, false)) {
 			send_malloc_stats(true);
@@ -531,8 +555,10 @@ static void *writer_main(void *arg)
 			atomic_store(&sync_done, req);
 			futex_wake(&sync_done);
 		}
+		if (ring_n)
+			last_busy = mp_now_ns();
 		if (n == 0)
-			futex_wait(&wake_word, seen, IDLE_POLL_MS);
+			writer_sleep(seen, last_busy);
 	}
 }
 
@@ -722,6 +748,7 @@ void mp_writer_fork_child(void)
 		close(sock_fd);
 	sock_fd = -1;
 	atomic_store(&alive, false);
+	atomic_store(&mp_writer_sleeping, false);
 	atomic_store(&dump_req, false);
 	outlen = 0;
 	drops_sent = cpu_drops = cpu_drops_sent = 0;
