@@ -54,7 +54,7 @@ static _Atomic uint64_t bytes_sent; /* progress, watched by mp_writer_finish */
  * an idle program is not woken often, and the first record committed wakes
  * it (mp_writer_sleeping). Besides: producers wake it when the ring is a
  * quarter full, CPU slots when half full, dump requests at once. */
-#define BUSY_POLL_MS 5
+#define BUSY_POLL_MS 20
 #define BUSY_LINGER_NS 1000000000u
 #define IDLE_POLL_MS 200
 _Atomic bool mp_writer_sleeping;
