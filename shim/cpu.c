@@ -199,11 +199,7 @@ static void start_timer(struct mp_thread *t)
 	if (timer_create(CLOCK_THREAD_CPUTIME_ID, &sev, &t->timer) != 0)
 		return;
 	t->period = 1000000000u / mp_cfg.cpu_hz;
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	uint64_t seed = ((uint64_t)ts.tv_sec << 32 ^ (uint64_t)ts.tv_nsec ^ (uint64_t)t->tid << 16) *
-			0x9e3779b97f4a7c15u;
-	t->rng = (seed ^ seed >> 29) | 1;
+	t->rng = mp_clock_seed((uint64_t)(uintptr_t)t);
 	/* The first expiry at a random phase within one period. */
 	t->due = thread_cpu_ns() + 1 + next_interval(t) - t->period / 2;
 	atomic_store(&t->has_timer, true);

@@ -32,22 +32,27 @@ static uint64_t splitmix64(uint64_t *s)
 	return z ^ (z >> 31);
 }
 
+uint64_t mp_clock_seed(uint64_t salt)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	uint64_t s = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32) ^
+		     ((uint64_t)syscall(SYS_gettid) << 16) ^ salt;
+	return splitmix64(&s) | 1;
+}
+
 /* Seeds the thread's generator: from MEMPROF_SEED and the thread's order of
  * arrival when a seed is set (reproducible runs), else from the clock and
  * the thread id. */
 static void seed_thread(struct mp_tls *t)
 {
-	uint64_t s;
 	uint64_t ordinal = atomic_fetch_add(&thread_ordinal, 1);
 	if (mp_cfg.seed) {
-		s = mp_cfg.seed + ordinal * 0x9e3779b97f4a7c15ULL;
+		uint64_t s = mp_cfg.seed + ordinal * 0x9e3779b97f4a7c15ULL;
+		t->rng = splitmix64(&s) | 1;
 	} else {
-		struct timespec ts;
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		s = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32) ^
-		    ((uint64_t)syscall(SYS_gettid) << 16) ^ (ordinal << 48);
+		t->rng = mp_clock_seed(ordinal << 48);
 	}
-	t->rng = splitmix64(&s) | 1;
 	t->seeded = 1;
 }
 

@@ -216,6 +216,8 @@ bool mp_ring_empty(void);
 bool mp_ring_ready(void);
 /* CLOCK_MONOTONIC in ns. */
 uint64_t mp_now_ns(void);
+/* A nonzero random seed from the clock, the thread id and salt. */
+uint64_t mp_clock_seed(uint64_t salt);
 int mp_ring_setup(size_t bytes);
 void mp_ring_reset(void);
 

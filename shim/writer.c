@@ -605,6 +605,29 @@ static long elapsed_ms(const struct timespec *since)
 	return (now.tv_sec - since->tv_sec) * 1000 + (now.tv_nsec - since->tv_nsec) / 1000000;
 }
 
+/* Watches the writer's sending: waits are held as long as data gets
+ * through, and given up once nothing has been sent for stall_ms. */
+struct progress {
+	uint64_t seen;  /* bytes_sent when last looked at */
+	uint64_t since; /* when it last changed, mp_now_ns */
+};
+
+static struct progress progress_start(void)
+{
+	return (struct progress){ atomic_load(&bytes_sent), mp_now_ns() };
+}
+
+static bool progress_stalled(struct progress *p, int stall_ms)
+{
+	uint64_t sent = atomic_load(&bytes_sent), now = mp_now_ns();
+	if (sent != p->seen) {
+		p->seen = sent;
+		p->since = now;
+		return false;
+	}
+	return now - p->since > (uint64_t)stall_ms * 1000000u;
+}
+
 /* Asks the writer to stop (with or without a goodbye) and waits while it
  * makes progress; true once it has stopped. */
 static bool stop_writer(uint32_t how, int stall_ms)
@@ -613,20 +636,13 @@ static bool stop_writer(uint32_t how, int stall_ms)
 		return atomic_load(&finish_word) == FINISH_DONE;
 	atomic_store(&finish_word, how);
 	mp_writer_wake();
-	/* Wait as long as the writer gets data through; a collector that
-	 * takes nothing for stall_ms is not worth holding the exit for. */
-	struct timespec progress;
-	clock_gettime(CLOCK_MONOTONIC, &progress);
-	uint64_t seen = atomic_load(&bytes_sent);
-	while (atomic_load(&finish_word) != 2) {
-		futex_wait(&finish_word, 1, 20);
-		uint64_t now_sent = atomic_load(&bytes_sent);
-		if (now_sent != seen) {
-			seen = now_sent;
-			clock_gettime(CLOCK_MONOTONIC, &progress);
-		} else if (elapsed_ms(&progress) > stall_ms) {
+	/* A collector that takes nothing for stall_ms is not worth holding
+	 * the exit for. */
+	struct progress p = progress_start();
+	while (atomic_load(&finish_word) != FINISH_DONE) {
+		futex_wait(&finish_word, how, 20);
+		if (progress_stalled(&p, stall_ms))
 			break;
-		}
 	}
 	return atomic_load(&finish_word) == FINISH_DONE;
 }
@@ -724,17 +740,10 @@ void mp_writer_sync(int stall_ms)
 		return;
 	uint32_t req = atomic_fetch_add(&sync_req, 1) + 1;
 	mp_writer_wake();
-	struct timespec progress;
-	clock_gettime(CLOCK_MONOTONIC, &progress);
-	uint64_t seen = atomic_load(&bytes_sent);
+	struct progress p = progress_start();
 	for (uint32_t done; (done = atomic_load(&sync_done)) != req && (int32_t)(done - req) < 0;) {
-		uint64_t now_sent = atomic_load(&bytes_sent);
-		if (now_sent != seen) {
-			seen = now_sent;
-			clock_gettime(CLOCK_MONOTONIC, &progress);
-		} else if (elapsed_ms(&progress) > stall_ms) {
+		if (progress_stalled(&p, stall_ms))
 			return;
-		}
 		futex_wait(&sync_done, done, 5);
 	}
 }
