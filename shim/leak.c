@@ -525,7 +525,7 @@ static int check_cb(struct dl_phdr_info *info, size_t size, void *arg)
 	struct check *c = arg;
 	(void)info;
 	(void)size;
-	uint64_t want = atomic_load(&mp_live_count) + 1024;
+	uint64_t want = mp_live_total() + 1024;
 	blocks = map(want * 2 * sizeof(*blocks));
 	threads = map(MAX_THREADS * sizeof(*threads));
 	vmas = map(MAX_VMAS * sizeof(*vmas));

@@ -16,7 +16,7 @@
 
 #define STRIPES 64
 #define FILTER_SIZE (1U << MP_LIVE_FILTER_BITS)
-#define FILTER_STUCK 255 /* a saturated counter never goes down again */
+#define FILTER_STUCK 255 /* a saturated count never goes down again */
 
 struct slot {
 	uintptr_t addr; /* 0 = empty */
@@ -32,10 +32,11 @@ struct stripe {
 } __attribute__((aligned(64)));
 
 static struct stripe stripes[STRIPES];
-_Atomic uint64_t mp_live_count;
+_Atomic bool mp_live_used;
 /* In .bss: pages the program never frees near cost nothing, and free()
  * reads it without first loading a pointer to it. */
-_Atomic uint8_t mp_live_filter[FILTER_SIZE];
+_Atomic uint64_t mp_live_filter[FILTER_SIZE / 64];
+static uint8_t bucket_count[FILTER_SIZE];
 
 static inline uint64_t mix(uintptr_t a)
 {
@@ -88,10 +89,41 @@ static int grow(struct stripe *s)
 	return 0;
 }
 
+static struct stripe *stripe_of(uint32_t bucket)
+{
+	return &stripes[(bucket / 64) % STRIPES];
+}
+
+/* The filter's bit for bucket follows its count; under the stripe's lock.
+ * Only this stripe writes the word, so load and store need not be one
+ * atomic step; free() reads the word at any time. */
+static void count_up(uint32_t bucket)
+{
+	if (bucket_count[bucket] == FILTER_STUCK)
+		return;
+	if (bucket_count[bucket]++ == 0) {
+		_Atomic uint64_t *w = &mp_live_filter[bucket / 64];
+		atomic_store_explicit(w, atomic_load_explicit(w, memory_order_relaxed) | 1ULL << (bucket % 64),
+				      memory_order_relaxed);
+	}
+}
+
+static void count_down(uint32_t bucket)
+{
+	if (bucket_count[bucket] == FILTER_STUCK || bucket_count[bucket] == 0)
+		return;
+	if (--bucket_count[bucket] == 0) {
+		_Atomic uint64_t *w = &mp_live_filter[bucket / 64];
+		atomic_store_explicit(w, atomic_load_explicit(w, memory_order_relaxed) & ~(1ULL << (bucket % 64)),
+				      memory_order_relaxed);
+	}
+}
+
 int mp_live_insert(const void *p, uint64_t size, uint64_t caller)
 {
 	uintptr_t a = (uintptr_t)p;
-	struct stripe *s = &stripes[mix(a) & (STRIPES - 1)];
+	uint32_t bucket = mp_live_bucket(p);
+	struct stripe *s = stripe_of(bucket);
 	lock(s);
 	if ((s->count + 1) * 2 > s->cap && grow(s) != 0) {
 		unlock(s);
@@ -100,23 +132,23 @@ int mp_live_insert(const void *p, uint64_t size, uint64_t caller)
 	struct slot n = { a, size, caller };
 	put(s->slots, s->cap, &n);
 	s->count++;
+	count_up(bucket);
 	unlock(s);
-	_Atomic uint8_t *c = &mp_live_filter[mp_live_hash(p)];
-	uint8_t v = atomic_load_explicit(c, memory_order_relaxed);
-	while (v != FILTER_STUCK &&
-	       !atomic_compare_exchange_weak_explicit(c, &v, (uint8_t)(v + 1), memory_order_relaxed,
-						      memory_order_relaxed))
-		;
-	atomic_fetch_add_explicit(&mp_live_count, 1, memory_order_relaxed);
+	if (MP_UNLIKELY(!atomic_load_explicit(&mp_live_used, memory_order_relaxed)))
+		atomic_store(&mp_live_used, true);
 	return 0;
 }
 
 void mp_live_mark_forever(const void *p)
 {
-	static _Atomic bool counted;
-	atomic_store(&mp_live_filter[mp_live_hash(p)], FILTER_STUCK);
-	if (!atomic_exchange(&counted, true))
-		atomic_fetch_add(&mp_live_count, 1);
+	uint32_t bucket = mp_live_bucket(p);
+	struct stripe *s = stripe_of(bucket);
+	lock(s);
+	if (bucket_count[bucket] == 0)
+		count_up(bucket);
+	bucket_count[bucket] = FILTER_STUCK;
+	unlock(s);
+	atomic_store(&mp_live_used, true);
 }
 
 /* Backward-shift deletion keeps linear probing correct without tombstones. */
@@ -137,7 +169,8 @@ static void delete_at(struct stripe *s, uint32_t i)
 bool mp_live_remove(const void *p)
 {
 	uintptr_t a = (uintptr_t)p;
-	struct stripe *s = &stripes[mix(a) & (STRIPES - 1)];
+	uint32_t bucket = mp_live_bucket(p);
+	struct stripe *s = stripe_of(bucket);
 	bool found = false;
 	lock(s);
 	if (s->cap) {
@@ -146,22 +179,22 @@ bool mp_live_remove(const void *p)
 			if (s->slots[i].addr == a) {
 				delete_at(s, i);
 				s->count--;
+				count_down(bucket);
 				found = true;
 				break;
 			}
 		}
 	}
 	unlock(s);
-	if (!found)
-		return false;
-	_Atomic uint8_t *c = &mp_live_filter[mp_live_hash(p)];
-	uint8_t v = atomic_load_explicit(c, memory_order_relaxed);
-	while (v != FILTER_STUCK && v != 0 &&
-	       !atomic_compare_exchange_weak_explicit(c, &v, (uint8_t)(v - 1), memory_order_relaxed,
-						      memory_order_relaxed))
-		;
-	atomic_fetch_sub_explicit(&mp_live_count, 1, memory_order_relaxed);
-	return true;
+	return found;
+}
+
+size_t mp_live_total(void)
+{
+	size_t n = 0;
+	for (int i = 0; i < STRIPES; i++)
+		n += __atomic_load_n(&stripes[i].count, __ATOMIC_RELAXED);
+	return n;
 }
 
 size_t mp_live_copy(struct mp_block *out, size_t max)

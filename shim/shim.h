@@ -162,22 +162,43 @@ void mp_live_fork_prepare(void);
 void mp_live_fork_parent(void);
 void mp_live_fork_child(void);
 
-extern _Atomic uint64_t mp_live_count;
-#define MP_LIVE_FILTER_BITS 18
-extern _Atomic uint8_t mp_live_filter[1U << MP_LIVE_FILTER_BITS];
+/* Set at the first sampled block and never cleared: a program with
+ * nothing sampled yet (MEMPROF_RATE=0, say) skips the filter. Not a count
+ * of live blocks: each sample would then write the line every free() on
+ * every core reads. */
+extern _Atomic bool mp_live_used;
+/* Live blocks in the table now; a hint, read without locks. */
+size_t mp_live_total(void);
 
-/* Fibonacci hashing: the product's top bits depend on every bit of p. */
-static inline uint32_t mp_live_hash(const void *p)
+/*
+ * The filter free() reads: one bit per 16-byte granule of a 4 MiB window of
+ * addresses, set while a live sampled block may start in it. Nearby
+ * addresses land on nearby bits, so the filter words free() reads are the
+ * ones for the part of the heap the program is using anyway: a heap of W
+ * bytes keeps W/128 bytes of filter hot. (A hash that scattered addresses
+ * over the whole filter made every free() a cache miss once samples had
+ * touched it.) Each window starts at a different place in the filter, from
+ * a hash of its number, so that arenas a multiple of 4 MiB apart do not
+ * collide block for block.
+ */
+#define MP_LIVE_GRANULE_SHIFT 4 /* malloc aligns blocks to 16 bytes */
+#define MP_LIVE_FILTER_BITS 18
+extern _Atomic uint64_t mp_live_filter[(1U << MP_LIVE_FILTER_BITS) / 64];
+
+static inline uint32_t mp_live_bucket(const void *p)
 {
-	return (uint32_t)(((uint64_t)(uintptr_t)p * 0x9e3779b97f4a7c15ULL) >>
-			  (64 - MP_LIVE_FILTER_BITS));
+	uint64_t a = (uint64_t)(uintptr_t)p;
+	uint64_t window = (a >> (MP_LIVE_GRANULE_SHIFT + MP_LIVE_FILTER_BITS)) * 0x9e3779b97f4a7c15ULL;
+	return (uint32_t)((a >> MP_LIVE_GRANULE_SHIFT) + (window >> (64 - MP_LIVE_FILTER_BITS))) &
+	       ((1U << MP_LIVE_FILTER_BITS) - 1);
 }
 
 static inline bool mp_live_maybe(const void *p)
 {
-	if (MP_LIKELY(atomic_load_explicit(&mp_live_count, memory_order_relaxed) == 0))
+	if (MP_LIKELY(!atomic_load_explicit(&mp_live_used, memory_order_relaxed)))
 		return false;
-	return atomic_load_explicit(&mp_live_filter[mp_live_hash(p)], memory_order_relaxed) != 0;
+	uint32_t b = mp_live_bucket(p);
+	return (atomic_load_explicit(&mp_live_filter[b / 64], memory_order_relaxed) >> (b % 64)) & 1;
 }
 
 /* ---- event ring (ring.c) ------------------------------------------------- */
