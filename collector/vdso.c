@@ -1,12 +1,14 @@
 /*
- * The collector's own vDSO written out to a private file; see vdso.h.
+ * The collector's own vDSO written out to a file; see vdso.h. The file is
+ * a memfd, named by its /proc/self/fd path: nothing on disk, so a
+ * collector that is killed leaves nothing behind in TMPDIR.
  */
 #include <elf.h>
 #include <stdbool.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/auxv.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "symbolize.h"
@@ -14,6 +16,7 @@
 #include "vdso.h"
 
 static char path[64];
+static int fd = -1;
 static bool tried;
 static uint8_t id[64];
 static size_t id_len;
@@ -39,21 +42,14 @@ static void write_out(void)
 	size_t size = image_size(eh);
 	if (size == 0 || size > (1U << 20))
 		return;
-	const char *tmp = getenv("TMPDIR");
-	snprintf(path, sizeof(path), "%s/memprof-vdso.XXXXXX",
-		 tmp && *tmp && strlen(tmp) < 40 ? tmp : "/tmp");
-	int fd = mkstemp(path);
-	if (fd < 0) {
-		path[0] = '\0';
+	fd = memfd_create("memprof-vdso", MFD_CLOEXEC);
+	if (fd < 0)
+		return;
+	if (write(fd, eh, size) != (ssize_t)size) {
+		vdso_cleanup();
 		return;
 	}
-	bool ok = write(fd, eh, size) == (ssize_t)size;
-	close(fd);
-	if (!ok) {
-		unlink(path);
-		path[0] = '\0';
-		return;
-	}
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
 	id_len = sym_file_build_id(path, id, sizeof(id));
 }
 
@@ -70,7 +66,8 @@ const char *vdso_file(const uint8_t *build_id, size_t build_id_len)
 
 void vdso_cleanup(void)
 {
-	if (path[0])
-		unlink(path);
+	if (fd >= 0)
+		close(fd);
+	fd = -1;
 	path[0] = '\0';
 }

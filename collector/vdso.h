@@ -14,7 +14,7 @@
  * build_id_len is 0), or NULL if this kernel's is another one. The file is
  * written on first use. */
 const char *vdso_file(const uint8_t *build_id, size_t build_id_len);
-/* Removes the file. */
+/* Closes the file. */
 void vdso_cleanup(void);
 
 #endif /* MEMPROF_COLLECTOR_VDSO_H */
