@@ -202,6 +202,17 @@ EOF
 	[ "$status" -eq 2 ]
 }
 
+@test "memprof run of a command that does not exist says so, exits 127 and leaves nothing behind" {
+	export TMPDIR=$TEST_TMP/tmp
+	mkdir "$TMPDIR"
+	run -127 "$MEMPROF" run -o out -- memprof-no-such-command --flag
+	[ "$output" = "memprof: memprof-no-such-command: command not found" ]
+	# The collector's socket and report went with their directory.
+	[ -z "$(ls -A "$TMPDIR")" ]
+	run -0 "$MEMPROF" run -o out -- sh -c 'exit 0'
+	[ -z "$(ls -A "$TMPDIR")" ]
+}
+
 @test "kill -USR2 of the collector dumps every process; --interval dumps periodically" {
 	start_collector --interval 1
 	for i in 1 2; do
