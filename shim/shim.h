@@ -177,9 +177,9 @@ size_t mp_live_total(void);
  * ones for the part of the heap the program is using anyway: a heap of W
  * bytes keeps W/128 bytes of filter hot. (A hash that scattered addresses
  * over the whole filter made every free() a cache miss once samples had
- * touched it.) Each window starts at a different place in the filter, from
- * a hash of its number, so that arenas a multiple of 4 MiB apart do not
- * collide block for block.
+ * touched it.) Each window is laid over the filter in its own order, from
+ * its number, so that arenas a multiple of 4 MiB apart (glibc's thread
+ * arenas are 64 MiB apart) do not collide block for block.
  */
 #define MP_LIVE_GRANULE_SHIFT 4 /* malloc aligns blocks to 16 bytes */
 #define MP_LIVE_FILTER_BITS 18
@@ -188,8 +188,10 @@ extern _Atomic uint64_t mp_live_filter[(1U << MP_LIVE_FILTER_BITS) / 64];
 static inline uint32_t mp_live_bucket(const void *p)
 {
 	uint64_t a = (uint64_t)(uintptr_t)p;
-	uint64_t window = (a >> (MP_LIVE_GRANULE_SHIFT + MP_LIVE_FILTER_BITS)) * 0x9e3779b97f4a7c15ULL;
-	return (uint32_t)((a >> MP_LIVE_GRANULE_SHIFT) + (window >> (64 - MP_LIVE_FILTER_BITS))) &
+	/* XOR with the window's number: a bijection within each window that
+	 * keeps aligned runs of granules together, and a different one for
+	 * each window. Cheaper than a multiplicative hash on free()'s path. */
+	return (uint32_t)((a >> MP_LIVE_GRANULE_SHIFT) ^ (a >> (MP_LIVE_GRANULE_SHIFT + MP_LIVE_FILTER_BITS))) &
 	       ((1U << MP_LIVE_FILTER_BITS) - 1);
 }
 
