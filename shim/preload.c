@@ -1,9 +1,9 @@
 /*
  * The allocator entry points the host program calls, and the bootstrap that
  * finds the real ones. Each wrapper does one subtraction and one compare
- * and tail-calls the real function through mp_real; free() does one load
- * and compare (mp_live_maybe), and a filter lookup when sampled blocks
- * are live. Until the real functions are known,
+ * and tail-calls the real function through mp_real; free() compares the
+ * word before the block with a marker (see "Sampled blocks" below). Until
+ * the real functions are known,
  * mp_real points at the boot_* functions below, so the fast path needs no
  * "are we ready" test. Sampling, reporting and everything else is in
  * sample.c.
@@ -25,10 +25,11 @@
  * dlsym() may allocate (glibc's dlerror state uses calloc) before we know
  * where the real calloc is. Those few early requests come from this arena;
  * free() ignores its pointers, realloc() copies out. Each block is preceded
- * by its size so that realloc knows how much to copy. Its blocks are marked
- * in the live filter for good, so that free() need not test for them on
- * its fast path (glibc 2.36's dlsym allocates nothing: usually the arena
- * stays empty and costs nothing at all).
+ * by its size (so that realloc knows how much to copy) and the sampled
+ * blocks' marker, and is marked in the live filter for good, so that free()
+ * need not test for them on its fast path whichever test it uses (glibc
+ * 2.36's dlsym allocates nothing: usually the arena stays empty and costs
+ * nothing at all).
  */
 #define EARLY_ARENA_BYTES (64 * 1024)
 static _Alignas(64) unsigned char early_arena[EARLY_ARENA_BYTES];
@@ -51,7 +52,9 @@ static void *early_alloc(size_t size, size_t align)
 		if (start + size > EARLY_ARENA_BYTES)
 			return NULL;
 	} while (!atomic_compare_exchange_weak(&early_used, &cur, start + size));
-	memcpy(early_arena + start - 8, &size, sizeof(size));
+	uint64_t mark = MP_HDR_MARK;
+	memcpy(early_arena + start - 16, &size, sizeof(size));
+	memcpy(early_arena + start - 8, &mark, sizeof(mark));
 	mp_live_mark_forever(early_arena + start);
 	return early_arena + start; /* static storage: already zeroed */
 }
@@ -59,7 +62,7 @@ static void *early_alloc(size_t size, size_t align)
 static size_t early_size(const void *p)
 {
 	size_t size;
-	memcpy(&size, (const unsigned char *)p - 8, sizeof(size));
+	memcpy(&size, (const unsigned char *)p - 16, sizeof(size));
 	return size;
 }
 
@@ -132,6 +135,13 @@ static void *boot_pvalloc(size_t size)
 	return boot() ? mp_real.pvalloc(size) : early_alloc((size + 4095) & ~(size_t)4095, 4096);
 }
 
+static size_t boot_malloc_usable_size(void *p)
+{
+	if (boot())
+		return mp_real.malloc_usable_size(p);
+	return p && is_early(p) ? early_size(p) : 0;
+}
+
 struct mp_real_fns mp_real = {
 	.malloc = boot_malloc,
 	.free = boot_free,
@@ -142,9 +152,12 @@ struct mp_real_fns mp_real = {
 	.memalign = boot_memalign,
 	.valloc = boot_valloc,
 	.pvalloc = boot_pvalloc,
+	.malloc_usable_size = boot_malloc_usable_size,
 };
 _Atomic int mp_real_ready;
 bool mp_malloc_is_glibc;
+bool mp_headed;
+static size_t page_size = 4096;
 
 /* glibc's own names for its allocator, the fallback if dlsym fails. */
 extern void *__libc_malloc(size_t);
@@ -154,6 +167,7 @@ extern void *__libc_realloc(void *, size_t);
 extern void *__libc_memalign(size_t, size_t);
 extern void *__libc_valloc(size_t);
 extern void *__libc_pvalloc(size_t);
+extern size_t malloc_usable_size(void *);
 
 static int libc_posix_memalign(void **out, size_t align, size_t size)
 {
@@ -164,6 +178,25 @@ static int libc_posix_memalign(void **out, size_t align, size_t size)
 		return ENOMEM;
 	*out = p;
 	return 0;
+}
+
+/* glibc's, found by dlsym(RTLD_NEXT) from here: the shim's own
+ * malloc_usable_size is the one the program sees. */
+static size_t libc_malloc_usable_size(void *p)
+{
+	static size_t (*fn)(void *);
+	if (!fn)
+		*(void **)&fn = dlsym(RTLD_NEXT, "malloc_usable_size");
+	return fn ? fn(p) : 0;
+}
+
+/* Whether fn lives in glibc's libc.so. */
+static bool in_libc(void *fn)
+{
+	Dl_info info;
+	const char *lib = fn && dladdr(fn, &info) && info.dli_fname ? info.dli_fname : "";
+	const char *base = strrchr(lib, '/');
+	return strncmp(base ? base + 1 : lib, "libc.so", 7) == 0;
 }
 
 int mp_resolve_real(void)
@@ -182,9 +215,10 @@ int mp_resolve_real(void)
 	*(void **)&r.memalign = dlsym(RTLD_NEXT, "memalign");
 	*(void **)&r.valloc = dlsym(RTLD_NEXT, "valloc");
 	*(void **)&r.pvalloc = dlsym(RTLD_NEXT, "pvalloc");
+	*(void **)&r.malloc_usable_size = dlsym(RTLD_NEXT, "malloc_usable_size");
 	int rc = 0;
 	if (!r.malloc || !r.free || !r.calloc || !r.realloc || !r.posix_memalign ||
-	    !r.aligned_alloc || !r.memalign || !r.valloc || !r.pvalloc) {
+	    !r.aligned_alloc || !r.memalign || !r.valloc || !r.pvalloc || !r.malloc_usable_size) {
 		r = (struct mp_real_fns){
 			.malloc = __libc_malloc,
 			.free = __libc_free,
@@ -195,6 +229,7 @@ int mp_resolve_real(void)
 			.memalign = __libc_memalign,
 			.valloc = __libc_valloc,
 			.pvalloc = __libc_pvalloc,
+			.malloc_usable_size = libc_malloc_usable_size,
 		};
 		rc = -1;
 	}
@@ -206,10 +241,16 @@ int mp_resolve_real(void)
 	*(void **)&r.fexecve = dlsym(RTLD_NEXT, "fexecve");
 	*(void **)&r.execveat = dlsym(RTLD_NEXT, "execveat");
 	mp_real = r;
-	Dl_info info;
-	const char *lib = dladdr(*(void **)&r.malloc, &info) && info.dli_fname ? info.dli_fname : "";
-	const char *base = strrchr(lib, '/');
-	mp_malloc_is_glibc = strncmp(base ? base + 1 : lib, "libc.so", 7) == 0;
+	mp_malloc_is_glibc = in_libc(*(void **)&r.malloc);
+	/* Headers need every function that makes or takes a block to be
+	 * glibc's: its chunk layout is what makes the marker unambiguous. */
+	mp_headed = mp_malloc_is_glibc && in_libc(*(void **)&r.free) && in_libc(*(void **)&r.calloc) &&
+		    in_libc(*(void **)&r.realloc) && in_libc(*(void **)&r.memalign) &&
+		    in_libc(*(void **)&r.aligned_alloc) && in_libc(*(void **)&r.posix_memalign) &&
+		    in_libc(*(void **)&r.malloc_usable_size);
+	long ps = sysconf(_SC_PAGESIZE);
+	if (ps > 0)
+		page_size = (size_t)ps;
 	atomic_store_explicit(&mp_real_ready, 1, memory_order_release);
 	return rc;
 }
@@ -245,11 +286,145 @@ static void *sampled(void *p, size_t size)
 	return p;
 }
 
+/*
+ * Sampled blocks. Under glibc's allocator a block taken on the sampled path
+ * gets a header: it is allocated hdr (16, or the alignment asked for) bytes
+ * longer, and the program is given base + hdr. The 16 bytes before that
+ * pointer hold hdr and MP_HDR_MARK. free() compares the word before any
+ * pointer with the marker: for a block of glibc's own that word is its
+ * chunk's size, a multiple of 16 plus flags in bits 0-2, so bit 3 is clear,
+ * and the marker has it set. So the test is exact, reads a word glibc's
+ * free reads next anyway, and needs no table. Other allocators promise
+ * nothing about the bytes before a block; under them sampled blocks have
+ * no header and free() asks the live filter (live.c) instead.
+ */
+static inline bool has_mark(const void *p)
+{
+	uint64_t w;
+	memcpy(&w, (const unsigned char *)p - 8, sizeof(w));
+	return w == MP_HDR_MARK;
+}
+
+static inline bool maybe_sampled(const void *p)
+{
+	if (MP_LIKELY(mp_headed))
+		return p && MP_UNLIKELY(has_mark(p));
+	return mp_live_maybe(p);
+}
+
+static size_t hdr_of(const void *p)
+{
+	uint64_t h;
+	memcpy(&h, (const unsigned char *)p - 16, sizeof(h));
+	return (size_t)h;
+}
+
+/* Writes the header into the real block base; returns the program's
+ * pointer, or NULL if base is. */
+static void *put_header(void *base, size_t hdr)
+{
+	if (!base)
+		return NULL;
+	unsigned char *p = (unsigned char *)base + hdr;
+	uint64_t h = hdr, mark = MP_HDR_MARK;
+	memcpy(p - 16, &h, sizeof(h));
+	memcpy(p - 8, &mark, sizeof(mark));
+	return p;
+}
+
+/* The header's size for an alignment: at least 16, and a multiple of the
+ * alignment so that base + hdr keeps it; 0 if the alignment is not a
+ * power of two (the block then goes unsampled: see align_sampled). */
+static size_t hdr_for(size_t align)
+{
+	if (align & (align - 1))
+		return 0;
+	return align > 16 ? align : 16;
+}
+
+static bool grow_by(size_t size, size_t hdr, size_t *total)
+{
+	if (__builtin_add_overflow(size, hdr, total)) {
+		errno = ENOMEM;
+		return false;
+	}
+	return true;
+}
+
+static __attribute__((noinline)) void *malloc_sampled(size_t size)
+{
+	size_t total;
+	if (!mp_headed)
+		return sampled(mp_real.malloc(size), size);
+	if (!grow_by(size, 16, &total))
+		return sampled(NULL, size);
+	return sampled(put_header(mp_real.malloc(total), 16), size);
+}
+
+static __attribute__((noinline)) void *calloc_sampled(size_t n, size_t size)
+{
+	size_t bytes, total;
+	if (!mp_headed)
+		return sampled(mp_real.calloc(n, size), n * size);
+	if (__builtin_mul_overflow(n, size, &bytes)) {
+		errno = ENOMEM;
+		return sampled(NULL, n * size);
+	}
+	if (!grow_by(bytes, 16, &total))
+		return sampled(NULL, bytes);
+	return sampled(put_header(mp_real.calloc(1, total), 16), bytes);
+}
+
+/* memalign, aligned_alloc, valloc and pvalloc on the sampled path: the real
+ * memalign with room for the header. An alignment that is not a power of
+ * two (which glibc rounds up, or refuses) is left to the real function and
+ * not sampled; the countdown stays due, so the next allocation is. */
+static void *align_sampled(void *(*real)(size_t, size_t), size_t align, size_t size, size_t bytes)
+{
+	size_t hdr = hdr_for(align), total;
+	if (!hdr)
+		return real(align, size);
+	if (!grow_by(bytes, hdr, &total))
+		return sampled(NULL, size);
+	return sampled(put_header(mp_real.memalign(align, total), hdr), size);
+}
+
+static __attribute__((noinline)) void *memalign_sampled(size_t align, size_t size)
+{
+	if (!mp_headed)
+		return sampled(mp_real.memalign(align, size), size);
+	return align_sampled(mp_real.memalign, align, size, size);
+}
+
+static __attribute__((noinline)) void *aligned_alloc_sampled(size_t align, size_t size)
+{
+	if (!mp_headed)
+		return sampled(mp_real.aligned_alloc(align, size), size);
+	return align_sampled(mp_real.aligned_alloc, align, size, size);
+}
+
+static __attribute__((noinline)) void *valloc_sampled(size_t size)
+{
+	if (!mp_headed)
+		return sampled(mp_real.valloc(size), size);
+	return align_sampled(mp_real.memalign, page_size, size, size);
+}
+
+static __attribute__((noinline)) void *pvalloc_sampled(size_t size)
+{
+	if (!mp_headed)
+		return sampled(mp_real.pvalloc(size), size);
+	/* pvalloc's block is whole pages, and at least one (recorded, as
+	 * everywhere, at the size the program asked for). */
+	size_t pages = size ? (size + page_size - 1) / page_size : 1;
+	if (pages > SIZE_MAX / page_size) {
+		errno = ENOMEM;
+		return sampled(NULL, size);
+	}
+	return align_sampled(mp_real.memalign, page_size, size, pages * page_size);
+}
+
 #define ALLOC_WRAPPER(name, params, args, size_expr)                               \
-	static __attribute__((noinline)) void *name##_sampled params               \
-	{                                                                           \
-		return sampled(mp_real.name args, size_expr);                       \
-	}                                                                           \
 	MP_EXPORT void *name params                                                 \
 	{                                                                           \
 		if (due(size_expr))                                                 \
@@ -266,39 +441,107 @@ ALLOC_WRAPPER(memalign, (size_t align, size_t size), (align, size), size)
 ALLOC_WRAPPER(valloc, (size_t size), (size), size)
 ALLOC_WRAPPER(pvalloc, (size_t size), (size), size)
 
+/* The real block under a sampled (headed) or early pointer. */
+static void *real_block(void *p)
+{
+	return mp_headed ? (unsigned char *)p - hdr_of(p) : p;
+}
+
 static __attribute__((noinline)) void free_slow(void *p)
 {
 	if (is_early(p))
 		return; /* the early arena is never reused */
 	mp_sample_free(p);
-	mp_real.free(p);
+	mp_real.free(real_block(p));
 }
 
 MP_EXPORT void free(void *p)
 {
-	if (MP_UNLIKELY(mp_live_maybe(p))) {
+	if (MP_UNLIKELY(maybe_sampled(p))) {
 		free_slow(p);
 		return;
 	}
 	mp_real.free(p);
 }
 
+/* Bytes the program may use at p, a headed block. */
+static size_t headed_size(void *p)
+{
+	return mp_real.malloc_usable_size(real_block(p)) - hdr_of(p);
+}
+
+/* realloc of a block with a header: glibc resizes the real block (in place
+ * or by mremap when it can), header and all, so a growing buffer costs
+ * what it costs without memprof. The new block keeps its header whether
+ * or not it is sampled; one that is not is simply never reported. */
+static __attribute__((noinline)) void *realloc_headed(void *old, size_t size)
+{
+	if (size == 0) {
+		free_slow(old); /* glibc frees and returns NULL */
+		return NULL;
+	}
+	size_t hdr = hdr_of(old), total;
+	if (!grow_by(size, hdr, &total))
+		return NULL;
+	/* Report the free first: once the real realloc returns, another
+	 * thread may be handed the old address. */
+	mp_sample_free(old);
+	unsigned char *base = mp_real.realloc((unsigned char *)old - hdr, total);
+	if (!base)
+		return NULL;
+	if (due(size))
+		return sampled(base + hdr, size);
+	return base + hdr;
+}
+
+/* realloc of a block without a header when the new one is to be sampled:
+ * it needs one, so the contents move to a new block (once in the block's
+ * life: from then on it has a header). old stays valid if that fails. */
+static __attribute__((noinline)) void *realloc_to_headed(void *old, size_t size)
+{
+	if (!old)
+		return malloc_sampled(size);
+	if (size == 0)
+		return mp_real.realloc(old, 0);
+	void *p = malloc_sampled(size);
+	if (!p)
+		return NULL;
+	size_t have = mp_real.malloc_usable_size(old);
+	memcpy(p, old, have < size ? have : size);
+	mp_real.free(old);
+	return p;
+}
+
 MP_EXPORT void *realloc(void *old, size_t size)
 {
-	if (old && MP_UNLIKELY(mp_live_maybe(old))) {
+	if (old && MP_UNLIKELY(maybe_sampled(old))) {
 		if (is_early(old)) {
 			void *p = malloc(size);
 			if (p)
 				memcpy(p, old, early_size(old) < size ? early_size(old) : size);
 			return p;
 		}
-		/* Report the free first: once the real realloc returns,
-		 * another thread may be handed the old address. */
+		if (mp_headed)
+			return realloc_headed(old, size);
 		mp_sample_free(old);
 	}
-	if (due(size))
+	if (due(size)) {
+		if (mp_headed)
+			return realloc_to_headed(old, size);
 		return sampled(mp_real.realloc(old, size), size);
+	}
 	return mp_real.realloc(old, size);
+}
+
+MP_EXPORT size_t malloc_usable_size(void *p)
+{
+	if (p && MP_UNLIKELY(maybe_sampled(p))) {
+		if (is_early(p))
+			return early_size(p);
+		if (mp_headed)
+			return headed_size(p);
+	}
+	return mp_real.malloc_usable_size(p);
 }
 
 MP_EXPORT void *reallocarray(void *old, size_t n, size_t size)
@@ -315,7 +558,25 @@ MP_EXPORT int posix_memalign(void **out, size_t align, size_t size)
 {
 	if (!due(size))
 		return mp_real.posix_memalign(out, align, size);
-	int rc = mp_real.posix_memalign(out, align, size);
-	sampled(rc == 0 ? *out : NULL, size);
-	return rc;
+	size_t hdr = hdr_for(align), total;
+	if (!mp_headed || !hdr || align < sizeof(void *)) {
+		/* (A bad alignment: the real function says EINVAL.) */
+		int rc = mp_real.posix_memalign(out, align, size);
+		if (mp_headed)
+			return rc; /* not sampled; the next allocation is */
+		sampled(rc == 0 ? *out : NULL, size);
+		return rc;
+	}
+	if (!grow_by(size, hdr, &total)) {
+		sampled(NULL, size);
+		return ENOMEM;
+	}
+	void *base;
+	int rc = mp_real.posix_memalign(&base, align, total);
+	if (rc != 0) {
+		sampled(NULL, size);
+		return rc;
+	}
+	*out = sampled(put_header(base, hdr), size);
+	return 0;
 }

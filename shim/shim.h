@@ -36,6 +36,7 @@ struct mp_real_fns {
 	void *(*memalign)(size_t, size_t);
 	void *(*valloc)(size_t);
 	void *(*pvalloc)(size_t);
+	size_t (*malloc_usable_size)(void *);
 	int (*pthread_create)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *);
 	int (*sigaction)(int, const struct sigaction *, struct sigaction *);
 	sighandler_t (*signal)(int, sighandler_t);
@@ -47,6 +48,13 @@ struct mp_real_fns {
 extern struct mp_real_fns mp_real;
 extern _Atomic int mp_real_ready; /* mp_real is complete */
 extern bool mp_malloc_is_glibc;   /* the real malloc is libc's own */
+/* Sampled blocks carry a header (preload.c): the whole real allocator is
+ * glibc's. Set once, before anything is sampled. */
+extern bool mp_headed;
+/* The header's second word, just before the program's pointer; a glibc
+ * chunk size there always has bit 3 clear. Sign-extended from 32 bits so
+ * that free() compares it with one instruction. */
+#define MP_HDR_MARK ((uint64_t)(int64_t)(int32_t)0x8badf00du)
 
 /* Resolves mp_real with dlsym(RTLD_NEXT); allocations dlsym makes meanwhile
  * are served from a static arena. Returns 0, or -1 if a symbol is missing.

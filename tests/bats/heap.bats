@@ -106,6 +106,27 @@ print(len(json.dumps(d)), sum(len(x["v"]) for x in d))'
 	[ "$(ls out/target_threads.*.heap.pb.gz | sed 's/\.[0-9]*\.heap.*//' | sort -u | wc -l)" -ge 4 ]
 }
 
+@test "every allocator entry point works on sampled blocks, and their frees are all seen" {
+	# At rate 1 every block is a sampled one: the program checks alignment,
+	# calloc's zeros, realloc's copies and malloc_usable_size itself.
+	expected=$("$T/target_alloc_api" leak)
+	[[ $expected == "ok "* ]]
+	for rate in 1 4096; do
+		rm -rf out
+		run "$MEMPROF" run -o out --rate "$rate" -- "$T/target_alloc_api" leak
+		[ "$status" -eq 0 ]
+		[ "$output" = "$expected" ]
+	done
+	# Rate 1 counts exactly: everything round_of asked for, none of it
+	# left at exit; main's one block still live.
+	"$MEMPROF" run -o out1 --rate 1 -- "$T/target_alloc_api" leak >/dev/null
+	profile=$(ls out1/target_alloc_api.*.heap.pb.gz)
+	[ "$(flat "$profile" alloc_space round_of)" = "${expected#ok }" ]
+	[ "$(flat "$profile" inuse_space round_of)" = 0 ]
+	[ "$(flat "$profile" inuse_space main)" = 40000 ]
+	[ "$(flat "$profile" inuse_objects main)" = 1 ]
+}
+
 @test "go tool pprof accepts every file with -top, -traces and -diff_base" {
 	MEMPROF_SEED=7 start_target_heap --rate 65536
 	kill -USR2 "$PID"
