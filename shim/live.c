@@ -1,11 +1,13 @@
 /*
- * The set of live sampled blocks, so that free() knows which pointers to
- * report. Two levels:
- *  - a counting filter (one byte per hash bucket, lock-free) that answers
- *    "certainly not sampled" for almost every free() with one load;
+ * The set of live sampled blocks: what free() reports, and what the leak
+ * check and a fork child's profile start from. Two levels:
+ *  - a filter (one bit per 16-byte granule, see shim.h) that free() reads
+ *    without a lock when the allocator is not glibc's (under glibc, sampled
+ *    blocks carry a header instead: preload.c), with a count of live blocks
+ *    per bit, which free() never reads, to say when a bit may be cleared;
  *  - 64 stripes of open-addressing tables (address -> size), each behind a
- *    spinlock held for a few instructions, consulted only when the filter
- *    says "maybe".
+ *    spinlock held for a few instructions. A block's stripe is chosen by
+ *    its filter word, so the stripe's lock also guards that word.
  * Storage comes from mmap, never from the host's malloc.
  */
 #include <sched.h>

@@ -179,7 +179,8 @@ extern _Atomic bool mp_live_used;
 size_t mp_live_total(void);
 
 /*
- * The filter free() reads: one bit per 16-byte granule of a 4 MiB window of
+ * The filter free() reads when sampled blocks have no header (an allocator
+ * other than glibc's): one bit per 16-byte granule of a 4 MiB window of
  * addresses, set while a live sampled block may start in it. Nearby
  * addresses land on nearby bits, so the filter words free() reads are the
  * ones for the part of the heap the program is using anyway: a heap of W
