@@ -39,56 +39,55 @@ static void before_exec(void)
  * earlier constructor), looked up now. */
 #define REAL(name) (mp_real.name ? mp_real.name : (__typeof__(mp_real.name))mp_real_symbol(#name))
 
-static int real_execve(const char *path, char *const argv[], char *const envp[])
+/* For a real function that could not be found. */
+static int no_real(void)
 {
+	errno = ENOSYS;
+	return -1;
+}
+
+/* What every wrapper does: send what is queued, then exec with the path
+ * as given (exec_path) or searched for in PATH (exec_file). */
+static int exec_path(const char *path, char *const argv[], char *const envp[])
+{
+	before_exec();
 	if (mp_real.execve)
 		return mp_real.execve(path, argv, envp);
 	return (int)syscall(SYS_execve, path, argv, envp);
 }
 
-static int real_execvpe(const char *file, char *const argv[], char *const envp[])
+static int exec_file(const char *file, char *const argv[], char *const envp[])
 {
+	before_exec();
 	int (*fn)(const char *, char *const[], char *const[]) = REAL(execvpe);
-	if (!fn) {
-		errno = ENOSYS;
-		return -1;
-	}
-	return fn(file, argv, envp);
+	return fn ? fn(file, argv, envp) : no_real();
 }
 
 MP_EXPORT int execve(const char *path, char *const argv[], char *const envp[])
 {
-	before_exec();
-	return real_execve(path, argv, envp);
+	return exec_path(path, argv, envp);
 }
 
 MP_EXPORT int execv(const char *path, char *const argv[])
 {
-	before_exec();
-	return real_execve(path, argv, environ);
+	return exec_path(path, argv, environ);
 }
 
 MP_EXPORT int execvpe(const char *file, char *const argv[], char *const envp[])
 {
-	before_exec();
-	return real_execvpe(file, argv, envp);
+	return exec_file(file, argv, envp);
 }
 
 MP_EXPORT int execvp(const char *file, char *const argv[])
 {
-	before_exec();
-	return real_execvpe(file, argv, environ);
+	return exec_file(file, argv, environ);
 }
 
 MP_EXPORT int fexecve(int fd, char *const argv[], char *const envp[])
 {
 	before_exec();
 	int (*fn)(int, char *const[], char *const[]) = REAL(fexecve);
-	if (!fn) {
-		errno = ENOSYS;
-		return -1;
-	}
-	return fn(fd, argv, envp);
+	return fn ? fn(fd, argv, envp) : no_real();
 }
 
 MP_EXPORT int execveat(int dirfd, const char *path, char *const argv[], char *const envp[],
@@ -135,16 +134,14 @@ MP_EXPORT int execl(const char *path, const char *arg, ...)
 {
 	LIST_TO_ARGV(argv, arg, ap);
 	va_end(ap);
-	before_exec();
-	return real_execve(path, argv, environ);
+	return exec_path(path, argv, environ);
 }
 
 MP_EXPORT int execlp(const char *file, const char *arg, ...)
 {
 	LIST_TO_ARGV(argv, arg, ap);
 	va_end(ap);
-	before_exec();
-	return real_execvpe(file, argv, environ);
+	return exec_file(file, argv, environ);
 }
 
 MP_EXPORT int execle(const char *path, const char *arg, ...)
@@ -152,6 +149,5 @@ MP_EXPORT int execle(const char *path, const char *arg, ...)
 	LIST_TO_ARGV(argv, arg, ap);
 	char *const *envp = va_arg(ap, char *const *);
 	va_end(ap);
-	before_exec();
-	return real_execve(path, argv, envp);
+	return exec_path(path, argv, envp);
 }

@@ -99,26 +99,24 @@ static struct stripe *stripe_of(uint32_t bucket)
 /* The filter's bit for bucket follows its count; under the stripe's lock.
  * Only this stripe writes the word, so load and store need not be one
  * atomic step; free() reads the word at any time. */
+static void set_bit(uint32_t bucket, bool on)
+{
+	_Atomic uint64_t *w = &mp_live_filter[bucket / 64];
+	uint64_t v = atomic_load_explicit(w, memory_order_relaxed), bit = 1ULL << (bucket % 64);
+	atomic_store_explicit(w, on ? v | bit : v & ~bit, memory_order_relaxed);
+}
+
 static void count_up(uint32_t bucket)
 {
-	if (bucket_count[bucket] == FILTER_STUCK)
-		return;
-	if (bucket_count[bucket]++ == 0) {
-		_Atomic uint64_t *w = &mp_live_filter[bucket / 64];
-		atomic_store_explicit(w, atomic_load_explicit(w, memory_order_relaxed) | 1ULL << (bucket % 64),
-				      memory_order_relaxed);
-	}
+	if (bucket_count[bucket] != FILTER_STUCK && bucket_count[bucket]++ == 0)
+		set_bit(bucket, true);
 }
 
 static void count_down(uint32_t bucket)
 {
-	if (bucket_count[bucket] == FILTER_STUCK || bucket_count[bucket] == 0)
-		return;
-	if (--bucket_count[bucket] == 0) {
-		_Atomic uint64_t *w = &mp_live_filter[bucket / 64];
-		atomic_store_explicit(w, atomic_load_explicit(w, memory_order_relaxed) & ~(1ULL << (bucket % 64)),
-				      memory_order_relaxed);
-	}
+	if (bucket_count[bucket] != FILTER_STUCK && bucket_count[bucket] != 0 &&
+	    --bucket_count[bucket] == 0)
+		set_bit(bucket, false);
 }
 
 int mp_live_insert(const void *p, uint64_t size, uint64_t caller)

@@ -334,7 +334,7 @@ static void *put_header(void *base, size_t hdr)
 
 /* The header's size for an alignment: at least 16, and a multiple of the
  * alignment so that base + hdr keeps it; 0 if the alignment is not a
- * power of two (the block then goes unsampled: see align_sampled). */
+ * power of two (the block then goes unsampled: see align_headed). */
 static size_t hdr_for(size_t align)
 {
 	if (align & (align - 1))
@@ -351,21 +351,19 @@ static bool grow_by(size_t size, size_t hdr, size_t *total)
 	return true;
 }
 
-static __attribute__((noinline)) void *malloc_sampled(size_t size)
+/* The sampled path of each allocator under glibc: the real function (or
+ * memalign, for the aligned ones) with room for the header. */
+static void *malloc_headed(size_t size)
 {
 	size_t total;
-	if (!mp_headed)
-		return sampled(mp_real.malloc(size), size);
 	if (!grow_by(size, 16, &total))
 		return sampled(NULL, size);
 	return sampled(put_header(mp_real.malloc(total), 16), size);
 }
 
-static __attribute__((noinline)) void *calloc_sampled(size_t n, size_t size)
+static void *calloc_headed(size_t n, size_t size)
 {
 	size_t bytes, total;
-	if (!mp_headed)
-		return sampled(mp_real.calloc(n, size), n * size);
 	if (__builtin_mul_overflow(n, size, &bytes)) {
 		errno = ENOMEM;
 		return sampled(NULL, n * size);
@@ -375,11 +373,11 @@ static __attribute__((noinline)) void *calloc_sampled(size_t n, size_t size)
 	return sampled(put_header(mp_real.calloc(1, total), 16), bytes);
 }
 
-/* memalign, aligned_alloc, valloc and pvalloc on the sampled path: the real
- * memalign with room for the header. An alignment that is not a power of
- * two (which glibc rounds up, or refuses) is left to the real function and
- * not sampled; the countdown stays due, so the next allocation is. */
-static void *align_sampled(void *(*real)(size_t, size_t), size_t align, size_t size, size_t bytes)
+/* bytes is what to allocate, size what to record (pvalloc rounds up). An
+ * alignment that is not a power of two (which glibc rounds up, or refuses)
+ * is left to the real function and not sampled; the countdown stays due,
+ * so the next allocation is. */
+static void *align_headed(void *(*real)(size_t, size_t), size_t align, size_t size, size_t bytes)
 {
 	size_t hdr = hdr_for(align), total;
 	if (!hdr)
@@ -389,31 +387,23 @@ static void *align_sampled(void *(*real)(size_t, size_t), size_t align, size_t s
 	return sampled(put_header(mp_real.memalign(align, total), hdr), size);
 }
 
-static __attribute__((noinline)) void *memalign_sampled(size_t align, size_t size)
+static void *memalign_headed(size_t align, size_t size)
 {
-	if (!mp_headed)
-		return sampled(mp_real.memalign(align, size), size);
-	return align_sampled(mp_real.memalign, align, size, size);
+	return align_headed(mp_real.memalign, align, size, size);
 }
 
-static __attribute__((noinline)) void *aligned_alloc_sampled(size_t align, size_t size)
+static void *aligned_alloc_headed(size_t align, size_t size)
 {
-	if (!mp_headed)
-		return sampled(mp_real.aligned_alloc(align, size), size);
-	return align_sampled(mp_real.aligned_alloc, align, size, size);
+	return align_headed(mp_real.aligned_alloc, align, size, size);
 }
 
-static __attribute__((noinline)) void *valloc_sampled(size_t size)
+static void *valloc_headed(size_t size)
 {
-	if (!mp_headed)
-		return sampled(mp_real.valloc(size), size);
-	return align_sampled(mp_real.memalign, page_size, size, size);
+	return align_headed(mp_real.memalign, page_size, size, size);
 }
 
-static __attribute__((noinline)) void *pvalloc_sampled(size_t size)
+static void *pvalloc_headed(size_t size)
 {
-	if (!mp_headed)
-		return sampled(mp_real.pvalloc(size), size);
 	/* pvalloc's block is whole pages, and at least one (recorded, as
 	 * everywhere, at the size the program asked for). */
 	size_t pages = size ? (size + page_size - 1) / page_size : 1;
@@ -421,10 +411,19 @@ static __attribute__((noinline)) void *pvalloc_sampled(size_t size)
 		errno = ENOMEM;
 		return sampled(NULL, size);
 	}
-	return align_sampled(mp_real.memalign, page_size, size, pages * page_size);
+	return align_headed(mp_real.memalign, page_size, size, pages * page_size);
 }
 
+/* Each entry point: the tail call when no sample is due; when one is, the
+ * _sampled twin takes the headed path under glibc, else records what the
+ * real function returns. */
 #define ALLOC_WRAPPER(name, params, args, size_expr)                               \
+	static __attribute__((noinline)) void *name##_sampled params               \
+	{                                                                           \
+		if (mp_headed)                                                      \
+			return name##_headed args;                                  \
+		return sampled(mp_real.name args, size_expr);                       \
+	}                                                                           \
 	MP_EXPORT void *name params                                                 \
 	{                                                                           \
 		if (due(size_expr))                                                 \
@@ -500,10 +499,10 @@ static __attribute__((noinline)) void *realloc_headed(void *old, size_t size)
 static __attribute__((noinline)) void *realloc_to_headed(void *old, size_t size)
 {
 	if (!old)
-		return malloc_sampled(size);
+		return malloc_headed(size);
 	if (size == 0)
 		return mp_real.realloc(old, 0);
-	void *p = malloc_sampled(size);
+	void *p = malloc_headed(size);
 	if (!p)
 		return NULL;
 	size_t have = mp_real.malloc_usable_size(old);
@@ -558,15 +557,14 @@ MP_EXPORT int posix_memalign(void **out, size_t align, size_t size)
 {
 	if (!due(size))
 		return mp_real.posix_memalign(out, align, size);
-	size_t hdr = hdr_for(align), total;
-	if (!mp_headed || !hdr || align < sizeof(void *)) {
-		/* (A bad alignment: the real function says EINVAL.) */
+	if (!mp_headed) {
 		int rc = mp_real.posix_memalign(out, align, size);
-		if (mp_headed)
-			return rc; /* not sampled; the next allocation is */
 		sampled(rc == 0 ? *out : NULL, size);
 		return rc;
 	}
+	size_t hdr = hdr_for(align), total;
+	if (!hdr || align < sizeof(void *)) /* glibc says EINVAL; not sampled */
+		return mp_real.posix_memalign(out, align, size);
 	if (!grow_by(size, hdr, &total)) {
 		sampled(NULL, size);
 		return ENOMEM;
