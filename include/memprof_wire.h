@@ -47,7 +47,8 @@ enum mp_rec_type {
 	MP_REC_MALLOC_STATS = 10, /* struct mp_malloc_stats */
 	MP_REC_LEAKS = 11,  /* struct mp_leaks, then count struct mp_leak */
 	MP_REC_LEAK_END = 12, /* struct mp_leak_end, then the suppressions path */
-	MP_REC_TYPE_MAX = 12,
+	MP_REC_EXEC = 13,   /* struct mp_exec, then the program's path */
+	MP_REC_TYPE_MAX = 13,
 	/* The one record that goes the other way, collector to shim, in reply
 	 * to MP_REC_LEAK_END: */
 	MP_REC_LEAK_REPORT = 100, /* struct mp_leak_report, then the text */
@@ -179,6 +180,29 @@ struct mp_leak_report {
 	uint64_t leaked_bytes, leaked_count;         /* after suppressions */
 	uint64_t suppressed_bytes, suppressed_count;
 	uint32_t text_len;                           /* bytes of text that follow */
+	uint32_t reserved;
+};
+
+/*
+ * An exec notice: process pid is about to replace its image with the
+ * program at path (absolute when the shim could resolve it), or, with
+ * MP_EXEC_SPAWNED, has just been started by posix_spawn to run it. It may
+ * come from another process's connection (a vfork child writes into its
+ * parent's queue; posix_spawn's caller reports its child). A hello from pid
+ * whose start_ns is not earlier than time_ns means the new image is
+ * profiled; a notice with MP_EXEC_FAILED cancels the one before it. Any
+ * other outcome means pid ran a program memprof could not see (statically
+ * linked, setuid, or LD_PRELOAD cleared), which the collector names.
+ */
+#define MP_EXEC_FAILED 1U     /* the exec returned an error: pid runs on */
+#define MP_EXEC_NO_PRELOAD 2U /* the new environment does not preload the shim */
+#define MP_EXEC_SPAWNED 4U    /* sent by posix_spawn's caller, after the fact */
+
+struct mp_exec {
+	uint32_t pid;
+	uint32_t flags;    /* MP_EXEC_* */
+	uint64_t time_ns;  /* CLOCK_REALTIME just before the exec or spawn */
+	uint32_t path_len; /* bytes of path that follow */
 	uint32_t reserved;
 };
 
