@@ -240,7 +240,8 @@ static int make_timer(unsigned period_s, unsigned period_ms)
 
 /* Detaches from the process that started us (a shim): its first process
  * exits at once so that the shim's waitpid returns, and the collector is
- * never the profiled program's child. */
+ * never the profiled program's child. Nor does it keep the program's
+ * stderr: whoever reads that pipe waits for every writer to close it. */
 static void detach(void)
 {
 	pid_t pid = fork();
@@ -255,6 +256,7 @@ static void detach(void)
 	if (null >= 0) {
 		dup2(null, STDIN_FILENO);
 		dup2(null, STDOUT_FILENO);
+		dup2(null, STDERR_FILENO);
 		close(null);
 	}
 }

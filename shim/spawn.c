@@ -6,6 +6,12 @@
  * that the app's children report to the same collector. The collector
  * detaches (it is not the app's child, so it never shows up in wait()) and
  * exits once no process has been connected for a short while.
+ *
+ * It gets none of the program's descriptors: a pipe of the program's held
+ * open by a collector that outlives it would keep whoever reads that pipe
+ * (`app | cat`) waiting. It has the listening socket as descriptor 3,
+ * /dev/null as its input and output, and the program's stderr only until
+ * it detaches, so that a collector that cannot start says why.
  */
 #include <dlfcn.h>
 #include <errno.h>
@@ -23,6 +29,9 @@
 #include "shim.h"
 
 extern char **environ;
+
+/* The listening socket's number in the collector. */
+#define COLLECTOR_LISTEN_FD 3
 
 /* memprof-collector beside libmemprof.so (the build tree and the install
  * layout alike), unless MEMPROF_COLLECTOR names it. */
@@ -54,7 +63,7 @@ static int listen_private(char *dir, size_t dir_size)
 	if (!mkdtemp(dir))
 		return -1;
 	mp_format(mp_cfg.socket, sizeof(mp_cfg.socket), "%s/sock", dir);
-	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -1;
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -93,7 +102,7 @@ int mp_spawn_collector(void)
 		mp_format(out_dir, sizeof(out_dir), "%s/%s", cwd,
 			  mp_cfg.dir[0] ? mp_cfg.dir : "memprof-out");
 	}
-	mp_format(fd_arg, sizeof(fd_arg), "%d", fd);
+	mp_format(fd_arg, sizeof(fd_arg), "%d", COLLECTOR_LISTEN_FD);
 	mp_format(interval_arg, sizeof(interval_arg), "%u", mp_cfg.interval);
 	char *argv[] = {
 		exe, "--private", "--listen-fd", fd_arg, "--socket", mp_cfg.socket,
@@ -102,8 +111,29 @@ int mp_spawn_collector(void)
 	/* The collector must not itself be profiled. */
 	static char *env[] = { "PATH=/usr/bin:/bin", NULL };
 	pid_t pid;
-	int rc = posix_spawn(&pid, exe, NULL, NULL, argv, env);
-	close(fd);
+	posix_spawn_file_actions_t fa;
+	int rc = posix_spawn_file_actions_init(&fa);
+	if (rc == 0) {
+		/* fd is close-on-exec and never COLLECTOR_LISTEN_FD (a program
+		 * starting with 0-2 open gets 3 or more from socket(), and 3 is
+		 * what dup2 makes): the copy the collector gets is inheritable. */
+		if (fd == COLLECTOR_LISTEN_FD) {
+			int moved = fcntl(fd, F_DUPFD_CLOEXEC, COLLECTOR_LISTEN_FD + 1);
+			close(fd);
+			fd = moved;
+		}
+		if (fd < 0 ||
+		    (rc = posix_spawn_file_actions_adddup2(&fa, fd, COLLECTOR_LISTEN_FD)) != 0 ||
+		    (rc = posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0)) != 0 ||
+		    (rc = posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null", O_WRONLY, 0)) != 0 ||
+		    (rc = posix_spawn_file_actions_addclosefrom_np(&fa, COLLECTOR_LISTEN_FD + 1)) != 0)
+			rc = rc ? rc : EBADF;
+		else
+			rc = posix_spawn(&pid, exe, &fa, NULL, argv, env);
+		posix_spawn_file_actions_destroy(&fa);
+	}
+	if (fd >= 0)
+		close(fd);
 	if (rc != 0) {
 		mp_log("cannot start %s (%s); profiling is off", exe, strerror(rc));
 		return -1;
