@@ -41,10 +41,9 @@ COLL_SRC := $(wildcard collector/*.c)
 COLL_OBJ := $(COLL_SRC:%.c=$(B)/%.o) $(GEN)/profile.pb-c.o
 COLL_LIBS := -lprotobuf-c -lz -ldw -lelf -l:libiberty.a -lm
 
-# Debian's libunwind.a is not position independent, so the shim links the
-# shared libunwind; its symbols carry a _ULx86_64_ prefix, which keeps them
-# apart from LLVM's libunwind should a program bring that one.
-SHIM_LIBS := -lunwind -ldl -lpthread -lm
+# The shim links nothing but libc (and libm): every library it calls runs
+# inside the program, with the program's descriptors and signals.
+SHIM_LIBS := -ldl -lpthread -lm
 
 TARGET_C := $(wildcard tests/c/target_*.c)
 TARGET_CXX := $(wildcard tests/c/target_*.cpp)

@@ -17,8 +17,10 @@
  * scheduler tick), and intervals that passed meanwhile count in the
  * sample's weight, as timer overruns would.
  *
- * A program that takes SIGPROF for itself (sigaction or signal, wrapped
- * here) gets it: our timers are deleted first and CPU profiling stops.
+ * SIGPROF is shared with the program (signals.c): signals from these
+ * timers (SI_TIMER) are samples, any other SIGPROF is the program's. A
+ * program that arms a profiling timer of its own makes this module step
+ * aside (mp_cpu_step_aside).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -27,13 +29,13 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
 #include <time.h>
 #include <ucontext.h>
 #include <unistd.h>
 
 #include "shim.h"
 
-#define MP_EXPORT __attribute__((visibility("default")))
 #define SLOTS 16 /* per thread; the writer drains them every few ms */
 
 struct cpu_slot {
@@ -61,11 +63,10 @@ struct mp_thread {
 
 static _Atomic(struct mp_thread *) threads;
 /* Held by the writer while it unlinks and unmaps a thread's record, and by
- * yield_sigprof while it walks the list; never in a signal handler. */
+ * mp_cpu_step_aside while it walks the list; never in a signal handler. */
 static atomic_flag list_lock = ATOMIC_FLAG_INIT;
 static _Atomic bool cpu_on;
-static pthread_key_t thread_key;
-static bool said_sigprof;
+static _Atomic bool said_step_aside;
 static __thread struct mp_thread *self __attribute__((tls_model("initial-exec")));
 
 /* ---- the signal handler ---------------------------------------------------- */
@@ -129,13 +130,19 @@ static uint32_t rearm(struct mp_thread *t)
 
 static void on_sigprof(int sig, siginfo_t *si, void *ucv)
 {
-	(void)sig;
 	int saved = errno;
+	/* Only memprof's timers send SI_TIMER SIGPROFs: one of the program's
+	 * own would have made us step aside when it was created. Anything
+	 * else is the program's (kill, sigqueue, setitimer). */
+	if (si->si_code != SI_TIMER) {
+		mp_signal_forward(sig, si, ucv);
+		goto out;
+	}
 	struct mp_thread *t = self;
 	/* A timer id is never reused soon (the kernel hands them out in
-	 * sequence), so re-arming one that yield_sigprof has just deleted
-	 * fails harmlessly. */
-	if (!t || si->si_code != SI_TIMER || si->si_value.sival_ptr != t ||
+	 * sequence), so re-arming one that has just been deleted fails
+	 * harmlessly; a late signal from it is dropped. */
+	if (!t || si->si_value.sival_ptr != t ||
 	    !atomic_load_explicit(&t->has_timer, memory_order_relaxed) ||
 	    !atomic_load_explicit(&cpu_on, memory_order_relaxed))
 		goto out;
@@ -196,7 +203,8 @@ static void start_timer(struct mp_thread *t)
 	sev.sigev_signo = SIGPROF;
 	sev.sigev_value.sival_ptr = t;
 	sev._sigev_un._tid = t->tid;
-	if (timer_create(CLOCK_THREAD_CPUTIME_ID, &sev, &t->timer) != 0)
+	if (!mp_real.timer_create ||
+	    mp_real.timer_create(CLOCK_THREAD_CPUTIME_ID, &sev, &t->timer) != 0)
 		return;
 	t->period = 1000000000u / mp_cfg.cpu_hz;
 	t->rng = mp_clock_seed((uint64_t)(uintptr_t)t);
@@ -207,22 +215,7 @@ static void start_timer(struct mp_thread *t)
 		stop_timer(t);
 }
 
-static void stack_bounds(struct mp_thread *t)
-{
-	pthread_attr_t attr;
-	void *addr;
-	size_t size;
-	if (pthread_getattr_np(pthread_self(), &attr) != 0)
-		return;
-	if (pthread_attr_getstack(&attr, &addr, &size) == 0) {
-		t->stack_lo = (uintptr_t)addr;
-		t->stack_hi = (uintptr_t)addr + size;
-	}
-	pthread_attr_destroy(&attr);
-}
-
-/* Registers the calling thread and starts its timer. */
-static void thread_begin(void)
+void mp_cpu_thread_begin(void)
 {
 	if (!atomic_load(&cpu_on) || self)
 		return;
@@ -231,64 +224,27 @@ static void thread_begin(void)
 				   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (t != MAP_FAILED) {
 		t->tid = (pid_t)syscall(SYS_gettid);
-		stack_bounds(t);
+		mp_thread_stack(&t->stack_lo, &t->stack_hi);
 		t->next = atomic_load(&threads);
 		while (!atomic_compare_exchange_weak(&threads, &t->next, t))
 			;
 		self = t;
-		pthread_setspecific(thread_key, t);
 		start_timer(t);
 	}
 	mp_tls.busy--;
 }
 
-/* pthread key destructor: the thread is exiting. */
-static void thread_end(void *p)
+void mp_cpu_thread_end(void)
 {
-	struct mp_thread *t = p;
+	struct mp_thread *t = self;
+	if (!t)
+		return;
 	stop_timer(t);
 	self = NULL;
 	atomic_store(&t->dead, true);
 }
 
-struct start {
-	void *(*fn)(void *);
-	void *arg;
-};
-
-/* Every thread the program creates starts here (a frame named so in its
- * stacks, between start_thread and the program's own start routine). */
-static void *memprof_thread_start(void *p)
-{
-	struct start s = *(struct start *)p;
-	mp_real.free(p);
-	thread_begin();
-	return s.fn(s.arg);
-}
-
-MP_EXPORT int pthread_create(pthread_t *thread, const pthread_attr_t *attr,
-			     void *(*fn)(void *), void *arg)
-{
-	if (!mp_real.pthread_create)
-		mp_init();
-	if (!atomic_load_explicit(&cpu_on, memory_order_relaxed))
-		return mp_real.pthread_create(thread, attr, fn, arg);
-	struct start *s = mp_real.malloc(sizeof(*s));
-	if (!s)
-		return mp_real.pthread_create(thread, attr, fn, arg);
-	s->fn = fn;
-	s->arg = arg;
-	int rc = mp_real.pthread_create(thread, attr, memprof_thread_start, s);
-	if (rc != 0)
-		mp_real.free(s);
-	return rc;
-}
-
-/* ---- the program's own SIGPROF ------------------------------------------------ */
-
-/* Stops every timer and lets the program have SIGPROF. Called before the
- * program's own handler is installed, so our signals never reach it. */
-static void yield_sigprof(bool own_handler)
+void mp_cpu_step_aside(const char *why)
 {
 	if (!atomic_exchange(&cpu_on, false))
 		return;
@@ -296,34 +252,9 @@ static void yield_sigprof(bool own_handler)
 	for (struct mp_thread *t = atomic_load(&threads); t; t = t->next)
 		stop_timer(t);
 	unlock_list();
-	/* Setting the default or ignoring it (as programs do between fork and
-	 * exec) is no handler of the program's: stop quietly. */
-	if (own_handler && !said_sigprof) {
-		said_sigprof = true;
-		mp_log("the program installs its own SIGPROF handler; CPU profiling is off");
-	}
-}
-
-/* sigaction is async-signal-safe and may be called from a handler, where
- * dlsym is not: the real functions are found with the allocator's, at the
- * first malloc (mp_init), and only looked up here if sigaction comes first. */
-MP_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old)
-{
-	if (!mp_real.sigaction)
-		*(void **)&mp_real.sigaction = mp_real_symbol("sigaction");
-	if (sig == SIGPROF && act && act->sa_sigaction != on_sigprof)
-		yield_sigprof((act->sa_flags & SA_SIGINFO) ||
-			      (act->sa_handler != SIG_DFL && act->sa_handler != SIG_IGN));
-	return mp_real.sigaction(sig, act, old);
-}
-
-MP_EXPORT sighandler_t signal(int sig, sighandler_t handler)
-{
-	if (!mp_real.signal)
-		*(void **)&mp_real.signal = mp_real_symbol("signal");
-	if (sig == SIGPROF)
-		yield_sigprof(handler != SIG_DFL && handler != SIG_IGN);
-	return mp_real.signal(sig, handler);
+	mp_signal_release(SIGPROF);
+	if (!atomic_exchange(&said_step_aside, true))
+		mp_log("%s", why);
 }
 
 /* ---- start, fork, drain --------------------------------------------------------- */
@@ -332,25 +263,18 @@ int mp_cpu_start(void)
 {
 	if (!mp_cfg.cpu_hz)
 		return 0;
-	struct sigaction old;
-	if (mp_real.sigaction(SIGPROF, NULL, &old) != 0)
-		return -1;
-	if ((old.sa_flags & SA_SIGINFO) || old.sa_handler != SIG_DFL) {
-		said_sigprof = true;
-		mp_log("SIGPROF is already taken; CPU profiling is off");
+	/* A profiling timer armed before us (by an earlier constructor) means
+	 * the program profiles itself. */
+	struct itimerval it;
+	if (getitimer(ITIMER_PROF, &it) == 0 && (it.it_value.tv_sec || it.it_value.tv_usec)) {
+		atomic_store(&said_step_aside, true);
+		mp_log("the program runs its own profiling timer (setitimer); CPU profiling is off");
 		return 0;
 	}
-	if (pthread_key_create(&thread_key, thread_end) != 0)
-		return -1;
-	struct sigaction sa;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_sigaction = on_sigprof;
-	sa.sa_flags = SA_SIGINFO | SA_RESTART;
-	sigemptyset(&sa.sa_mask);
-	if (mp_real.sigaction(SIGPROF, &sa, NULL) != 0)
+	if (mp_signal_take(SIGPROF, on_sigprof, MP_SIG_FORWARD) != 0)
 		return -1;
 	atomic_store(&cpu_on, true);
-	thread_begin();
+	mp_cpu_thread_begin();
 	return 0;
 }
 
@@ -359,13 +283,9 @@ void mp_cpu_fork_child(void)
 	/* Timers are not inherited and the other threads do not exist here:
 	 * start over with this thread alone (the parent's records are copies
 	 * we may not trust, so they are abandoned, not freed). */
-	struct mp_thread *me = self;
 	atomic_store(&threads, NULL);
 	self = NULL;
-	if (me)
-		pthread_setspecific(thread_key, NULL);
-	if (atomic_load(&cpu_on))
-		thread_begin();
+	mp_cpu_thread_begin();
 }
 
 size_t mp_cpu_regions(struct mp_range *out, size_t max)

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "shim.h"
+#include "unwind.h"
 
 _Atomic int mp_state;
 static _Atomic int resolving;
@@ -45,27 +46,23 @@ void mp_disable(const char *why)
 		mp_log("%s", why);
 }
 
-static void on_dump_signal(int sig)
+static void on_dump_signal(int sig, siginfo_t *si, void *uc)
 {
 	int saved = errno;
 	(void)sig;
+	(void)si;
+	(void)uc;
 	mp_writer_request_dump();
 	errno = saved;
 }
 
-/* Takes the dump signal unless the program already decided what it means
- * (a disposition other than the default, e.g. ignored by nohup). */
+/* The dump signal is memprof's while the program leaves it at its default
+ * (signals.c): a handler of the program's, or its ignoring the signal,
+ * comes first. */
 static void install_dump_signal(void)
 {
-	if (!mp_cfg.dump_signal)
-		return;
-	struct sigaction old;
-	if (sigaction(mp_cfg.dump_signal, NULL, &old) != 0 || old.sa_handler != SIG_DFL ||
-	    (old.sa_flags & SA_SIGINFO))
-		return;
-	struct sigaction sa = { .sa_handler = on_dump_signal, .sa_flags = SA_RESTART };
-	sigemptyset(&sa.sa_mask);
-	sigaction(mp_cfg.dump_signal, &sa, NULL);
+	if (mp_cfg.dump_signal)
+		mp_signal_take(mp_cfg.dump_signal, on_dump_signal, MP_SIG_YIELD);
 }
 
 /* Order matters: threads inside the gate may still take a stripe lock, so
@@ -94,6 +91,7 @@ static void fork_child(void)
 {
 	mp_live_fork_child();
 	mp_gate_reset_child();
+	mp_threads_fork_child();
 	if (atomic_load(&mp_state) == MP_STATE_ON) {
 		mp_ring_reset();
 		mp_mappings_reset();
@@ -125,7 +123,11 @@ __attribute__((constructor(101))) static void mp_start(void)
 		mp_log("cannot map the event ring (%s); profiling is off", strerror(errno));
 		goto out;
 	}
-	mp_sample_init();
+	if (mp_unwind_init() != 0) {
+		mp_log("cannot map the unwinder's cache (%s); profiling is off", strerror(errno));
+		goto out;
+	}
+	mp_threads_init();
 	mp_writer_note_name();
 	if (!mp_cfg.socket[0] && mp_spawn_collector() != 0)
 		goto out;

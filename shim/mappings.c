@@ -10,13 +10,12 @@
  */
 #include <dlfcn.h>
 #include <elf.h>
-#define UNW_LOCAL_ONLY
-#include <libunwind.h>
 #include <link.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "shim.h"
+#include "unwind.h"
 
 uintptr_t mp_self_lo, mp_self_hi;
 
@@ -174,11 +173,11 @@ void mp_mappings_check(void)
 {
 	bool started = false;
 	dl_iterate_phdr(check_cb, &started);
-	/* libunwind caches what it learnt about each address; after a dlclose
-	 * another library may sit there, so forget it all. */
+	/* The unwinder caches what it learnt about each address; after a
+	 * dlclose another library may sit there, so forget it all. */
 	if (unloaded) {
 		unloaded = false;
-		unw_flush_cache(unw_local_addr_space, 0, 0);
+		mp_unwind_flush();
 	}
 }
 

@@ -240,6 +240,8 @@ int mp_resolve_real(void)
 	*(void **)&r.execvpe = dlsym(RTLD_NEXT, "execvpe");
 	*(void **)&r.fexecve = dlsym(RTLD_NEXT, "fexecve");
 	*(void **)&r.execveat = dlsym(RTLD_NEXT, "execveat");
+	*(void **)&r.setitimer = dlsym(RTLD_NEXT, "setitimer");
+	*(void **)&r.timer_create = dlsym(RTLD_NEXT, "timer_create");
 	mp_real = r;
 	mp_malloc_is_glibc = in_libc(*(void **)&r.malloc);
 	/* Headers need every function that makes or takes a block to be

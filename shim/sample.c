@@ -9,8 +9,6 @@
  * collector can unbias each sample by weighting it 1/p(s). R = 1 samples
  * every allocation (full trace); R = 0 samples none.
  */
-#define UNW_LOCAL_ONLY /* the fast local-only unwinder, _UL* symbols */
-#include <libunwind.h>
 #include <math.h>
 #include <sched.h>
 #include <string.h>
@@ -19,6 +17,7 @@
 #include <unistd.h>
 
 #include "shim.h"
+#include "unwind.h"
 
 __thread struct mp_tls mp_tls __attribute__((tls_model("initial-exec")));
 
@@ -84,21 +83,23 @@ static int64_t next_countdown(struct mp_tls *t)
  * is the return address into whoever called the allocator. */
 static uint32_t capture_stack(uint64_t *pcs)
 {
-	void *raw[MP_MAX_FRAMES + 8];
-	int n = unw_backtrace(raw, MP_MAX_FRAMES + 8);
-	int first = 0;
-	while (first < n && (uintptr_t)raw[first] >= mp_self_lo && (uintptr_t)raw[first] < mp_self_hi)
+	uint64_t raw[MP_MAX_FRAMES + 8];
+	uintptr_t lo, hi;
+	mp_thread_stack(&lo, &hi);
+	uint32_t n = mp_unwind(raw, MP_MAX_FRAMES + 8, lo, hi);
+	uint32_t first = 0;
+	while (first < n && raw[first] >= mp_self_lo && raw[first] < mp_self_hi)
 		first++;
 	uint32_t depth = 0;
-	for (int i = first; i < n && depth < MP_MAX_FRAMES; i++)
-		pcs[depth++] = (uint64_t)(uintptr_t)raw[i];
+	for (uint32_t i = first; i < n && depth < MP_MAX_FRAMES; i++)
+		pcs[depth++] = raw[i];
 	return depth;
 }
 
 /*
- * The fork gate. libunwind and the loader keep mutexes of their own; a fork
- * while another thread holds one leaves it locked for ever in the child,
- * whose first sample then hangs. So fork waits (mp_gate_close, from the
+ * The fork gate. The loader keeps a mutex of its own (dl_iterate_phdr takes
+ * it); a fork while another thread holds it leaves it locked for ever in
+ * the child, whose first sample then hangs. So fork waits (mp_gate_close, from the
  * prepare handler) until no thread is between mp_gate_enter and
  * mp_gate_leave, and keeps new ones out until the fork is done.
  */
@@ -181,12 +182,6 @@ static void record_alloc(void *p, size_t size)
 		atomic_fetch_add(&mp_dropped, 1);
 	}
 	mp_ring_commit(ev);
-}
-
-void mp_sample_init(void)
-{
-	/* A cache per thread: no lock shared between sampling threads. */
-	unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
 }
 
 void mp_sample_slow(void *p, size_t size)

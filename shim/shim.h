@@ -17,7 +17,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/time.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include "memprof_wire.h"
 
@@ -44,6 +46,8 @@ struct mp_real_fns {
 	int (*execvpe)(const char *, char *const[], char *const[]);
 	int (*fexecve)(int, char *const[], char *const[]);
 	int (*execveat)(int, const char *, char *const[], char *const[], int);
+	int (*setitimer)(int, const struct itimerval *, struct itimerval *);
+	int (*timer_create)(clockid_t, struct sigevent *, timer_t *);
 };
 extern struct mp_real_fns mp_real;
 extern _Atomic int mp_real_ready; /* mp_real is complete */
@@ -118,13 +122,45 @@ struct mp_tls {
 	uint16_t seeded;   /* rng below has been initialised */
 	uint16_t armed;    /* countdown was drawn at the configured rate */
 	uint64_t rng;      /* xorshift64* state */
+	/* The thread's stack, learnt once (thread.c): the unwinder reads
+	 * nothing outside it. stack_hi == 1: unknown. */
+	uintptr_t stack_lo, stack_hi;
 };
 extern __thread struct mp_tls mp_tls __attribute__((tls_model("initial-exec")));
 
-/* ---- sampling (sample.c) ------------------------------------------------- */
+/* ---- the program's threads (thread.c) ----------------------------------- */
 
-/* Prepares the unwinder; from the constructor. */
-void mp_sample_init(void);
+/* From the constructor, on the initial thread. */
+void mp_threads_init(void);
+/* In a fork child: the thread that forked is the only one. */
+void mp_threads_fork_child(void);
+/* The calling thread's stack bounds; false if they are not known (a thread
+ * memprof did not see start, on a stack it could not find). Learnt at the
+ * first call, which may allocate (busy flag raised): not from a signal
+ * handler unless a call before it has returned true. */
+bool mp_thread_stack(uintptr_t *lo, uintptr_t *hi);
+/* Every thread of the program's own has ended (or is ending): if the writer
+ * is all that is left, it must end the process. */
+bool mp_threads_orphaned(void);
+/* The initial thread's signal mask when memprof started. */
+void mp_threads_start_mask(sigset_t *out);
+
+/* ---- signals shared with the program (signals.c) -------------------------- */
+
+enum mp_sig_policy {
+	MP_SIG_FORWARD, /* ours stays; the program's handler gets the rest */
+	MP_SIG_YIELD,   /* ours only while the program leaves the default */
+};
+/* Starts sharing sig with the program under policy; handler is memprof's.
+ * 0 or -1. Not from a signal handler. */
+int mp_signal_take(int sig, void (*handler)(int, siginfo_t *, void *), enum mp_sig_policy policy);
+/* Gives the program's disposition back for real and stops sharing. */
+void mp_signal_release(int sig);
+/* From memprof's handler, for a signal that is not memprof's: does what the
+ * program's disposition says. Async-signal-safe. */
+void mp_signal_forward(int sig, siginfo_t *si, void *uc);
+
+/* ---- sampling (sample.c) ------------------------------------------------- */
 
 /* Called when an allocation of size bytes at p has driven the thread's
  * countdown (mp_tls.countdown, taken down by the wrappers in preload.c) to
@@ -135,7 +171,7 @@ void mp_sample_slow(void *p, size_t size);
  * sampled: removes it and reports the free. */
 void mp_sample_free(void *p);
 
-/* Around every call into libunwind or dl_iterate_phdr: keeps fork from
+/* Around every call into dl_iterate_phdr: keeps fork from
  * happening while another thread holds their locks (see sample.c). Never
  * from a signal handler. */
 void mp_gate_enter(void);
@@ -302,10 +338,16 @@ int mp_mappings_init(void);
 
 /* ---- CPU profiling (cpu.c) ------------------------------------------------- */
 
-/* Takes SIGPROF (unless the program already has) and starts the calling
- * thread's timer; later threads start theirs in the pthread_create wrapper.
+/* Takes SIGPROF (shared with the program, signals.c) and starts the calling
+ * thread's timer; later threads start theirs in mp_cpu_thread_begin.
  * 0, or -1 on failure. */
 int mp_cpu_start(void);
+/* The calling thread starts (its timer) and ends (thread.c). */
+void mp_cpu_thread_begin(void);
+void mp_cpu_thread_end(void);
+/* The program profiles itself: stop every timer, give SIGPROF back, say
+ * why once. */
+void mp_cpu_step_aside(const char *why);
 /* In a forked child: the one thread left gets a new timer. */
 void mp_cpu_fork_child(void);
 /* Writer side: passes every pending sample to fn; returns the samples

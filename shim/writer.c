@@ -11,6 +11,7 @@
 #include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <poll.h>
 #include <sys/mman.h>
@@ -510,6 +511,104 @@ static void writer_sleep(uint32_t seen, uint64_t last_busy)
 	atomic_store(&mp_writer_sleeping, false);
 }
 
+/* Sends what is queued: events, CPU samples, a dump request. Returns how
+ * many records (and CPU batches) it handled, the ring's in *ring_n. stats:
+ * allocator statistics may be read (not while the program's threads are
+ * stopped: mallinfo2 takes locks they may hold). Run by the writer, or by
+ * the thread that owns the connection once the writer has stopped. */
+static size_t pump(size_t *ring_n, bool stats)
+{
+	*ring_n = mp_ring_drain(on_event);
+	size_t n = *ring_n + drain_cpu();
+	if (stats)
+		send_malloc_stats(false);
+	if (atomic_exchange(&dump_req, false)) {
+		if (stats)
+			send_malloc_stats(true);
+		send_drops();
+		put_simple(MP_REC_DUMP, NULL, 0);
+	}
+	return n;
+}
+
+/* On a parked connection: everything queued, sent from the calling thread. */
+static void pump_parked(void)
+{
+	size_t ring_n;
+	while (pump(&ring_n, false))
+		;
+	flush();
+}
+
+/* Whether the program's own threads have all gone for real: then only the
+ * zombie of the initial thread and this one are left. Called only once
+ * thread.c counts none, so no thread of the program's is alive to race
+ * with the descriptor this opens for a moment. */
+static bool program_gone(uint64_t since)
+{
+	char buf[1024];
+	int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+	if (fd < 0) /* no /proc: trust the count, after a pause */
+		return mp_now_ns() - since > 100000000u;
+	ssize_t len = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (len <= 0)
+		return false;
+	buf[len] = '\0';
+	/* "pid (comm) S ppid ...": comm may hold anything, so count the
+	 * fields after its last ')'. State is field 3, num_threads field 20. */
+	const char *p = strrchr(buf, ')');
+	if (!p || p[1] != ' ')
+		return false;
+	char state = p[2];
+	int field = 3;
+	for (p += 2; *p && field < 20; p++)
+		if (*p == ' ')
+			field++;
+	long threads = 0;
+	for (; *p >= '0' && *p <= '9'; p++)
+		threads = threads * 10 + (*p - '0');
+	return state == 'Z' && threads == 2;
+}
+
+/* The program has no thread of its own left, so glibc, which counts this
+ * one, will not end the process: end it as glibc would have, with
+ * exit(0), from here. What is queued goes out first; the goodbye is sent
+ * at the very end of exit (mp_stop), after the program's atexit handlers,
+ * by this same thread, which owns the connection from now on. */
+static void orphan_exit(void)
+{
+	pump_parked();
+	parked = true;
+	atomic_store(&alive, false);
+	atomic_store(&finish_word, FINISH_DONE);
+	mp_tls.busy = 0;
+	sigset_t mask;
+	mp_threads_start_mask(&mask);
+	pthread_sigmask(SIG_SETMASK, &mask, NULL);
+	exit(0);
+}
+
+/* While thread.c counts no thread of the program's: look often at first
+ * (the last one is usually on its way out), then less and less (an
+ * unknown thread, started before memprof, may live on). */
+static void orphan_wait(uint32_t seen)
+{
+	static uint64_t since;
+	static long nap_ms;
+	if (!since) {
+		since = mp_now_ns();
+		nap_ms = 1;
+	}
+	if (program_gone(since))
+		orphan_exit();
+	futex_wait(&wake_word, seen, nap_ms);
+	if (nap_ms < 100)
+		nap_ms *= 2;
+	if (!mp_threads_orphaned())
+		since = 0;
+}
+
 static void *writer_main(void *arg)
 {
 	(void)arg;
@@ -524,18 +623,12 @@ static void *writer_main(void *arg)
 		/* Read before draining: a sync asked for before this drain is
 		 * answered once a drain finds nothing more. */
 		uint32_t req = atomic_load(&sync_req);
-		size_t ring_n = mp_ring_drain(on_event);
-		size_t n = ring_n + drain_cpu();
-		send_malloc_stats(false);
-		if (atomic_exchange(&dump_req, false)) {
-			send_malloc_stats(true);
-			send_drops();
-			put_simple(MP_REC_DUMP, NULL, 0);
-		}
 		uint32_t finish = atomic_load(&finish_word);
+		size_t ring_n;
+		/* Parking is for the leak check, with the program's threads
+		 * stopped: mallinfo2 could wait on their locks. */
+		size_t n = pump(&ring_n, finish != FINISH_PARK);
 		if ((finish == FINISH_BYE || finish == FINISH_PARK) && n == 0) {
-			/* Parking is for the leak check, with the program's
-			 * threads stopped: mallinfo2 could wait on their locks. */
 			if (finish == FINISH_BYE)
 				send_malloc_stats(true);
 			send_drops();
@@ -557,7 +650,9 @@ static void *writer_main(void *arg)
 		}
 		if (ring_n)
 			last_busy = mp_now_ns();
-		if (n == 0)
+		if (n == 0 && mp_threads_orphaned())
+			orphan_wait(seen);
+		else if (n == 0)
 			writer_sleep(seen, last_busy);
 	}
 }
@@ -649,7 +744,10 @@ static bool stop_writer(uint32_t how, int stall_ms)
 
 void mp_writer_finish(int stall_ms)
 {
-	stop_writer(FINISH_BYE, stall_ms);
+	if (parked)
+		mp_writer_bye();
+	else
+		stop_writer(FINISH_BYE, stall_ms);
 }
 
 pid_t mp_writer_tid(void)
@@ -659,13 +757,18 @@ pid_t mp_writer_tid(void)
 
 int mp_writer_park(int stall_ms)
 {
-	parked = stop_writer(FINISH_PARK, stall_ms) && !sock_broken;
-	return parked ? 0 : -1;
+	if (parked) /* the writer ended the process (orphan_exit) */
+		pump_parked();
+	else
+		parked = stop_writer(FINISH_PARK, stall_ms);
+	return parked && !sock_broken ? 0 : -1;
 }
 
 void mp_writer_bye(void)
 {
 	if (parked && !said_bye) {
+		pump_parked();
+		send_drops();
 		put_simple(MP_REC_BYE, NULL, 0);
 		flush();
 		said_bye = true;

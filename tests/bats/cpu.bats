@@ -48,15 +48,43 @@ ratio_within() { # ratio_within A B LOW HIGH: A/(A+B) in [LOW, HIGH]
 	[ "$(cum "$cf" cpu parent_burn)" -eq 0 ]
 }
 
-@test "a program that installs its own SIGPROF handler keeps working unchanged" {
+@test "a program that profiles itself with ITIMER_PROF keeps its ticks; memprof steps aside" {
 	bare=$("$T/target_cpu" own-sigprof)
 	[[ $bare == "ok: "* ]]
 	run "$MEMPROF" run -o out -- "$T/target_cpu" own-sigprof
 	[ "$status" -eq 0 ]
 	echo "$output" | sed 's/^/# /' >&3
-	[ "${lines[0]}" = "memprof: the program installs its own SIGPROF handler; CPU profiling is off" ]
+	[ "${lines[0]}" = "memprof: the program runs its own profiling timer (setitimer); CPU profiling is off" ]
 	[[ ${lines[1]} == "ok: "* ]]
 	[ "${#lines[@]}" -eq 2 ]
+}
+
+@test "a SIGPROF handler without a timer keeps its signals, and memprof keeps its samples" {
+	[ "$("$T/target_cpu" handler-only 0.1)" = "handler kept, 3 signals" ]
+	run "$MEMPROF" run -o out -- "$T/target_cpu" handler-only 1
+	[ "$status" -eq 0 ]
+	# The program's handler saw its three signals and none of memprof's.
+	[ "$output" = "handler kept, 3 signals" ]
+	within "$(cum out/target_cpu.*.cpu.pb.gz cpu burn_a)" 1000000000 25
+}
+
+@test "a SIGPROF left at its default still ends the program" {
+	run "$T/target_cpu" dfl-sigprof
+	bare=$status
+	[ "$bare" -eq $((128 + $(kill -l PROF))) ]
+	run "$MEMPROF" run -o out -- "$T/target_cpu" dfl-sigprof
+	[ "$status" -eq "$bare" ]
+	[[ $output != *survived* ]]
+}
+
+@test "a program's own SIGUSR2 handler gets kill -USR2; memprof says so once" {
+	"$MEMPROF" run -o out -- "$T/target_cpu" own-usr2 >prog.out 2>prog.err &
+	BG_PIDS+=($!)
+	wait_for_line prog.out '^ready'
+	pid=$(awk '/^ready/ { print $2 }' prog.out)
+	kill -USR2 "$pid"
+	wait_for_line prog.out '^got usr2'
+	[ "$(cat prog.err)" = "memprof: the program handles signal USR2 itself: kill -USR2 goes to it, not to memprof (dump with kill -USR2 <collector pid>, or choose MEMPROF_DUMP_SIGNAL)" ]
 }
 
 @test "setting SIGPROF to its default is no handler of the program's: nothing said" {

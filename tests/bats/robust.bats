@@ -236,11 +236,13 @@ EOF
 
 @test "the shim exports only the functions it wraps" {
 	# The allocator (malloc_usable_size too: sampled blocks have a
-	# header), pthread_create (each thread's CPU timer) and
-	# sigaction/signal (stepping aside when the program takes SIGPROF), the
-	# exec family (sending what is queued before the image goes).
+	# header), pthread_create (each thread's stack, CPU timer and end),
+	# sigaction/signal (the program's view of the signals memprof shares),
+	# setitimer/timer_create (stepping aside when the program profiles
+	# itself), the exec family (sending what is queued before the image
+	# goes).
 	run sh -c "nm -D --defined-only '$SHIM' | awk '{ print \$3 }' | sort | tr '\n' ' '"
-	[ "$output" = "aligned_alloc calloc execl execle execlp execv execve execveat execvp execvpe fexecve free malloc malloc_usable_size memalign posix_memalign pthread_create pvalloc realloc reallocarray sigaction signal valloc " ]
+	[ "$output" = "aligned_alloc calloc execl execle execlp execv execve execveat execvp execvpe fexecve free malloc malloc_usable_size memalign posix_memalign pthread_create pvalloc realloc reallocarray setitimer sigaction signal timer_create valloc " ]
 }
 
 @test "make install puts the library, the collector and memprof under PREFIX" {

@@ -8,6 +8,13 @@
  *                  its ticks over 1 s of CPU and checks the count
  *   reset-sigprof  sets SIGPROF to its default (as programs do between fork
  *                  and exec): no handler of its own
+ *   handler-only   installs a SIGPROF handler but arms no timer (sort does,
+ *                  to clean up), burns 1 s in burn_a, sends itself SIGPROF
+ *                  three times and prints how many its handler saw (3)
+ *   dfl-sigprof    sends itself SIGPROF with the default disposition: it
+ *                  dies of it
+ *   own-usr2       installs a SIGUSR2 handler, says ready, and prints
+ *                  "got usr2" when one arrives (then exits)
  *   retitle        overwrites argv[0] with a status line, as servers do,
  *                  then forks a child that burns a little CPU
  */
@@ -74,6 +81,13 @@ static void on_prof(int sig)
 	ticks++;
 }
 
+static volatile sig_atomic_t got_usr2;
+static void on_usr2(int sig)
+{
+	(void)sig;
+	got_usr2 = 1;
+}
+
 int main(int argc, char **argv)
 {
 	const char *mode = argc > 1 ? argv[1] : "split";
@@ -114,6 +128,29 @@ int main(int argc, char **argv)
 		/* 100 ticks a CPU-second; a second timer would double them. */
 		printf("%s: %d ticks\n", ticks >= 80 && ticks <= 120 ? "ok" : "WRONG", (int)ticks);
 		return ticks >= 80 && ticks <= 120 ? 0 : 1;
+	} else if (strcmp(mode, "handler-only") == 0) {
+		struct sigaction sa, old;
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_handler = on_prof;
+		sigaction(SIGPROF, &sa, NULL);
+		sigaction(SIGPROF, NULL, &old);
+		burn_a(seconds);
+		for (int i = 0; i < 3; i++)
+			kill(getpid(), SIGPROF);
+		printf("handler %s, %d signals\n", old.sa_handler == on_prof ? "kept" : "LOST",
+		       (int)ticks);
+	} else if (strcmp(mode, "dfl-sigprof") == 0) {
+		burn_a(0.1);
+		kill(getpid(), SIGPROF);
+		printf("survived SIGPROF\n");
+		return 1;
+	} else if (strcmp(mode, "own-usr2") == 0) {
+		signal(SIGUSR2, on_usr2);
+		printf("ready %d\n", (int)getpid());
+		fflush(stdout);
+		for (int i = 0; i < 1000 && !got_usr2; i++)
+			usleep(10000);
+		printf("%s\n", got_usr2 ? "got usr2" : "no usr2");
 	} else if (strcmp(mode, "reset-sigprof") == 0) {
 		signal(SIGPROF, SIG_DFL);
 		printf("reset\n");

@@ -1,0 +1,28 @@
+/*
+ * The shim's in-process stack unwinder (unwind.c): DWARF call frame
+ * information from .eh_frame, rules cached per return address. It reads
+ * the calling thread's stack between its stack pointer and the bound it is
+ * given, and the loaded objects' read-only unwind tables; nothing else.
+ * No descriptors, no locks, no allocation once mp_unwind_init has run.
+ */
+#ifndef MEMPROF_SHIM_UNWIND_H
+#define MEMPROF_SHIM_UNWIND_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Maps the rule cache. 0, or -1 (mp_unwind then works uncached). */
+int mp_unwind_init(void);
+
+/* Fills pcs with the return addresses of the calling function's callers,
+ * innermost first (pcs[0] is where the caller of mp_unwind returns to),
+ * at most max of them; returns how many. stack_lo and stack_hi bound the
+ * calling thread's stack; a frame outside them ends the walk. Safe on any
+ * thread; not from a signal handler that may have interrupted a dlclose. */
+uint32_t mp_unwind(uint64_t *pcs, uint32_t max, uintptr_t stack_lo, uintptr_t stack_hi);
+
+/* Forgets every cached rule: after a dlclose another object may be loaded
+ * where one was. */
+void mp_unwind_flush(void);
+
+#endif /* MEMPROF_SHIM_UNWIND_H */
