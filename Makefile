@@ -124,6 +124,12 @@ $(B)/tests/unit_%: tests/c/unit_%.c $(UNIT_COLL_OBJ) $(B)/tests/libfixture_cxx.s
 	$(Q)$(CC) $(BASE_CFLAGS) -Icollector -Ishim -I$(GEN) -Itests/c -g -O1 -o $@ $< \
 		$(UNIT_COLL_OBJ) $(COLL_LIBS) -ldl -lpthread
 
+# The shim's unwinder is held to glibc's backtrace() on its own.
+$(B)/tests/unit_unwind: tests/c/unit_unwind.c $(B)/shim/unwind.o
+	$(call say,CC,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(BASE_CFLAGS) -Ishim -Itests/c -g -O1 -o $@ $< $(B)/shim/unwind.o -lpthread
+
 targets: $(TARGETS)
 units: $(UNITS)
 

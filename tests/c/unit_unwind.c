@@ -1,0 +1,197 @@
+/*
+ * unit_unwind.c: holds the shim's unwinder (shim/unwind.c) to what glibc's
+ * backtrace() (libgcc's unwinder) finds from the same place: plain calls,
+ * frames that address their locals from rbp (alloca), frame pointers kept,
+ * calls through libc (a qsort comparator), deep recursion, a signal handler
+ * on the thread's stack and on an alternate stack, and a second thread.
+ * Each case unwinds twice, the second time from the rule cache.
+ */
+#include "test.h"
+#include "unwind.h"
+
+#include <alloca.h>
+#include <execinfo.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#define MAX 64
+
+extern void *__libc_stack_end;
+
+static __thread uintptr_t stack_lo, stack_hi;
+
+static void learn_stack(void)
+{
+	uintptr_t top = ((uintptr_t)__libc_stack_end + 4095) & ~(uintptr_t)4095;
+	if ((uintptr_t)__builtin_frame_address(0) < top &&
+	    top - (uintptr_t)__builtin_frame_address(0) < (64u << 20)) {
+		stack_lo = top - (64u << 20);
+		stack_hi = top;
+		return;
+	}
+	pthread_attr_t attr;
+	void *addr;
+	size_t size;
+	pthread_getattr_np(pthread_self(), &attr);
+	pthread_attr_getstack(&attr, &addr, &size);
+	pthread_attr_destroy(&attr);
+	stack_lo = (uintptr_t)addr;
+	stack_hi = (uintptr_t)addr + size;
+}
+
+static int cases;
+
+/* Unwinds from here with both unwinders and compares: frame 0 of each is
+ * this function's own call site (they differ), the callers must match. */
+static __attribute__((noinline)) void compare(const char *what, int min_depth)
+{
+	uint64_t ours[MAX];
+	void *theirs[MAX];
+	for (int pass = 0; pass < 2; pass++) {
+		uint32_t n = mp_unwind(ours, MAX, stack_lo, stack_hi);
+		int m = backtrace(theirs, MAX);
+		bool same = (int)n == m || (n == MAX && m == MAX);
+		for (int i = 1; same && i < m && i < (int)n; i++)
+			same = ours[i] == (uint64_t)(uintptr_t)theirs[i];
+		if (!CHECK(same && (int)n >= min_depth)) {
+			fprintf(stderr, "    %s, pass %d: ours %u frames, backtrace %d\n", what, pass, n, m);
+			for (int i = 0; i < MAX && (i < (int)n || i < m); i++)
+				fprintf(stderr, "    #%-2d %16lx %16lx\n", i,
+					i < (int)n ? (unsigned long)ours[i] : 0UL,
+					i < m ? (unsigned long)theirs[i] : 0UL);
+		}
+	}
+	cases++;
+}
+
+/* ---- shapes of frames ---------------------------------------------------- */
+
+static __attribute__((noinline)) void plain3(void)
+{
+	compare("plain calls", 5);
+	__asm__ volatile("");
+}
+
+static __attribute__((noinline)) void plain2(void)
+{
+	plain3();
+	__asm__ volatile("");
+}
+
+static __attribute__((noinline)) void plain1(void)
+{
+	plain2();
+	__asm__ volatile("");
+}
+
+/* alloca: the CFA is found from rbp, not rsp. */
+static __attribute__((noinline)) void with_alloca(size_t n)
+{
+	volatile char *p = alloca(n);
+	p[0] = 1;
+	compare("alloca frame", 3);
+	p[n - 1] = 2;
+}
+
+__attribute__((noinline, optimize("no-omit-frame-pointer"))) static void with_frame_pointer(void)
+{
+	volatile int x = 1;
+	compare("frame pointer kept", 3);
+	(void)x;
+}
+
+static __attribute__((noinline)) void recurse(int depth)
+{
+	if (depth == 0)
+		compare("deep recursion, cut at MAX", MAX);
+	else
+		recurse(depth - 1);
+	__asm__ volatile("");
+}
+
+static int by_value(const void *a, const void *b)
+{
+	static bool done;
+	if (!done) {
+		done = true;
+		compare("through libc's qsort", 4);
+	}
+	return *(const int *)a - *(const int *)b;
+}
+
+static void through_libc(void)
+{
+	int v[64];
+	for (int i = 0; i < 64; i++)
+		v[i] = (i * 37) % 64;
+	qsort(v, 64, sizeof(v[0]), by_value);
+}
+
+/* ---- signals and threads -------------------------------------------------- */
+
+static const char *handler_case;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	compare(handler_case, 5);
+}
+
+static __attribute__((noinline)) void raise_it(int sig)
+{
+	raise(sig);
+	__asm__ volatile("");
+}
+
+static void in_handler(bool alt)
+{
+	struct sigaction sa = { .sa_handler = on_signal, .sa_flags = alt ? SA_ONSTACK : 0 };
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGUSR1, &sa, NULL);
+	stack_t ss = { .ss_size = 64 * 1024 }, old;
+	if (alt) {
+		ss.ss_sp = mmap(NULL, ss.ss_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+				-1, 0);
+		sigaltstack(&ss, &old);
+	}
+	handler_case = alt ? "signal handler on an alternate stack" : "signal handler";
+	raise_it(SIGUSR1);
+	if (alt) {
+		sigaltstack(&old, NULL);
+		munmap(ss.ss_sp, ss.ss_size);
+	}
+}
+
+static void *thread_main(void *arg)
+{
+	(void)arg;
+	learn_stack();
+	plain1();
+	in_handler(false);
+	return NULL;
+}
+
+int main(int argc, char **argv)
+{
+	(void)argc;
+	CHECK(mp_unwind_init() == 0);
+	learn_stack();
+	plain1();
+	with_alloca(3000);
+	with_frame_pointer();
+	recurse(200);
+	through_libc();
+	in_handler(false);
+	in_handler(true);
+	pthread_t t;
+	pthread_create(&t, NULL, thread_main, NULL);
+	pthread_join(t, NULL);
+	/* A flush forgets the rules; the next walk works them out again. */
+	mp_unwind_flush();
+	plain1();
+	CHECK_INT_EQ(cases, 10);
+	return test_summary(argv[0]);
+}
