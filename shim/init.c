@@ -104,8 +104,10 @@ static void fork_child(void)
 	mp_tls.busy--;
 }
 
-__attribute__((constructor(101))) static void mp_start(void)
+/* glibc calls constructors with the program's argc, argv and environ. */
+__attribute__((constructor(101))) static void mp_start(int argc, char **argv, char **envp)
 {
+	(void)envp;
 	mp_init();
 	int expected = MP_STATE_NEW;
 	if (!atomic_compare_exchange_strong(&mp_state, &expected, MP_STATE_INITING))
@@ -128,7 +130,7 @@ __attribute__((constructor(101))) static void mp_start(void)
 		goto out;
 	}
 	mp_threads_init();
-	mp_writer_note_name();
+	mp_writer_note_start(argc, argv);
 	if (!mp_cfg.socket[0] && mp_spawn_collector() != 0)
 		goto out;
 	if (mp_writer_start() != 0)

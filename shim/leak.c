@@ -143,7 +143,8 @@ struct linux_dirent64 {
 /* Asks every thread not yet asked to stop; returns how many were new. */
 static int stop_new_threads(pid_t self, pid_t writer)
 {
-	int fd = open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	/* Other threads still run: out of their way at once (fd.c). */
+	int fd = mp_fd_high(open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
 	if (fd < 0)
 		return 0;
 	int added = 0;
@@ -235,7 +236,7 @@ static uint64_t hex(const char **s)
 /* /proc/self/maps, read with plain syscalls into an mmap'd table. */
 static void read_vmas(void)
 {
-	int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+	int fd = mp_fd_high(open("/proc/self/maps", O_RDONLY | O_CLOEXEC));
 	if (fd < 0)
 		return;
 	char buf[8192];

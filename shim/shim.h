@@ -86,6 +86,12 @@ extern struct mp_config mp_cfg;
  * parse is named in one line on stderr and its default is kept. */
 void mp_config_load(void);
 
+/* ---- descriptors (fd.c) --------------------------------------------------- */
+
+/* Moves fd above the numbers programs use (close-on-exec); returns the new
+ * number, or fd itself if it could not be moved (or is negative). */
+int mp_fd_high(int fd);
+
 /* ---- messages (log.c) ---------------------------------------------------- */
 
 /* Formats into a stack buffer and write(2)s one line to stderr, prefixed
@@ -295,8 +301,9 @@ extern _Atomic uint64_t mp_dropped;
 
 /* Connects to the collector and starts the writer thread. 0 or -1. */
 int mp_writer_start(void);
-/* Remembers the program's name before the program can rewrite argv. */
-void mp_writer_note_name(void);
+/* Remembers the program's name before the program can rewrite argv, and
+ * where its arguments are (the constructor's argc and argv). */
+void mp_writer_note_start(int argc, char **argv);
 /* The writer is in its long sleep; the first record committed wakes it. */
 extern _Atomic bool mp_writer_sleeping;
 /* Wakes the writer (async-signal-safe). */

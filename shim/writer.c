@@ -197,16 +197,7 @@ static int connect_collector(void)
 		return -1;
 	}
 	/* Keep out of the low numbers programs expect to get from open(). */
-	struct rlimit rl;
-	int floor = 512;
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
-	    (rlim_t)floor >= rl.rlim_cur)
-		floor = (int)(rl.rlim_cur / 2);
-	int high = fcntl(fd, F_DUPFD_CLOEXEC, floor);
-	if (high >= 0) {
-		close(fd);
-		fd = high;
-	}
+	fd = mp_fd_high(fd);
 	struct stat st;
 	fstat(fd, &st);
 	sock_dev = st.st_dev;
@@ -218,31 +209,19 @@ static int connect_collector(void)
 
 /* ---- HELLO ---------------------------------------------------------------- */
 
-static size_t read_small_file(const char *path, char *buf, size_t size)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	size_t len = 0;
-	while (len < size) {
-		ssize_t n = read(fd, buf + len, size - len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		len += (size_t)n;
-	}
-	close(fd);
-	return len;
-}
-
 /* The program's name as it will appear in file names: argv[0]'s basename
  * as it was when the program started (servers such as nginx overwrite
  * argv with a status line later), with anything but [A-Za-z0-9._+-]
  * replaced. A fork child inherits its parent's. */
 static char start_name[80];
 
-void mp_writer_note_name(void)
+/* Where argv's strings lie, one after another, as the kernel placed them:
+ * the command line is read from there when a hello is sent, as
+ * /proc/self/cmdline would give it (a server's retitled fork children show
+ * their new titles) but with no descriptor opened inside the program. */
+static const char *args_start, *args_end;
+
+void mp_writer_note_start(int argc, char **argv)
 {
 	const char *s = program_invocation_short_name;
 	size_t n = s ? strlen(s) : 0;
@@ -250,6 +229,22 @@ void mp_writer_note_name(void)
 		n = sizeof(start_name) - 1;
 	memcpy(start_name, s ? s : "", n);
 	start_name[n] = '\0';
+	if (argc > 0 && argv && argv[0] && argv[argc - 1]) {
+		args_start = argv[0];
+		args_end = argv[argc - 1] + strlen(argv[argc - 1]) + 1;
+		if (args_end < args_start)
+			args_start = args_end = NULL;
+	}
+}
+
+static size_t command_line(char *out, size_t size)
+{
+	size_t n = args_start ? (size_t)(args_end - args_start) : 0;
+	if (n > size)
+		n = size;
+	if (n)
+		memcpy(out, args_start, n);
+	return n;
 }
 
 static size_t program_name(char *out, size_t size)
@@ -274,7 +269,7 @@ static void send_hello(void)
 	if (exe_len < 0)
 		exe_len = 0;
 	size_t name_len = program_name(name, sizeof(name));
-	size_t cmd_len = read_small_file("/proc/self/cmdline", cmdline, sizeof(cmdline));
+	size_t cmd_len = command_line(cmdline, sizeof(cmdline));
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	struct mp_hello h = {
@@ -800,7 +795,7 @@ static int read_full(void *buf, size_t len, const struct timespec *since, long d
 int mp_writer_leak_exchange(const struct mp_leak *leaks, size_t n, int status, uint32_t unscanned,
 			    const char *suppressions, struct mp_leak_report *report, char **text)
 {
-	if (!parked)
+	if (!parked || sock_broken || !sock_is_ours())
 		return -1;
 	const size_t per_record = (MP_REC_MAX_PAYLOAD - sizeof(struct mp_leaks)) / sizeof(*leaks);
 	for (size_t off = 0; off < n; off += per_record) {
@@ -855,8 +850,9 @@ void mp_writer_fork_child(void)
 {
 	forked = true;
 	/* The parent's connection stays the parent's: close our copy so that
-	 * the collector sees the parent's end when the parent exits. */
-	if (sock_fd >= 0)
+	 * the collector sees the parent's end when the parent exits (unless
+	 * the program has put a descriptor of its own under that number). */
+	if (sock_fd >= 0 && sock_is_ours())
 		close(sock_fd);
 	sock_fd = -1;
 	atomic_store(&alive, false);
