@@ -120,8 +120,11 @@ static void send_all(const void *buf, size_t len)
 	if (sock_broken)
 		return;
 	if (!sock_is_ours()) {
+		/* Quietly: closing every descriptor between fork and exec is
+		 * what subprocess modules do (close_fds), and a line on a stderr
+		 * the parent may be reading would be ours in its output. */
 		sock_broken = true;
-		mp_disable("the program closed the collector socket; profiling stopped");
+		mp_disable(NULL);
 		return;
 	}
 	while (len) {
