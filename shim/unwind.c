@@ -42,7 +42,7 @@ enum {
 
 /* ---- the rule of one frame ------------------------------------------------- */
 
-enum { FRAME_NORMAL = 1, FRAME_SIGNAL = 2, FRAME_END = 3 };
+enum { FRAME_NORMAL = 1, FRAME_SIGNAL = 2, FRAME_END = 3, FRAME_NO_FDE = 4 };
 #define RBP_SAME INT16_MIN       /* the caller's rbp is this frame's */
 #define RBP_LOST (INT16_MIN + 1) /* somewhere we do not follow */
 
@@ -464,7 +464,9 @@ static struct rule compute_rule(uint64_t pc)
 {
 	struct rule end = { .type = FRAME_END };
 	const uint8_t *fde = find_fde(pc), *fde_end;
-	if (!fde || !entry_bounds(&fde, &fde_end))
+	if (!fde)
+		return (struct rule){ .type = FRAME_NO_FDE };
+	if (!entry_bounds(&fde, &fde_end))
 		return end;
 	uint32_t cie_off = LOAD(uint32_t, fde);
 	if (cie_off == 0)
@@ -475,9 +477,10 @@ static struct rule compute_rule(uint64_t pc)
 	const uint8_t *p = fde + 4;
 	uint64_t start, range;
 	if (!read_ptr(&p, fde_end, c.fde_enc, 0, &start) ||
-	    !read_ptr(&p, fde_end, c.fde_enc & 0x0f, 0, &range) || pc < start ||
-	    pc - start >= range)
+	    !read_ptr(&p, fde_end, c.fde_enc & 0x0f, 0, &range))
 		return end;
+	if (pc < start || pc - start >= range) /* between two functions */
+		return (struct rule){ .type = FRAME_NO_FDE };
 	if (c.has_z) {
 		uint64_t n = uleb(&p, fde_end);
 		p += n;
@@ -626,6 +629,17 @@ static bool step(struct regs *r, struct bounds *b, const struct bounds *thread)
 		}
 		*r = (struct regs){ ip, sp, bp, true };
 		return ip != 0;
+	}
+	if (rule.type == FRAME_NO_FDE) {
+		/* Code without call frame information (JIT output, assembly
+		 * built without it): follow the frame pointer if rbp looks like
+		 * one, as libunwind does. A wrong guess reads only the stack. */
+		uint64_t ra, bp;
+		if (r->bp < r->sp || (r->bp & 15) || !load(b, r->bp + 8, &ra) ||
+		    !load(b, r->bp, &bp))
+			return false;
+		*r = (struct regs){ ra, r->bp + 16, bp, false };
+		return ra != 0;
 	}
 	if (rule.type != FRAME_NORMAL)
 		return false;

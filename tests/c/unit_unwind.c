@@ -3,7 +3,9 @@
  * backtrace() (libgcc's unwinder) finds from the same place: plain calls,
  * frames that address their locals from rbp (alloca), frame pointers kept,
  * calls through libc (a qsort comparator), deep recursion, a signal handler
- * on the thread's stack and on an alternate stack, and a second thread.
+ * on the thread's stack and on an alternate stack, and a second thread;
+ * and, where backtrace() stops, through code with no call frame
+ * information that keeps a frame pointer.
  * Each case unwinds twice, the second time from the rule cache.
  */
 #include "test.h"
@@ -103,6 +105,38 @@ __attribute__((noinline, optimize("no-omit-frame-pointer"))) static void with_fr
 	(void)x;
 }
 
+/* Code with no call frame information at all, keeping a frame pointer
+ * (what JIT compilers emit): the walk follows rbp through it. */
+__asm__(".text\n"
+	".globl no_cfi_trampoline\n"
+	"no_cfi_trampoline:\n"
+	"	push %rbp\n"
+	"	mov %rsp, %rbp\n"
+	"	call *%rdi\n"
+	"	pop %rbp\n"
+	"	ret\n");
+void no_cfi_trampoline(void (*fn)(void));
+static void via_no_cfi(void);
+
+static __attribute__((noinline)) void called_from_no_cfi(void)
+{
+	uint64_t pcs[MAX];
+	uint32_t n = mp_unwind(pcs, MAX, stack_lo, stack_hi);
+	uint64_t tramp = (uint64_t)(uintptr_t)no_cfi_trampoline;
+	uint64_t via = (uint64_t)(uintptr_t)via_no_cfi;
+	/* pcs[0]: here; pcs[1]: in the trampoline; pcs[2]: in its caller. */
+	CHECK(n >= 4);
+	CHECK(n >= 2 && pcs[1] > tramp && pcs[1] <= tramp + 16);
+	CHECK(n >= 3 && pcs[2] > via && pcs[2] < via + 64);
+	cases++;
+}
+
+static __attribute__((noinline)) void via_no_cfi(void)
+{
+	no_cfi_trampoline(called_from_no_cfi);
+	__asm__ volatile("");
+}
+
 static __attribute__((noinline)) void recurse(int depth)
 {
 	if (depth == 0)
@@ -184,6 +218,7 @@ int main(int argc, char **argv)
 	with_frame_pointer();
 	recurse(200);
 	through_libc();
+	via_no_cfi();
 	in_handler(false);
 	in_handler(true);
 	pthread_t t;
@@ -192,6 +227,6 @@ int main(int argc, char **argv)
 	/* A flush forgets the rules; the next walk works them out again. */
 	mp_unwind_flush();
 	plain1();
-	CHECK_INT_EQ(cases, 10);
+	CHECK_INT_EQ(cases, 11);
 	return test_summary(argv[0]);
 }
