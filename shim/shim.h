@@ -165,6 +165,12 @@ void mp_signal_release(int sig);
 /* From memprof's handler, for a signal that is not memprof's: does what the
  * program's disposition says. Async-signal-safe. */
 void mp_signal_forward(int sig, siginfo_t *si, void *uc);
+/* Around an exec or posix_spawn: a shared signal the program ignores is
+ * ignored for real while the new image starts, as it would have inherited
+ * it; after_exec (the exec failed, or posix_spawn returned) puts memprof's
+ * handler back. Async-signal-safe; fine in a vfork child. */
+void mp_signals_before_exec(void);
+void mp_signals_after_exec(void);
 
 /* ---- sampling (sample.c) ------------------------------------------------- */
 

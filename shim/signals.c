@@ -166,6 +166,38 @@ void mp_signal_release(int sig)
 	mp_real.sigaction(sig, &view, NULL);
 }
 
+/* exec resets handled signals to their default and keeps ignored ones
+ * ignored. A SIGPROF the program ignores is memprof's handler for real, so
+ * before an exec it is made ignored again, as the new program would have
+ * inherited it; if the exec fails, memprof's handler comes back. May run
+ * in a vfork child, whose dispositions are its own. */
+static bool ignored_for_exec(struct shared_sig *s)
+{
+	struct sigaction view;
+	if (s->policy != MP_SIG_FORWARD || !atomic_load(&s->managed))
+		return false;
+	read_view(s, &view);
+	return !(view.sa_flags & SA_SIGINFO) && view.sa_handler == SIG_IGN;
+}
+
+void mp_signals_before_exec(void)
+{
+	for (int i = 0; i < 2; i++)
+		if (ignored_for_exec(&shared[i])) {
+			struct sigaction ign;
+			memset(&ign, 0, sizeof(ign));
+			ign.sa_handler = SIG_IGN;
+			mp_real.sigaction(shared[i].sig, &ign, NULL);
+		}
+}
+
+void mp_signals_after_exec(void)
+{
+	for (int i = 0; i < 2; i++)
+		if (ignored_for_exec(&shared[i]))
+			install_ours(&shared[i]);
+}
+
 static pid_t gettid_raw(void)
 {
 	return (pid_t)syscall(SYS_gettid);
