@@ -238,9 +238,11 @@ EOF
 	# The allocator (malloc_usable_size too: sampled blocks have a
 	# header), pthread_create (each thread's CPU timer) and
 	# sigaction/signal (stepping aside when the program takes SIGPROF), the
-	# exec family (sending what is queued before the image goes).
+	# exec family (sending what is queued before the image goes, and
+	# saying which program comes next) and posix_spawn/posix_spawnp
+	# (saying which program a child runs).
 	run sh -c "nm -D --defined-only '$SHIM' | awk '{ print \$3 }' | sort | tr '\n' ' '"
-	[ "$output" = "aligned_alloc calloc execl execle execlp execv execve execveat execvp execvpe fexecve free malloc malloc_usable_size memalign posix_memalign pthread_create pvalloc realloc reallocarray sigaction signal valloc " ]
+	[ "$output" = "aligned_alloc calloc execl execle execlp execv execve execveat execvp execvpe fexecve free malloc malloc_usable_size memalign posix_memalign posix_spawn posix_spawnp pthread_create pvalloc realloc reallocarray sigaction signal valloc " ]
 }
 
 @test "make install puts the library, the collector and memprof under PREFIX" {
