@@ -49,7 +49,7 @@ SHIM_LIBS := -lunwind -ldl -lpthread -lm
 TARGET_C := $(wildcard tests/c/target_*.c)
 TARGET_CXX := $(wildcard tests/c/target_*.cpp)
 TARGETS := $(TARGET_C:tests/c/%.c=$(B)/tests/%) $(TARGET_CXX:tests/c/%.cpp=$(B)/tests/%) \
-	$(B)/tests/libplugin.so $(B)/examples/demo_app
+	$(B)/tests/libplugin.so $(B)/examples/demo_app $(B)/tests/static_hello
 UNIT_SRC := $(wildcard tests/c/unit_*.c)
 UNITS := $(UNIT_SRC:tests/c/%.c=$(B)/tests/%)
 
@@ -95,6 +95,13 @@ $(B)/examples/%: examples/%.c
 	$(call say,CC,$@)
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(BASE_CFLAGS) $(TARGET_CFLAGS) -o $@ $<
+
+# A program memprof cannot enter: nothing is preloaded into a static one.
+# (Debian's libc6-dev provides libc.a.)
+$(B)/tests/static_hello: tests/c/static_hello.c
+	$(call say,CC,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(BASE_CFLAGS) -static -o $@ $<
 
 $(B)/tests/target_%: tests/c/target_%.c
 	$(call say,CC,$@)
