@@ -227,6 +227,9 @@ static bool queue_notice(pid_t pid, uint32_t flags, uint64_t time_ns, const char
 	memcpy(rec + sizeof(hdr), &ex, sizeof(ex));
 	memcpy(rec + sizeof(hdr) + sizeof(ex), path, path_len);
 	mp_ring_commit(rec);
+	/* The writer may be napping: a vfork child's parent, or posix_spawn's
+	 * caller, may _exit soon (dash does), before its next look. */
+	mp_writer_wake();
 	return true;
 }
 
