@@ -10,9 +10,12 @@
  * often deleted a moment later).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "collector.h"
 #include "execs.h"
@@ -132,9 +135,22 @@ int execs_notice(const void *payload, uint32_t len, const char **why)
 	return 0;
 }
 
+/* A zombie counts as gone: it will never say hello, and a parent that
+ * does not reap (or an init that does not) must not hold us up. */
 static bool process_exists(uint32_t pid)
 {
-	return kill((pid_t)pid, 0) == 0 || errno == EPERM;
+	char path[64], buf[512];
+	snprintf(path, sizeof(path), "/proc/%u/stat", pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return kill((pid_t)pid, 0) == 0 || errno == EPERM; /* no /proc */
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	const char *paren = strrchr(buf, ')'); /* the name may hold anything */
+	return !paren || (paren[1] != ' ' || paren[2] != 'Z');
 }
 
 bool execs_waiting(uint64_t now_ns, uint64_t grace_ns)
