@@ -27,6 +27,10 @@ TARGET_CFLAGS := -g -O1 -fno-omit-frame-pointer -fno-inline-functions-called-onc
 B := build
 GEN := $(B)/gen
 
+# The one place the version is kept: the collector's --version, the front
+# end (which reads it beside itself, or has it written in by install).
+VERSION := $(shell cat VERSION)
+
 ifeq ($(V),1)
 Q :=
 say = @true
@@ -80,6 +84,9 @@ $(B)/collector/%.o: collector/%.c $(GEN)/profile.pb-c.h
 	$(call say,CC,$@)
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(BASE_CFLAGS) -I$(GEN) $(CFLAGS) -c -o $@ $<
+
+$(B)/collector/main.o: VERSION
+$(B)/collector/main.o: BASE_CFLAGS += -DMEMPROF_VERSION='"$(VERSION)"'
 
 $(B)/memprof-collector: $(COLL_OBJ)
 	$(call say,LD,$@)
@@ -165,7 +172,8 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/lib/memprof $(DESTDIR)$(PREFIX)/bin
 	install -m 0644 $(B)/libmemprof.so $(DESTDIR)$(PREFIX)/lib/memprof/libmemprof.so
 	install -m 0755 $(B)/memprof-collector $(DESTDIR)$(PREFIX)/lib/memprof/memprof-collector
-	sed 's|^MEMPROF_LIBDIR=.*|MEMPROF_LIBDIR=$(PREFIX)/lib/memprof|' scripts/memprof \
+	sed -e 's|^MEMPROF_LIBDIR=.*|MEMPROF_LIBDIR=$(PREFIX)/lib/memprof|' \
+		-e 's|^MEMPROF_VERSION=.*|MEMPROF_VERSION=$(VERSION)|' scripts/memprof \
 		> $(DESTDIR)$(PREFIX)/bin/memprof
 	chmod 0755 $(DESTDIR)$(PREFIX)/bin/memprof
 

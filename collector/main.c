@@ -67,6 +67,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: memprof-collector [--socket PATH] [--dir DIR] [--interval SEC]\n"
 		"                         [--http ADDR:PORT] [--verbose]\n"
+		"       memprof-collector --version\n"
 		"\n"
 		"Collects heap and CPU samples from programs run with\n"
 		"  MEMPROF_SOCKET=PATH LD_PRELOAD=/path/to/libmemprof.so program ...\n"
@@ -458,6 +459,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{ "own-dir", required_argument, NULL, 'O' },
 		{ "inspect", required_argument, NULL, 'I' },
 		{ "verbose", no_argument, NULL, 'v' },
+		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -493,6 +495,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		case 'O': life.own_dir = optarg; break;
 		case 'I': o->inspect = optarg; break;
 		case 'v': log_verbose = 1; break;
+		case 'V': printf("memprof-collector %s\n", MEMPROF_VERSION); return 0;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
