@@ -254,6 +254,8 @@ EOF
 	make -C "$ROOT" -s install PREFIX=/usr DESTDIR="$TEST_TMP/stage" >/dev/null
 	[ -f "$TEST_TMP/stage/usr/lib/memprof/libmemprof.so" ]
 	grep -q '^MEMPROF_LIBDIR=/usr/lib/memprof$' "$TEST_TMP/stage/usr/bin/memprof"
+	# The installed front end knows its version without the tree.
+	[ "$("$TEST_TMP/stage/usr/bin/memprof" --version)" = "memprof $(cat "$ROOT/VERSION")" ]
 }
 
 # Runs "$@" under the shim, reporting to the collector of start_collector
