@@ -27,6 +27,10 @@ TARGET_CFLAGS := -g -O1 -fno-omit-frame-pointer -fno-inline-functions-called-onc
 B := build
 GEN := $(B)/gen
 
+# The one place the version is kept: the collector's --version, the front
+# end (which reads it beside itself, or has it written in by install).
+VERSION := $(shell cat VERSION)
+
 ifeq ($(V),1)
 Q :=
 say = @true
@@ -48,7 +52,7 @@ SHIM_LIBS := -ldl -lpthread -lm
 TARGET_C := $(wildcard tests/c/target_*.c)
 TARGET_CXX := $(wildcard tests/c/target_*.cpp)
 TARGETS := $(TARGET_C:tests/c/%.c=$(B)/tests/%) $(TARGET_CXX:tests/c/%.cpp=$(B)/tests/%) \
-	$(B)/tests/libplugin.so $(B)/examples/demo_app
+	$(B)/tests/libplugin.so $(B)/examples/demo_app $(B)/tests/static_hello
 UNIT_SRC := $(wildcard tests/c/unit_*.c)
 UNITS := $(UNIT_SRC:tests/c/%.c=$(B)/tests/%)
 
@@ -80,6 +84,9 @@ $(B)/collector/%.o: collector/%.c $(GEN)/profile.pb-c.h
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(BASE_CFLAGS) -I$(GEN) $(CFLAGS) -c -o $@ $<
 
+$(B)/collector/main.o: VERSION
+$(B)/collector/main.o: BASE_CFLAGS += -DMEMPROF_VERSION='"$(VERSION)"'
+
 $(B)/memprof-collector: $(COLL_OBJ)
 	$(call say,LD,$@)
 	$(Q)$(CC) -o $@ $^ $(COLL_LIBS)
@@ -94,6 +101,13 @@ $(B)/examples/%: examples/%.c
 	$(call say,CC,$@)
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(BASE_CFLAGS) $(TARGET_CFLAGS) -o $@ $<
+
+# A program memprof cannot enter: nothing is preloaded into a static one.
+# (Debian's libc6-dev provides libc.a.)
+$(B)/tests/static_hello: tests/c/static_hello.c
+	$(call say,CC,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(BASE_CFLAGS) -static -o $@ $<
 
 $(B)/tests/target_%: tests/c/target_%.c
 	$(call say,CC,$@)
@@ -163,7 +177,8 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/lib/memprof $(DESTDIR)$(PREFIX)/bin
 	install -m 0644 $(B)/libmemprof.so $(DESTDIR)$(PREFIX)/lib/memprof/libmemprof.so
 	install -m 0755 $(B)/memprof-collector $(DESTDIR)$(PREFIX)/lib/memprof/memprof-collector
-	sed 's|^MEMPROF_LIBDIR=.*|MEMPROF_LIBDIR=$(PREFIX)/lib/memprof|' scripts/memprof \
+	sed -e 's|^MEMPROF_LIBDIR=.*|MEMPROF_LIBDIR=$(PREFIX)/lib/memprof|' \
+		-e 's|^MEMPROF_VERSION=.*|MEMPROF_VERSION=$(VERSION)|' scripts/memprof \
 		> $(DESTDIR)$(PREFIX)/bin/memprof
 	chmod 0755 $(DESTDIR)$(PREFIX)/bin/memprof
 

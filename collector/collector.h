@@ -15,10 +15,16 @@ struct collector_cfg {
 	const char *dir;     /* where profiles go (absolute) */
 	unsigned interval;   /* seconds between periodic dumps, 0 = off */
 	bool private_mode;   /* started by a shim: exit when nobody is left */
-	const char *report;  /* file the front end reads afterwards, or NULL:
-			      * "process PID NAME" for each process that
-			      * connected, "leaks PID NAME BYTES COUNT" for
-			      * each leak check */
+	const char *report;  /* file the front end reads, or NULL: "process
+			      * PID NAME" for each process that connected,
+			      * "leaks PID NAME BYTES COUNT" for each leak
+			      * check, "running PID NAME" for each process
+			      * connected after the front end's USR1 (at it or
+			      * later), "unchecked PID REASON PATH" for each
+			      * process memprof could not see (execs.c) or
+			      * that still ran when told to stop (REASON
+			      * "running") */
+	bool announce_running; /* write "running" lines for new processes */
 };
 extern struct collector_cfg cfg;
 

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "collector.h"
+#include "execs.h"
 #include "leak.h"
 #include "util.h"
 
@@ -62,6 +63,11 @@ static int apply(struct conn *c, uint32_t type, const unsigned char *payload, ui
 		log_debug("pid %u (%s) connected: %s", c->proc->pid, c->proc->name,
 			  c->proc->cmdline);
 		report_line("process %u %s", c->proc->pid, c->proc->name);
+		/* Once the front end's command has exited, whoever still comes
+		 * is one it waits for. */
+		if (cfg.announce_running)
+			report_line("running %u %s", c->proc->pid, c->proc->name);
+		execs_hello(c->proc->pid, c->proc->start_ns);
 		if (c->proc->flags & MP_HELLO_FORKED)
 			inherit_from_parent(c);
 		return 0;
@@ -76,7 +82,10 @@ static int apply(struct conn *c, uint32_t type, const unsigned char *payload, ui
 		return 0;
 	}
 	int rc;
-	if (type == MP_REC_LEAKS)
+	/* Not the process's own activity: a notice says nothing of its heap. */
+	if (type == MP_REC_EXEC)
+		rc = execs_notice(payload, len, &why);
+	else if (type == MP_REC_LEAKS)
 		rc = leak_add(c->proc, payload, len, &why);
 	else if (type == MP_REC_LEAK_END)
 		rc = leak_finish(c, payload, len, &why);

@@ -97,7 +97,7 @@ void report_line(const char *fmt, ...)
 {
 	if (!cfg.report)
 		return;
-	char line[512];
+	char line[4096 + 256]; /* a whole path fits */
 	va_list ap;
 	va_start(ap, fmt);
 	int n = vsnprintf(line, sizeof(line) - 1, fmt, ap);
@@ -106,6 +106,10 @@ void report_line(const char *fmt, ...)
 		return;
 	if ((size_t)n > sizeof(line) - 2)
 		n = (int)sizeof(line) - 2;
+	/* Paths in it come from clients: one line must stay one line. */
+	for (int i = 0; i < n; i++)
+		if ((unsigned char)line[i] < 0x20 || line[i] == 0x7f)
+			line[i] = '?';
 	line[n++] = '\n';
 	int fd = open(cfg.report, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
 	if (fd < 0 || write(fd, line, (size_t)n) != n)

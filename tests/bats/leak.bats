@@ -2,6 +2,7 @@
 # Leak checks: memprof check and MEMPROF_LEAK_CHECK, held to LeakSanitizer's
 # verdicts.
 
+bats_require_minimum_version 1.5.0
 load test_helper
 
 @test "memprof check reports direct and indirect leaks LSan-style and exits 23" {
@@ -59,12 +60,59 @@ load test_helper
 	[ "$(cat stdout.txt)" = "leak done" ]
 }
 
-@test "a program memprof cannot see (static) runs, and memprof says nothing was checked" {
-	printf 'int main(void) { return 4; }\n' >st.c
-	gcc -static -o st st.c || skip "no static libc to link with"
-	run "$MEMPROF" check -o out -- ./st
-	[ "$status" -eq 4 ]
-	[[ $output == *"no process reported to memprof"* ]]
+@test "a program memprof cannot see (static) runs; check says nothing was checked and why, and exits 125" {
+	run -125 "$MEMPROF" check -o out -- "$T/static_hello"
+	[ "${lines[0]}" = "static hello" ]
+	[ "${lines[1]}" = "memprof: nothing was checked: $T/static_hello is statically linked" ]
+	[ "${#lines[@]}" -eq 2 ]
+	# The program's own failure still wins.
+	run -4 "$MEMPROF" check -o out -- "$T/static_hello" 4
+	[ "${lines[1]}" = "memprof: nothing was checked: $T/static_hello is statically linked" ]
+	# A tree whose only process execs a static program: nothing checked.
+	run -125 "$MEMPROF" check -o out -- sh -c "exec '$T/static_hello'"
+	[[ ${lines[1]} =~ ^"memprof: pid "[0-9]+" ($T/static_hello) was not checked: statically linked"$ ]]
+	[ "${lines[2]}" = "memprof: nothing was checked: the processes named above could not be" ]
+}
+
+@test "over a tree, the processes exit as they would bare, and only memprof's status says leaks" {
+	run -23 "$MEMPROF" check -o out -- sh -c "'$T/target_leaks'; echo child=\$?"
+	[ "${lines[0]}" = "leak done" ]
+	[ "${lines[${#lines[@]} - 1]}" = "child=0" ]
+	# gcc goes on after cc1 leaks, and writes what a bare run writes.
+	printf 'int twice(int x) { return 2 * x; }\n' >x.c
+	gcc -O2 -c x.c -o bare.o
+	run -23 "$MEMPROF" check -o out -- gcc -O2 -c x.c -o x.o
+	cmp bare.o x.o
+	[[ $output == *"SUMMARY: memprof: "* ]]
+}
+
+@test "a process of the tree memprof cannot see is named; the others are still checked" {
+	run -23 "$MEMPROF" check -o out -- sh -c "'$T/target_leaks' none; '$T/static_hello'; '$T/target_leaks'"
+	[[ $output =~ "memprof: pid "[0-9]+" ($T/static_hello) was not checked: statically linked" ]]
+	[ "$(echo "$output" | grep -c 'was not checked')" -eq 1 ]
+	[ "$(echo "$output" | grep -c '^SUMMARY')" -eq 1 ]
+	run -0 "$MEMPROF" check -o out -- sh -c "'$T/target_leaks' none; '$T/static_hello'"
+	[[ $output =~ "memprof: pid "[0-9]+" ($T/static_hello) was not checked: statically linked" ]]
+}
+
+@test "check waits for a daemon to exit, says which it waits for, and Ctrl-C or TERM stops the wait" {
+	run -0 "$MEMPROF" check -o out -- "$T/target_daemonize" "$TEST_TMP/daemon.pid" 2000
+	pid=$(cat daemon.pid)
+	[ "$output" = "memprof: waiting for pid $pid (target_daemonize) to exit (Ctrl-C stops waiting)" ]
+	ls out/target_daemonize.$pid.*.heap.pb.gz
+	# Told to stop waiting: what still runs is named as not checked.
+	rm daemon.pid
+	"$MEMPROF" check -o out -- "$T/target_daemonize" "$TEST_TMP/daemon.pid" 10000 2>check.err &
+	front=$!
+	BG_PIDS+=($front)
+	wait_for_file daemon.pid 10
+	wait_for_line check.err 'waiting for'
+	pid=$(cat daemon.pid)
+	BG_PIDS+=($pid)
+	kill -TERM "$front"
+	wait "$front"
+	[ "$(tail -1 check.err)" = "memprof: pid $pid ($T/target_daemonize) was not checked: still running" ]
+	kill "$pid"
 }
 
 @test "--exitcode changes the status for leaks; the program's own failure wins" {

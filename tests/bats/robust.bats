@@ -240,9 +240,10 @@ EOF
 	# sigaction/signal (the program's view of the signals memprof shares),
 	# setitimer/timer_create (stepping aside when the program profiles
 	# itself), the exec family (sending what is queued before the image
-	# goes).
+	# goes, and saying which program comes next) and posix_spawn/posix_spawnp
+	# (saying which program a child runs).
 	run sh -c "nm -D --defined-only '$SHIM' | awk '{ print \$3 }' | sort | tr '\n' ' '"
-	[ "$output" = "aligned_alloc calloc execl execle execlp execv execve execveat execvp execvpe fexecve free malloc malloc_usable_size memalign posix_memalign pthread_create pvalloc realloc reallocarray setitimer sigaction signal timer_create valloc " ]
+	[ "$output" = "aligned_alloc calloc execl execle execlp execv execve execveat execvp execvpe fexecve free malloc malloc_usable_size memalign posix_memalign posix_spawn posix_spawnp pthread_create pvalloc realloc reallocarray setitimer sigaction signal timer_create valloc " ]
 }
 
 @test "make install puts the library, the collector and memprof under PREFIX" {
@@ -254,4 +255,155 @@ EOF
 	make -C "$ROOT" -s install PREFIX=/usr DESTDIR="$TEST_TMP/stage" >/dev/null
 	[ -f "$TEST_TMP/stage/usr/lib/memprof/libmemprof.so" ]
 	grep -q '^MEMPROF_LIBDIR=/usr/lib/memprof$' "$TEST_TMP/stage/usr/bin/memprof"
+	# The installed front end knows its version without the tree.
+	[ "$("$TEST_TMP/stage/usr/bin/memprof" --version)" = "memprof $(cat "$ROOT/VERSION")" ]
+}
+
+# Runs "$@" under the shim, reporting to the collector of start_collector
+# (in the same process: env execs it).
+profiled() {
+	env MEMPROF_SOCKET="$TEST_TMP/sock" LD_PRELOAD="$SHIM" "$@"
+}
+
+# USR1: the collector leaves once nobody is connected; then its report is
+# complete.
+collector_leaves() {
+	kill -USR1 "$COLLECTOR_PID"
+	wait "$COLLECTOR_PID"
+}
+
+@test "a process that becomes a program memprof cannot see is named, with the reason, however it got there" {
+	start_collector --report report
+	(exec env MEMPROF_SOCKET="$TEST_TMP/sock" LD_PRELOAD="$SHIM" "$T/target_exec" execv "$T/static_hello") >/dev/null &
+	execv=$!
+	wait "$execv"
+	profiled "$T/target_exec" vfork "$T/static_hello" >vfork.out
+	profiled "$T/target_exec" spawn "$T/static_hello" >spawn.out
+	(cd "$T" && PATH=$T:$PATH profiled ./target_exec spawnp static_hello) >spawnp.out
+	(cd "$T" && PATH=$T:$PATH exec env MEMPROF_SOCKET="$TEST_TMP/sock" LD_PRELOAD="$SHIM" ./target_exec execvp static_hello) >/dev/null &
+	execvp=$!
+	wait "$execvp"
+	(exec env MEMPROF_SOCKET="$TEST_TMP/sock" LD_PRELOAD="$SHIM" env -u LD_PRELOAD /bin/true) &
+	noenv=$!
+	wait "$noenv"
+	# Seen, or never run: nothing to say.
+	profiled "$T/target_exec" execv /bin/echo hi >/dev/null
+	profiled "$T/target_exec" spawn /bin/echo hi >/dev/null
+	profiled "$T/target_exec" vfork /bin/echo hi >/dev/null
+	profiled "$T/target_exec" execvp no-such-program-here 2>/dev/null || true
+	collector_leaves
+	cat report | sed 's/^/# /' >&3
+	vfork=$(sed -n 's/^vfork child \([0-9]*\): status 0$/\1/p' vfork.out)
+	spawn=$(sed -n 's/^spawn child \([0-9]*\): status 0$/\1/p' spawn.out)
+	spawnp=$(sed -n 's/^spawnp child \([0-9]*\): status 0$/\1/p' spawnp.out)
+	printf 'unchecked %s static %s\n' "$execv" "$T/static_hello" "$vfork" "$T/static_hello" \
+		"$spawn" "$T/static_hello" "$spawnp" "$T/static_hello" "$execvp" "$T/static_hello" >expected
+	echo "unchecked $noenv no-preload /bin/true" >>expected
+	diff <(sort expected) <(grep '^unchecked' report | sort)
+}
+
+@test "a malformed exec notice drops its client, and nothing it named is reported" {
+	start_collector --report report
+	python3 - "$TEST_TMP/sock" <<'PY'
+import socket, struct, sys
+body = struct.pack("<IIIIQIIQIIII", 0x4f52504d, 1, 4242, 1, 4096, 0, 0, 0, 0, 4, 0, 0) + b"fake"
+hello = struct.pack("<II", 1, len(body)) + body
+def notice(pid, flags, path, path_len=None):
+    n = struct.pack("<IIQII", pid, flags, 1, len(path) if path_len is None else path_len, 0) + path
+    return struct.pack("<II", 13, len(n)) + n
+for bad in (notice(99, 0, b"/bin/x", 3),          # lengths disagree
+            notice(99, 64, b"/bin/x"),            # unknown flag
+            notice(0, 0, b"/bin/x"),              # no pid
+            notice(99, 0, b"/bin\0x"),            # a NUL in the path
+            struct.pack("<II", 13, 4) + b"abcd"): # too short
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(sys.argv[1])
+    s.sendall(hello + bad)
+    s.recv(1)
+PY
+	collector_leaves
+	[ "$(grep -c 'malformed exec notice' collector.err)" -eq 5 ]
+	! grep -q '^unchecked' report
+}
+
+@test "the collector tells from a program's file why memprof could not see it, and never blocks on one" {
+	inspect() { "$COLLECTOR" --inspect "$1"; }
+	[ "$(inspect "$T/static_hello")" = static ]
+	[ "$(inspect /bin/sh)" = unknown ]
+	[ "$(inspect "$TEST_TMP/no-such-file")" = not-found ]
+	# A script: its interpreter is what the loader runs.
+	printf '#!%s -x\necho\n' "$T/static_hello" >static.sh
+	[ "$(inspect static.sh)" = static ]
+	printf '#!/bin/sh\necho\n' >dynamic.sh
+	[ "$(inspect dynamic.sh)" = unknown ]
+	# A 32-bit ELF header; a 64-bit one cut short; a FIFO and a device
+	# (not opened: they could block or act).
+	printf '\177ELF\001\001\001\000\000\000\000\000\000\000\000\000' >elf32
+	[ "$(inspect elf32)" = 32-bit ]
+	head -c 40 "$T/static_hello" >elf64-short
+	[ "$(inspect elf64-short)" = unknown ]
+	mkfifo fifo
+	[ "$(timeout 5 "$COLLECTOR" --inspect fifo)" = unknown ]
+	[ "$(inspect /dev/zero)" = unknown ]
+	# Set-user-id to someone else: the loader ignores LD_PRELOAD.
+	if [ "$(id -u)" = 0 ]; then
+		cp /bin/true suid-true
+		chown nobody suid-true
+		chmod 4755 suid-true
+		[ "$(inspect suid-true)" = setuid ]
+	fi
+}
+
+@test "USR1: the collector names who is still connected, and leaves once they have gone" {
+	start_collector --report report
+	env MEMPROF_SOCKET="$TEST_TMP/sock" LD_PRELOAD="$SHIM" "$T/target_heap" >prog.out &
+	prog=$!
+	BG_PIDS+=($prog)
+	wait_for_line prog.out '^ready'
+	kill -USR1 "$COLLECTOR_PID"
+	sleep 0.3
+	kill -0 "$COLLECTOR_PID"
+	grep -qx "running $prog target_heap" report
+	kill -USR1 "$prog"
+	wait "$prog"
+	wait "$COLLECTOR_PID"
+	ls out/target_heap.$prog.0001.heap.pb.gz
+	! grep -q '^unchecked' report
+}
+
+@test "TERM: final profiles at once, and who still ran is reported as not checked" {
+	start_collector --report report
+	env MEMPROF_SOCKET="$TEST_TMP/sock" LD_PRELOAD="$SHIM" "$T/target_heap" >prog.out &
+	prog=$!
+	BG_PIDS+=($prog)
+	wait_for_line prog.out '^ready'
+	kill -TERM "$COLLECTOR_PID"
+	wait "$COLLECTOR_PID"
+	grep -qx "unchecked $prog running $T/target_heap" report
+	ls out/target_heap.$prog.0001.heap.pb.gz
+	kill -USR1 "$prog"
+	wait "$prog"
+}
+
+@test "HUP: the collector lets go of the front end's pipes and removes its directory when it leaves" {
+	mkdir own
+	"$COLLECTOR" --socket "$TEST_TMP/own/sock" --dir out --report "$TEST_TMP/own/report" \
+		--own-dir "$TEST_TMP/own" > >(cat >collector.out) 2>&1 &
+	COLLECTOR_PID=$!
+	BG_PIDS+=($COLLECTOR_PID)
+	wait_for_file "$TEST_TMP/own/sock" 5
+	env MEMPROF_SOCKET="$TEST_TMP/own/sock" LD_PRELOAD="$SHIM" "$T/target_heap" >prog.out &
+	prog=$!
+	BG_PIDS+=($prog)
+	wait_for_line prog.out '^ready'
+	kill -HUP "$COLLECTOR_PID"
+	kill -USR1 "$COLLECTOR_PID"
+	# Our pipe is closed: its reader sees the end while the collector runs.
+	sleep 0.3
+	kill -0 "$COLLECTOR_PID"
+	[ "$(ls -l /proc/$COLLECTOR_PID/fd | grep -c pipe)" -eq 0 ]
+	kill -USR1 "$prog"
+	wait "$prog" "$COLLECTOR_PID"
+	[ ! -e own ]
+	ls out/target_heap.$prog.0001.heap.pb.gz
 }

@@ -5,9 +5,11 @@
  * holds 4 MiB (64 blocks of 64 KiB) in hold_before_exec, then execs PROG
  * with HOW one of execv, execvp, execve, execl, execlp, execle, fexecve;
  * or, with HOW vfork, runs PROG in a vfork child (which calls execv in
- * the parent's memory) and prints its status.
+ * the parent's memory) and prints its status; with HOW spawn or spawnp,
+ * runs it with posix_spawn or posix_spawnp and prints its status.
  */
 #include <fcntl.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,6 +62,18 @@ int main(int argc, char **argv)
 		int status = 0;
 		waitpid(pid, &status, 0);
 		printf("vfork child %d: status %d\n", (int)pid, WEXITSTATUS(status));
+		return 0;
+	} else if (strcmp(how, "spawn") == 0 || strcmp(how, "spawnp") == 0) {
+		pid_t pid;
+		int rc = how[5] ? posix_spawnp(&pid, args[0], NULL, NULL, args, environ)
+				: posix_spawn(&pid, args[0], NULL, NULL, args, environ);
+		if (rc != 0) {
+			fprintf(stderr, "%s: %s\n", how, strerror(rc));
+			return 127;
+		}
+		int status = 0;
+		waitpid(pid, &status, 0);
+		printf("%s child %d: status %d\n", how, (int)pid, WEXITSTATUS(status));
 		return 0;
 	} else {
 		fprintf(stderr, "unknown HOW %s\n", how);
