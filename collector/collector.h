@@ -29,7 +29,7 @@ struct collector_cfg {
 extern struct collector_cfg cfg;
 
 struct conn {
-	int fd;
+	int fd;              /* -1: detached (see conn.c) */
 	uint32_t peer_pid;   /* from SO_PEERCRED, for messages */
 	unsigned char *buf;  /* bytes received but not yet applied */
 	size_t len, cap;
@@ -45,6 +45,24 @@ extern struct conn *conns;
  * 1 when the budget ran out first (call again), -1 when the connection ended
  * (EOF, error, or a malformed record, which is reported). */
 int conn_read(struct conn *c);
+
+/* Takes the epoll set new connections are added to. */
+void conn_setup(int epoll_fd);
+/* Accepts every pending client of the listening socket lfd. */
+void conn_accept(int lfd);
+/* The connection ended (EOF, error, protocol error, or we are finishing):
+ * the process's final profile, unless it runs on and may come back
+ * (detached). */
+void conn_close(struct conn *c);
+/* Final profiles for every process, connected or not. */
+void conn_finish_all(void);
+/* Final profiles of detached processes that have ended. */
+void conn_reap_detached(void);
+/* Connections, detached ones included. */
+unsigned conn_count(void);
+/* When the count last fell to zero (CLOCK_MONOTONIC ns); 0 if no client
+ * ever came. */
+uint64_t conn_idle_since(void);
 
 /* Writes the heap (and CPU) profile of c's process now. final marks the
  * last dump of a process that has gone. */

@@ -1,20 +1,35 @@
 /*
- * One client connection: framing the byte stream into records, checking
- * each record's header, and handing records to the process they belong to.
- * A client that breaks the protocol is named in one message and dropped;
- * the collector goes on serving everyone else.
+ * Client connections: accepting them (same user only), framing the byte
+ * stream into records, checking each record's header, handing records to
+ * the process they belong to, and ending them. A client that breaks the
+ * protocol is named in one message and dropped; the collector goes on
+ * serving everyone else.
+ *
+ * A connection that ends without a goodbye while its process still runs
+ * is kept, detached: the process has either exec'd (its new image will say
+ * hello) or closed descriptors it did not open (a daemon's closefrom),
+ * after which the shim connects again with a resuming hello and the
+ * process's profile goes on where it was. A detached process whose new
+ * image says hello, or which ends, gets its final profile then.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "collector.h"
 #include "execs.h"
+#include "http.h"
 #include "leak.h"
 #include "util.h"
 
 struct conn *conns;
+static int epfd = -1;
+static unsigned nconns;         /* connected or detached */
+static uint64_t idle_since_ns;  /* when nconns last fell to 0; 0: never had one */
+static bool ever_connected;
 
 /* Bytes read from one client per wake-up, so that one busy client cannot
  * starve the others or the signals. */
@@ -46,6 +61,66 @@ static void inherit_from_parent(struct conn *child)
 	}
 }
 
+static void finish_conn(struct conn *c);
+
+static void unlink_conn(struct conn *c)
+{
+	for (struct conn **pp = &conns; *pp; pp = &(*pp)->next) {
+		if (*pp == c) {
+			*pp = c->next;
+			break;
+		}
+	}
+	if (c->fd >= 0) {
+		epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
+		close(c->fd);
+		c->fd = -1;
+	}
+	free(c->buf);
+	free(c);
+	if (--nconns == 0)
+		idle_since_ns = now_monotonic_ns();
+}
+
+/* The connection whose process is pid, started at start_ns (any start if
+ * start_ns is 0), other than c. */
+static struct conn *find_image(const struct conn *c, uint32_t pid, uint64_t start_ns)
+{
+	for (struct conn *d = conns; d; d = d->next)
+		if (d != c && d->proc && d->proc->pid == pid &&
+		    (!start_ns || d->proc->start_ns == start_ns))
+			return d;
+	return NULL;
+}
+
+/* A resuming hello (MP_HELLO_RESUMED): the process lost its connection
+ * without ending (it closed the descriptor) and carries on here. Whatever
+ * the old connection still holds is taken in first, then c takes over its
+ * process, stack ids and all. 0, or -1 with *why set. */
+static int resume(struct conn *c, const struct mp_hello *h, const char **why)
+{
+	struct conn *old = h->pid == c->peer_pid ? find_image(c, h->pid, h->start_ns) : NULL;
+	if (!old) {
+		*why = "resuming a process this collector does not know";
+		return -1;
+	}
+	if (old->fd >= 0)
+		while (conn_read(old) == 1)
+			;
+	if (!old->proc) {
+		*why = "resuming a process whose connection was dropped";
+		return -1;
+	}
+	if (old->len)
+		log_debug("pid %u: %zu bytes of a record lost with its old connection",
+			  old->proc->pid, old->len);
+	c->proc = old->proc;
+	old->proc = NULL;
+	unlink_conn(old);
+	log_debug("pid %u (%s) reconnected", c->proc->pid, c->proc->name);
+	return 0;
+}
+
 /* Applies one record; -1 if the client must be dropped. */
 static int apply(struct conn *c, uint32_t type, const unsigned char *payload, uint32_t len)
 {
@@ -54,6 +129,17 @@ static int apply(struct conn *c, uint32_t type, const unsigned char *payload, ui
 		if (type != MP_REC_HELLO) {
 			reject(c, "did not start with a hello");
 			return -1;
+		}
+		struct mp_hello h;
+		if (len >= sizeof(h)) {
+			memcpy(&h, payload, sizeof(h));
+			if (h.magic == MP_WIRE_MAGIC && (h.flags & MP_HELLO_RESUMED)) {
+				if (resume(c, &h, &why) != 0) {
+					reject(c, why);
+					return -1;
+				}
+				return 0;
+			}
 		}
 		c->proc = proc_new(payload, len, &why);
 		if (!c->proc) {
@@ -68,6 +154,10 @@ static int apply(struct conn *c, uint32_t type, const unsigned char *payload, ui
 		if (cfg.announce_running)
 			report_line("running %u %s", c->proc->pid, c->proc->name);
 		execs_hello(c->proc->pid, c->proc->start_ns);
+		/* A new image of a detached process: the old one is over. */
+		struct conn *old = find_image(c, c->proc->pid, 0);
+		if (old && old->fd < 0)
+			finish_conn(old);
 		if (c->proc->flags & MP_HELLO_FORKED)
 			inherit_from_parent(c);
 		return 0;
@@ -127,7 +217,7 @@ static int apply_buffered(struct conn *c)
 int conn_read(struct conn *c)
 {
 	size_t budget = READ_BUDGET;
-	if (c->dropped)
+	if (c->dropped || c->fd < 0)
 		return -1;
 	while (budget) {
 		if (c->cap - c->len < 64 * 1024) {
@@ -161,4 +251,96 @@ int conn_read(struct conn *c)
 		}
 	}
 	return 1;
+}
+
+void conn_setup(int epoll_fd)
+{
+	epfd = epoll_fd;
+}
+
+void conn_accept(int lfd)
+{
+	for (;;) {
+		int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno != EAGAIN && errno != EWOULDBLOCK)
+				log_msg("accept: %s", strerror(errno));
+			return;
+		}
+		struct ucred cred;
+		socklen_t clen = sizeof(cred);
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) != 0 ||
+		    (cred.uid != getuid() && cred.uid != 0)) {
+			log_msg("refusing a client of another user (uid %d)",
+				clen == sizeof(cred) ? (int)cred.uid : -1);
+			close(fd);
+			continue;
+		}
+		struct conn *c = xcalloc(1, sizeof(*c));
+		c->fd = fd;
+		c->peer_pid = (uint32_t)cred.pid;
+		c->next = conns;
+		conns = c;
+		nconns++;
+		ever_connected = true;
+		struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP, .data.ptr = c };
+		epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
+	}
+}
+
+/* Ends a process's record: its final profile, then nothing of it is kept. */
+static void finish_conn(struct conn *c)
+{
+	if (c->proc)
+		log_debug("pid %u (%s) %s", c->proc->pid, c->proc->name,
+			  c->proc->bye ? "exited" : "disconnected");
+	dump_proc(c, true);
+	if (c->proc)
+		http_proc_gone(c->proc);
+	proc_free(c->proc);
+	c->proc = NULL;
+	unlink_conn(c);
+}
+
+void conn_close(struct conn *c)
+{
+	if (c->fd < 0)
+		return; /* detached already */
+	bool detach = c->fd >= 0 && c->proc && !c->proc->bye && !c->dropped &&
+		      c->proc->pid == c->peer_pid && pid_alive(c->peer_pid);
+	if (!detach) {
+		finish_conn(c);
+		return;
+	}
+	epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
+	close(c->fd);
+	c->fd = -1;
+	log_debug("pid %u (%s) closed its connection and runs on", c->proc->pid, c->proc->name);
+}
+
+void conn_reap_detached(void)
+{
+	for (struct conn *c = conns, *next; c; c = next) {
+		next = c->next;
+		if (c->fd < 0 && !pid_alive(c->peer_pid))
+			finish_conn(c);
+	}
+}
+
+void conn_finish_all(void)
+{
+	while (conns)
+		finish_conn(conns);
+}
+
+unsigned conn_count(void)
+{
+	return nconns;
+}
+
+uint64_t conn_idle_since(void)
+{
+	return ever_connected ? idle_since_ns : 0;
 }

@@ -43,19 +43,6 @@ static void write_profile(const char *path, unsigned char *data, size_t len)
 	free(data);
 }
 
-/*
- * Did the connection end because its process ended, rather than because it
- * exec'd? The kernel closes descriptors on exit after it has dropped the
- * address space, so /proc/PID/exe no longer resolves; after an exec it names
- * the new program.
- */
-static bool process_ended(uint32_t pid)
-{
-	char path[64], target[PATH_MAX];
-	snprintf(path, sizeof(path), "/proc/%u/exe", pid);
-	return readlink(path, target, sizeof(target)) < 0 && errno == ENOENT;
-}
-
 void dump_proc(struct conn *c, bool final)
 {
 	struct proc *p = c->proc;
@@ -64,7 +51,7 @@ void dump_proc(struct conn *c, bool final)
 	/* An image that did nothing and ended in an exec is the short life of
 	 * a fork child before it became another program: not worth a file. A
 	 * process that ended without a goodbye (_exit, a signal) gets one. */
-	if (final && !p->active && !p->bye && !process_ended(c->peer_pid))
+	if (final && !p->active && !p->bye && pid_alive(c->peer_pid))
 		return;
 	/* A leak-checked process's last profiles went out with its report. */
 	if (final && p->checked)

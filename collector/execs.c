@@ -135,28 +135,10 @@ int execs_notice(const void *payload, uint32_t len, const char **why)
 	return 0;
 }
 
-/* A zombie counts as gone: it will never say hello, and a parent that
- * does not reap (or an init that does not) must not hold us up. */
-static bool process_exists(uint32_t pid)
-{
-	char path[64], buf[512];
-	snprintf(path, sizeof(path), "/proc/%u/stat", pid);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return kill((pid_t)pid, 0) == 0 || errno == EPERM; /* no /proc */
-	ssize_t n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return false;
-	buf[n] = '\0';
-	const char *paren = strrchr(buf, ')'); /* the name may hold anything */
-	return !paren || (paren[1] != ' ' || paren[2] != 'Z');
-}
-
 bool execs_waiting(uint64_t now_ns, uint64_t grace_ns)
 {
 	for (size_t i = 0; i < npend; i++)
-		if (now_ns - pend[i].seen_ns < grace_ns && process_exists(pend[i].pid))
+		if (now_ns - pend[i].seen_ns < grace_ns && pid_alive(pend[i].pid))
 			return true;
 	return false;
 }

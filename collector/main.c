@@ -34,9 +34,6 @@
 #include "vdso.h"
 
 static int epfd = -1;
-static unsigned nconns;
-static bool ever_connected;
-static uint64_t idle_since_ns; /* when the last client left */
 
 /* Tags for epoll_event.data.u64 other than connections (which use the
  * pointer). */
@@ -192,61 +189,6 @@ static void watch(int fd, uint64_t tag)
 	}
 }
 
-static void accept_clients(int lfd)
-{
-	for (;;) {
-		int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-		if (fd < 0) {
-			if (errno == EINTR || errno == ECONNABORTED)
-				continue;
-			if (errno != EAGAIN && errno != EWOULDBLOCK)
-				log_msg("accept: %s", strerror(errno));
-			return;
-		}
-		struct ucred cred;
-		socklen_t clen = sizeof(cred);
-		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) != 0 ||
-		    (cred.uid != getuid() && cred.uid != 0)) {
-			log_msg("refusing a client of another user (uid %d)",
-				clen == sizeof(cred) ? (int)cred.uid : -1);
-			close(fd);
-			continue;
-		}
-		struct conn *c = xcalloc(1, sizeof(*c));
-		c->fd = fd;
-		c->peer_pid = (uint32_t)cred.pid;
-		c->next = conns;
-		conns = c;
-		nconns++;
-		ever_connected = true;
-		struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP, .data.ptr = c };
-		epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
-	}
-}
-
-static void close_conn(struct conn *c)
-{
-	if (c->proc)
-		log_debug("pid %u (%s) %s", c->proc->pid, c->proc->name,
-			  c->proc->bye ? "exited" : "disconnected");
-	dump_proc(c, true);
-	epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
-	close(c->fd);
-	for (struct conn **pp = &conns; *pp; pp = &(*pp)->next) {
-		if (*pp == c) {
-			*pp = c->next;
-			break;
-		}
-	}
-	if (c->proc)
-		http_proc_gone(c->proc);
-	proc_free(c->proc);
-	free(c->buf);
-	free(c);
-	if (--nconns == 0)
-		idle_since_ns = now_monotonic_ns();
-}
-
 /* Before final dumps: take in whatever the clients already sent. */
 static void drain_all(void)
 {
@@ -256,7 +198,7 @@ static void drain_all(void)
 		while ((rc = conn_read(c)) == 1)
 			;
 		if (rc < 0)
-			close_conn(c);
+			conn_close(c);
 	}
 }
 
@@ -339,24 +281,29 @@ static void front_end_gone(void)
 	close(null);
 }
 
-/* The idle timer: in private mode, every process has gone and none is
- * expected; after USR1, nobody has been connected for a moment. Either
+/* The idle timer: processes that closed our connection but may come back
+ * (conn.c) are looked at; in private mode, every process has gone and none
+ * is expected; after USR1, nobody has been connected for a moment. Either
  * way an exec that has not said hello yet is waited for. */
 static void on_tick(void)
 {
 	uint64_t ticks, now = now_monotonic_ns();
-	if (read(life.idle_fd, &ticks, sizeof(ticks)) != sizeof(ticks) || nconns)
+	if (read(life.idle_fd, &ticks, sizeof(ticks)) != sizeof(ticks))
 		return;
-	accept_clients(life.lfd); /* one in the backlog is connected */
-	if (nconns || execs_waiting(now, PRIVATE_GRACE_NS))
+	conn_reap_detached();
+	if (conn_count())
 		return;
+	conn_accept(life.lfd); /* one in the backlog is connected */
+	if (conn_count() || execs_waiting(now, PRIVATE_GRACE_NS))
+		return;
+	uint64_t idle_since = conn_idle_since();
 	if (life.leaving) {
-		uint64_t since = life.leave_asked > idle_since_ns ? life.leave_asked : idle_since_ns;
+		uint64_t since = life.leave_asked > idle_since ? life.leave_asked : idle_since;
 		if (now - since >= LEAVE_SETTLE_NS)
 			life.stop = true;
 	} else if (cfg.private_mode) {
-		if ((ever_connected && now - idle_since_ns > PRIVATE_GRACE_NS) ||
-		    (!ever_connected && now - life.started > PRIVATE_NOBODY_NS))
+		if ((idle_since && now - idle_since > PRIVATE_GRACE_NS) ||
+		    (!idle_since && now - life.started > PRIVATE_NOBODY_NS))
 			life.stop = true;
 	}
 }
@@ -396,8 +343,7 @@ static void finish(void)
 		if (c->proc && !c->proc->checked && !c->proc->bye)
 			report_line("unchecked %u running %s", c->proc->pid,
 				    c->proc->exe[0] ? c->proc->exe : c->proc->name);
-	while (conns)
-		close_conn(conns);
+	conn_finish_all();
 	execs_report();
 	http_stop();
 	if (life.socket)
@@ -598,7 +544,7 @@ static void event_loop(void)
 			 * entries of evs point to: handle them last in a batch and
 			 * start over (epoll is level-triggered, nothing is lost). */
 			if (tag == TAG_LISTEN) {
-				accept_clients(life.lfd);
+				conn_accept(life.lfd);
 			} else if (tag == TAG_SIGNAL) {
 				on_signals();
 				break;
@@ -618,7 +564,7 @@ static void event_loop(void)
 			} else {
 				struct conn *c = evs[i].data.ptr;
 				if (conn_read(c) < 0)
-					close_conn(c);
+					conn_close(c);
 			}
 		}
 	}
@@ -661,6 +607,7 @@ int main(int argc, char **argv)
 		return 1;
 	if (cfg.private_mode)
 		detach();
+	conn_setup(epfd);
 	life.sfd = setup_signals();
 	if (life.sfd < 0) {
 		log_msg("cannot set up the event loop: %s", strerror(errno));
@@ -670,7 +617,8 @@ int main(int argc, char **argv)
 	watch(life.sfd, TAG_SIGNAL);
 	if (cfg.interval && (life.interval_fd = make_timer(cfg.interval * 1000)) >= 0)
 		watch(life.interval_fd, TAG_INTERVAL);
-	if (cfg.private_mode && (life.idle_fd = make_timer(250)) >= 0)
+	/* Also for a shared collector: detached processes are looked at. */
+	if ((life.idle_fd = make_timer(250)) >= 0)
 		watch(life.idle_fd, TAG_IDLE);
 	life.started = now_monotonic_ns();
 	/* Whoever named the socket knows it; otherwise say where we are. */

@@ -1,11 +1,14 @@
 /*
  * Messages, checked allocation and clocks for the collector.
  */
+#include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "util.h"
 
@@ -97,4 +100,17 @@ uint64_t now_realtime_ns(void)
 uint64_t now_monotonic_ns(void)
 {
 	return clock_ns(CLOCK_MONOTONIC);
+}
+
+bool pid_alive(uint32_t pid)
+{
+	char path[64], target[4096];
+	snprintf(path, sizeof(path), "/proc/%u/exe", pid);
+	if (readlink(path, target, sizeof(target)) >= 0)
+		return true;
+	/* No program any more: ended, a zombie, or on its way out (the kernel
+	 * drops the memory before it closes the descriptors). */
+	if (errno == ENOENT && access("/proc/self/exe", F_OK) == 0)
+		return false;
+	return kill((pid_t)pid, 0) == 0 || errno == EPERM; /* no /proc */
 }

@@ -5,6 +5,7 @@
 #ifndef MEMPROF_COLLECTOR_UTIL_H
 #define MEMPROF_COLLECTOR_UTIL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -24,6 +25,10 @@ char *xstrndup(const char *s, size_t n);
 /* Grows *arr (of elements of size elem) so that it holds at least need. */
 void grow_array(void **arr, size_t *cap, size_t need, size_t elem);
 #define GROW(arr, cap, need) grow_array((void **)&(arr), &(cap), (need), sizeof(*(arr)))
+
+/* Whether process pid runs; a zombie counts as gone (it will never send
+ * anything again, and a parent that does not reap it must not hold us up). */
+bool pid_alive(uint32_t pid);
 
 uint64_t now_realtime_ns(void);
 uint64_t now_monotonic_ns(void);

@@ -64,6 +64,11 @@ struct mp_rec_hdr {
 #define MP_HELLO_FORKED 2U     /* a fork child: it starts with its parent's
 				* heap, which the collector copies from the
 				* parent's connection (ppid) */
+#define MP_HELLO_RESUMED 4U    /* the same image (pid, start_ns) lost its
+				* connection (the program closed it) and goes
+				* on here: stack ids, mappings and blocks are
+				* those of its earlier connection; exe, name
+				* and cmdline may be empty */
 
 struct mp_hello {
 	uint32_t magic;   /* MP_WIRE_MAGIC */

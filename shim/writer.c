@@ -120,9 +120,8 @@ static void send_all(const void *buf, size_t len)
 	if (sock_broken)
 		return;
 	if (!sock_is_ours()) {
-		/* Quietly: closing every descriptor between fork and exec is
-		 * what subprocess modules do (close_fds), and a line on a stderr
-		 * the parent may be reading would be ours in its output. */
+		/* Gone in the middle of a record (flush reconnects between
+		 * records). Quietly: see reconnect. */
 		sock_broken = true;
 		mp_disable(NULL);
 		return;
@@ -141,8 +140,19 @@ static void send_all(const void *buf, size_t len)
 	}
 }
 
+static int reconnect(void);
+
 static void flush(void)
 {
+	/* The program closed (or reused) our descriptor: a daemon's
+	 * closefrom, or a subprocess module closing everything between fork
+	 * and exec. Connect again and go on, between two records. Quietly
+	 * if that fails: a line on a stderr the parent may be reading would
+	 * be ours in its output. */
+	if (outlen && !sock_broken && !sock_is_ours() && reconnect() != 0) {
+		sock_broken = true;
+		mp_disable(NULL);
+	}
 	send_all(outbuf, outlen);
 	outlen = 0;
 }
@@ -265,6 +275,40 @@ static size_t program_name(char *out, size_t size)
 	return n;
 }
 
+/* CLOCK_REALTIME at the hello: with the pid, what names this image to the
+ * collector when it connects again. */
+static uint64_t hello_start_ns;
+static unsigned reconnects;
+#define MAX_RECONNECTS 100 /* a program that closes our socket in a loop */
+
+static int connect_collector(void);
+
+/* A new connection for the same image: a resuming hello, and the stream
+ * goes on where the old connection ended (stack ids and all). */
+static int reconnect(void)
+{
+	if (!hello_start_ns || reconnects >= MAX_RECONNECTS || connect_collector() != 0)
+		return -1;
+	reconnects++;
+	struct mp_hello h = {
+		.magic = MP_WIRE_MAGIC,
+		.version = MP_WIRE_VERSION,
+		.pid = (uint32_t)getpid(),
+		.ppid = (uint32_t)getppid(),
+		.rate = mp_cfg.rate,
+		.cpu_hz = mp_cfg.cpu_hz,
+		.flags = MP_HELLO_RESUMED | (mp_cfg.full_trace ? MP_HELLO_FULL_TRACE : 0) |
+			 (forked ? MP_HELLO_FORKED : 0),
+		.start_ns = hello_start_ns,
+	};
+	struct mp_rec_hdr hdr = { MP_REC_HELLO, sizeof(h) };
+	unsigned char rec[sizeof(hdr) + sizeof(h)];
+	memcpy(rec, &hdr, sizeof(hdr));
+	memcpy(rec + sizeof(hdr), &h, sizeof(h));
+	send_all(rec, sizeof(rec));
+	return sock_broken ? -1 : 0;
+}
+
 static void send_hello(void)
 {
 	static char exe[1024], name[80], cmdline[4096];
@@ -275,6 +319,8 @@ static void send_hello(void)
 	size_t cmd_len = command_line(cmdline, sizeof(cmdline));
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
+	hello_start_ns = (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+	reconnects = 0;
 	struct mp_hello h = {
 		.magic = MP_WIRE_MAGIC,
 		.version = MP_WIRE_VERSION,
@@ -283,7 +329,7 @@ static void send_hello(void)
 		.rate = mp_cfg.rate,
 		.cpu_hz = mp_cfg.cpu_hz,
 		.flags = (mp_cfg.full_trace ? MP_HELLO_FULL_TRACE : 0) | (forked ? MP_HELLO_FORKED : 0),
-		.start_ns = (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec,
+		.start_ns = hello_start_ns,
 		.exe_len = (uint32_t)exe_len,
 		.name_len = (uint32_t)name_len,
 		.cmdline_len = (uint32_t)cmd_len,
