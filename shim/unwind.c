@@ -413,7 +413,7 @@ static bool run(struct cfa_vm *vm, const uint8_t *p, const uint8_t *end, uint64_
 			p += delta;
 			vm->row.cfa_expr = true;
 			break;
-		case 0x10: /* expression */
+		case 0x10: case 0x16: /* expression, val_expression */
 			reg = uleb(&p, end);
 			delta = uleb(&p, end);
 			p += delta;
@@ -437,12 +437,6 @@ static bool run(struct cfa_vm *vm, const uint8_t *p, const uint8_t *end, uint64_
 				uleb(&p, end);
 			else
 				sleb(&p, end);
-			set_rule(vm, reg, R_OTHER, 0);
-			break;
-		case 0x16: /* val_expression */
-			reg = uleb(&p, end);
-			delta = uleb(&p, end);
-			p += delta;
 			set_rule(vm, reg, R_OTHER, 0);
 			break;
 		case 0x2e: /* GNU_args_size */

@@ -283,6 +283,23 @@ static unsigned reconnects;
 
 static int connect_collector(void);
 
+/* The fixed part of a hello for this image; the strings' lengths are the
+ * caller's to fill in. */
+static struct mp_hello hello_of(uint32_t flags)
+{
+	return (struct mp_hello){
+		.magic = MP_WIRE_MAGIC,
+		.version = MP_WIRE_VERSION,
+		.pid = (uint32_t)getpid(),
+		.ppid = (uint32_t)getppid(),
+		.rate = mp_cfg.rate,
+		.cpu_hz = mp_cfg.cpu_hz,
+		.flags = flags | (mp_cfg.full_trace ? MP_HELLO_FULL_TRACE : 0) |
+			 (forked ? MP_HELLO_FORKED : 0),
+		.start_ns = hello_start_ns,
+	};
+}
+
 /* A new connection for the same image: a resuming hello, and the stream
  * goes on where the old connection ended (stack ids and all). */
 static int reconnect(void)
@@ -290,17 +307,7 @@ static int reconnect(void)
 	if (!hello_start_ns || reconnects >= MAX_RECONNECTS || connect_collector() != 0)
 		return -1;
 	reconnects++;
-	struct mp_hello h = {
-		.magic = MP_WIRE_MAGIC,
-		.version = MP_WIRE_VERSION,
-		.pid = (uint32_t)getpid(),
-		.ppid = (uint32_t)getppid(),
-		.rate = mp_cfg.rate,
-		.cpu_hz = mp_cfg.cpu_hz,
-		.flags = MP_HELLO_RESUMED | (mp_cfg.full_trace ? MP_HELLO_FULL_TRACE : 0) |
-			 (forked ? MP_HELLO_FORKED : 0),
-		.start_ns = hello_start_ns,
-	};
+	struct mp_hello h = hello_of(MP_HELLO_RESUMED);
 	struct mp_rec_hdr hdr = { MP_REC_HELLO, sizeof(h) };
 	unsigned char rec[sizeof(hdr) + sizeof(h)];
 	memcpy(rec, &hdr, sizeof(hdr));
@@ -321,19 +328,10 @@ static void send_hello(void)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	hello_start_ns = (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 	reconnects = 0;
-	struct mp_hello h = {
-		.magic = MP_WIRE_MAGIC,
-		.version = MP_WIRE_VERSION,
-		.pid = (uint32_t)getpid(),
-		.ppid = (uint32_t)getppid(),
-		.rate = mp_cfg.rate,
-		.cpu_hz = mp_cfg.cpu_hz,
-		.flags = (mp_cfg.full_trace ? MP_HELLO_FULL_TRACE : 0) | (forked ? MP_HELLO_FORKED : 0),
-		.start_ns = hello_start_ns,
-		.exe_len = (uint32_t)exe_len,
-		.name_len = (uint32_t)name_len,
-		.cmdline_len = (uint32_t)cmd_len,
-	};
+	struct mp_hello h = hello_of(0);
+	h.exe_len = (uint32_t)exe_len;
+	h.name_len = (uint32_t)name_len;
+	h.cmdline_len = (uint32_t)cmd_len;
 	struct piece pc[] = {
 		{ &h, sizeof(h) }, { exe, (size_t)exe_len }, { name, name_len }, { cmdline, cmd_len },
 	};
