@@ -55,8 +55,8 @@ load harmless_helper
 		done
 		echo "$min"
 	}
-	bare=$(best "$T/target_fd_dup2" f.out 10)
-	profiled=$(best env LD_PRELOAD="$SHIM" MEMPROF_DIR=out "$T/target_fd_dup2" f.out 10)
+	bare=$(close_fds && best "$T/target_fd_dup2" f.out 10)
+	profiled=$(close_fds && best env LD_PRELOAD="$SHIM" MEMPROF_DIR=out "$T/target_fd_dup2" f.out 10)
 	echo "# prog 2>&1 | cat: bare $bare ms, under the shim $profiled ms" >&3
 	[ $((profiled - bare)) -le 50 ]
 }

@@ -2,9 +2,26 @@
 # tests/stress/realprog.bats): running a program under the bare shim with a
 # time limit, and counting the runs whose files come out unlike a bare run's.
 
-# Runs "$@" with the shim preloaded (private collector), at most 10 s.
+# Closes every descriptor above 2 in this (sub)shell, so that a program
+# starts with 0, 1 and 2 only, as from a terminal: bats keeps 3 and 4 open
+# for itself, which would push memprof's and libunwind's descriptors above
+# the numbers the programs dup2 over, and hide the harm.
+close_fds() {
+	local fd
+	for fd in /proc/$BASHPID/fd/*; do
+		fd=${fd##*/}
+		[ "$fd" -gt 2 ] && eval "exec $fd>&-"
+	done
+	return 0
+}
+
+# Runs "$@" with the shim preloaded (private collector), at most 10 s, with
+# only descriptors 0, 1 and 2.
 shim() {
-	timeout -s KILL 10 env LD_PRELOAD="$SHIM" MEMPROF_DIR="$TEST_TMP/out" "$@"
+	(
+		close_fds
+		exec timeout -s KILL 10 env LD_PRELOAD="$SHIM" MEMPROF_DIR="$TEST_TMP/out" "$@"
+	)
 }
 
 # corrupted_runs N PROG ARGS...: runs PROG N times at MEMPROF_RATE=1 under the
