@@ -1,0 +1,81 @@
+#!/usr/bin/env bats
+# Issue 10: the profiled program exits, writes and handles signals exactly
+# as it does bare. Each test runs one of the small programs that provoke a
+# harm seen in real programs (tests/c/target_{pthread_exit,fork_in_thread,
+# fd_closefrom,fd_dup2,sigprof_handler}.c) and compares with a bare run.
+# Hangs are cut short with SIGKILL, since a hung process may ignore TERM.
+# The many-run versions are in tests/stress/realprog.bats.
+
+bats_require_minimum_version 1.5.0
+load test_helper
+load harmless_helper
+
+@test "a main that leaves by pthread_exit exits with status 0 once its worker returns" {
+	expected=$("$T/target_pthread_exit")
+	run --separate-stderr shim "$T/target_pthread_exit"
+	[ "$status" -eq 0 ] || { echo "# status $status (137: still alive after 10 s)" >&3; false; }
+	[ "$output" = "$expected" ]
+	run --separate-stderr timeout -s KILL 10 "$MEMPROF" run -o out -- "$T/target_pthread_exit"
+	[ "$status" -eq 0 ]
+	[ "$output" = "$expected" ]
+}
+
+@test "a child forked from a non-main thread exits 0 when that thread returns" {
+	expected=$("$T/target_fork_in_thread")
+	run --separate-stderr shim "$T/target_fork_in_thread"
+	[ "$status" -eq 0 ] || { echo "# status $status (137: still alive after 10 s)" >&3; false; }
+	[ "$output" = "$expected" ]
+	run --separate-stderr timeout -s KILL 10 "$MEMPROF" run -o out -- "$T/target_fork_in_thread"
+	[ "$status" -eq 0 ]
+	[ "$output" = "$expected" ]
+}
+
+@test "closefrom(3) then the program's own logs: 20 runs at rate 1, every log exact" {
+	bad=$(corrupted_runs 20 "$T/target_fd_closefrom" a.out b.out)
+	echo "# $bad of 20 runs corrupted" >&3
+	[ "$bad" -eq 0 ]
+}
+
+@test "dup2 over descriptors 3 and 4: 20 runs at rate 1 of each kind, every file exact" {
+	bad=$(corrupted_runs 20 "$T/target_fd_dup2" f.out)
+	bad_pipe=$(corrupted_runs 20 "$T/target_fd_dup2" f.out pipe)
+	echo "# $bad of 20 runs corrupted (file on 3 and 4), $bad_pipe of 20 (file on 3, pipe on 4)" >&3
+	[ "$bad" -eq 0 ] && [ "$bad_pipe" -eq 0 ]
+}
+
+@test "a pipe handed to a profiled program sees EOF when the program exits, not when the collector does" {
+	# Best of 5, so that a loaded machine does not decide it.
+	best() {
+		local i t0 t1 min=999999
+		for i in 1 2 3 4 5; do
+			t0=$(date +%s%N)
+			"$@" 2>&1 | cat >/dev/null
+			t1=$(date +%s%N)
+			(((t1 - t0) / 1000000 < min)) && min=$(((t1 - t0) / 1000000))
+		done
+		echo "$min"
+	}
+	bare=$(close_fds && best "$T/target_fd_dup2" f.out 10)
+	profiled=$(close_fds && best env LD_PRELOAD="$SHIM" MEMPROF_DIR=out "$T/target_fd_dup2" f.out 10)
+	echo "# prog 2>&1 | cat: bare $bare ms, under the shim $profiled ms" >&3
+	[ $((profiled - bare)) -le 50 ]
+}
+
+@test "a SIGPROF handler with no timer of its own keeps its signals, and memprof keeps its CPU samples" {
+	expected=$("$T/target_sigprof_handler")
+	[ "$expected" = "handler calls: 0 during the burn, 3 after three SIGPROFs" ]
+	run --separate-stderr timeout -s KILL 30 "$MEMPROF" run -o out -- "$T/target_sigprof_handler"
+	[ "$status" -eq 0 ]
+	[ "$output" = "$expected" ]
+	f=$(echo out/target_sigprof_handler.*.0001.cpu.pb.gz)
+	cpu=$(total cpu "$f")
+	burn=$(($(cum "$f" cpu burn_a) + $(cum "$f" cpu burn_b)))
+	echo "# CPU profile: ${cpu:-0} ns in all, $burn ns in burn_a and burn_b (about 1 s burnt)" >&3
+	[ "$burn" -ge 700000000 ]
+}
+
+@test "a program that arms ITIMER_PROF itself still gets its ticks" {
+	run --separate-stderr timeout -s KILL 30 "$MEMPROF" run -o out -- "$T/target_sigprof_handler" itimer
+	[ "$status" -eq 0 ]
+	[ "$output" = "itimer: the handler saw ticks: yes" ]
+}

@@ -1,0 +1,48 @@
+# Helpers for the tests of issue 10's harms (tests/bats/harmless.bats and
+# tests/stress/realprog.bats): running a program under the bare shim with a
+# time limit, and counting the runs whose files come out unlike a bare run's.
+
+# Closes every descriptor above 2 in this (sub)shell, so that a program
+# starts with 0, 1 and 2 only, as from a terminal: bats keeps 3 and 4 open
+# for itself, which would push memprof's and libunwind's descriptors above
+# the numbers the programs dup2 over, and hide the harm.
+close_fds() {
+	local fd
+	for fd in /proc/$BASHPID/fd/*; do
+		fd=${fd##*/}
+		[ "$fd" -gt 2 ] && eval "exec $fd>&-"
+	done
+	return 0
+}
+
+# Runs "$@" with the shim preloaded (private collector), at most 10 s, with
+# only descriptors 0, 1 and 2.
+shim() {
+	(
+		close_fds
+		exec timeout -s KILL 10 env LD_PRELOAD="$SHIM" MEMPROF_DIR="$TEST_TMP/out" "$@"
+	)
+}
+
+# corrupted_runs N PROG ARGS...: runs PROG N times at MEMPROF_RATE=1 under the
+# bare shim (ARGS name its files: a.out, b.out, as in the bare run kept in
+# bare/), and prints how many runs left files or output unlike the bare run's.
+corrupted_runs() {
+	local n=$1 i bad=0
+	shift
+	mkdir -p bare
+	(cd bare && "$@" >stdout)
+	for ((i = 0; i < n; i++)); do
+		rm -rf run && mkdir run
+		(cd run && MEMPROF_RATE=1 shim "$@" >stdout 2>stderr; echo $? >status)
+		if ! diff -q <(cd bare && cat stdout ./*.out) <(cd run && cat stdout ./*.out) >/dev/null ||
+			[ "$(cat run/status)" != 0 ]; then
+			bad=$((bad + 1))
+			[ "$bad" -eq 1 ] && {
+				echo "# run $((i + 1)): status $(cat run/status), sizes $(cd run && wc -c ./*.out | tr '\n' ' ')" >&3
+				sed 's/^/#   /' run/stderr >&3
+			}
+		fi
+	done
+	echo "$bad"
+}
