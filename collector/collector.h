@@ -54,6 +54,10 @@ void conn_accept(int lfd);
  * the process's final profile, unless it runs on and may come back
  * (detached). */
 void conn_close(struct conn *c);
+/* Takes in what every client has sent, ending connections that ended. */
+void conn_drain_all(void);
+/* Frees connections that ended, once nothing can point to them. */
+void conn_free_ended(void);
 /* Final profiles for every process, connected or not. */
 void conn_finish_all(void);
 /* Final profiles of detached processes that have ended. */

@@ -30,6 +30,10 @@ static int epfd = -1;
 static unsigned nconns;         /* connected or detached */
 static uint64_t idle_since_ns;  /* when nconns last fell to 0; 0: never had one */
 static bool ever_connected;
+/* Ended connections, kept until the event loop's batch that may still
+ * point to them is over (conn_free_ended). */
+static struct conn *ended;
+static uint64_t list_changes; /* bumped whenever a connection leaves conns */
 
 /* Bytes read from one client per wake-up, so that one busy client cannot
  * starve the others or the signals. */
@@ -76,8 +80,10 @@ static void unlink_conn(struct conn *c)
 		close(c->fd);
 		c->fd = -1;
 	}
-	free(c->buf);
-	free(c);
+	c->dropped = true; /* a stale pointer to it reads nothing */
+	c->next = ended;
+	ended = c;
+	list_changes++;
 	if (--nconns == 0)
 		idle_since_ns = now_monotonic_ns();
 }
@@ -323,16 +329,45 @@ void conn_close(struct conn *c)
 void conn_reap_detached(void)
 {
 	for (struct conn *c = conns, *next; c; c = next) {
-		next = c->next;
+		next = c->next; /* finish_conn ends only c */
 		if (c->fd < 0 && !pid_alive(c->peer_pid))
 			finish_conn(c);
 	}
+}
+
+void conn_free_ended(void)
+{
+	while (ended) {
+		struct conn *c = ended;
+		ended = c->next;
+		free(c->buf);
+		free(c);
+	}
+}
+
+void conn_drain_all(void)
+{
+	/* Reading one connection can end others (a resuming hello takes over
+	 * its old connection): start over whenever the list changed. */
+	uint64_t seen;
+	do {
+		seen = list_changes;
+		for (struct conn *c = conns, *next; c && seen == list_changes; c = next) {
+			next = c->next;
+			int rc;
+			while ((rc = conn_read(c)) == 1)
+				;
+			if (rc < 0)
+				conn_close(c);
+		}
+	} while (seen != list_changes);
 }
 
 void conn_finish_all(void)
 {
 	while (conns)
 		finish_conn(conns);
+	conn_free_ended();
 }
 
 unsigned conn_count(void)

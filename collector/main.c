@@ -192,14 +192,7 @@ static void watch(int fd, uint64_t tag)
 /* Before final dumps: take in whatever the clients already sent. */
 static void drain_all(void)
 {
-	for (struct conn *c = conns, *next; c; c = next) {
-		next = c->next;
-		int rc;
-		while ((rc = conn_read(c)) == 1)
-			;
-		if (rc < 0)
-			conn_close(c);
-	}
+	conn_drain_all();
 }
 
 static int make_timer(unsigned period_ms)
@@ -526,6 +519,9 @@ static void event_loop(void)
 {
 	while (!life.stop) {
 		struct epoll_event evs[64];
+		/* Connections ended during the last batch are freed only now:
+		 * later entries of that batch may still have pointed to them. */
+		conn_free_ended();
 		/* Idle time goes to loading debug information ahead of need. */
 		int n = epoll_wait(epfd, evs, 64, sym_preparing() ? 0 : -1);
 		if (n == 0) {
