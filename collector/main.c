@@ -39,7 +39,15 @@ static int epfd = -1;
  * pointer). */
 enum { TAG_LISTEN = 1, TAG_SIGNAL = 2, TAG_INTERVAL = 3, TAG_IDLE = 4 };
 
-#define PRIVATE_GRACE_NS (2ULL * 1000000000ULL)    /* a gap across exec */
+/* Private mode: how long nobody must be connected before we leave. An
+ * exec does not leave a gap (the old image's connection stays, detached,
+ * until the new one says hello: conn.c), nor does a fork (the child
+ * connects before fork returns); this covers a child still on its way. */
+#define PRIVATE_GRACE_NS (100ULL * 1000000ULL)
+/* How long a process that exec'd or was spawned from a notice, and still
+ * runs, may take to say hello before we stop waiting for it. */
+#define EXEC_WAIT_NS (10ULL * 1000000000ULL)
+#define TICK_MS 100
 #define PRIVATE_NOBODY_NS (60ULL * 1000000000ULL) /* no client ever came */
 /* After USR1: how long nobody must be connected before we leave. A fork
  * child connects from the child, so a parent that forks and exits at once
@@ -287,7 +295,7 @@ static void on_tick(void)
 	if (conn_count())
 		return;
 	conn_accept(life.lfd); /* one in the backlog is connected */
-	if (conn_count() || execs_waiting(now, PRIVATE_GRACE_NS))
+	if (conn_count() || execs_waiting(now, EXEC_WAIT_NS))
 		return;
 	uint64_t idle_since = conn_idle_since();
 	if (life.leaving) {
@@ -614,7 +622,7 @@ int main(int argc, char **argv)
 	if (cfg.interval && (life.interval_fd = make_timer(cfg.interval * 1000)) >= 0)
 		watch(life.interval_fd, TAG_INTERVAL);
 	/* Also for a shared collector: detached processes are looked at. */
-	if ((life.idle_fd = make_timer(250)) >= 0)
+	if ((life.idle_fd = make_timer(TICK_MS)) >= 0)
 		watch(life.idle_fd, TAG_IDLE);
 	life.started = now_monotonic_ns();
 	/* Whoever named the socket knows it; otherwise say where we are. */

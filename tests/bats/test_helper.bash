@@ -22,6 +22,13 @@ teardown() {
 	for pid in "${BG_PIDS[@]}"; do
 		kill -KILL "$pid" 2>/dev/null || true
 	done
+	# Private collectors (a bare LD_PRELOAD's) may still be writing the
+	# last profiles into the test's directory: let them finish.
+	local i
+	for ((i = 0; i < 1000; i++)); do
+		pgrep -f "memprof-collector .*$TEST_TMP" >/dev/null || break
+		sleep 0.01
+	done
 	cd /
 	rm -rf "$TEST_TMP"
 }
