@@ -79,3 +79,18 @@ load harmless_helper
 	[ "$status" -eq 0 ]
 	[ "$output" = "itimer: the handler saw ticks: yes" ]
 }
+
+@test "a program that closes memprof's socket (closefrom) is still profiled after it" {
+	# Every allocation at rate 1: 100 before closefrom(3), 20000 after.
+	run --separate-stderr bash -c "$(declare -f close_fds); close_fds; exec \"\$@\"" _ \
+		"$MEMPROF" run -o out --rate 1 -- "$T/target_fd_closefrom" a.out b.out
+	[ "$status" -eq 0 ]
+	[ "$stderr" = "" ]
+	f=$(ls out/target_fd_closefrom.*.heap.pb.gz)
+	[ "$(echo "$f" | wc -l)" -eq 1 ]
+	[ "$(cum "$f" alloc_objects churn)" -eq 20100 ]
+}
+
+@test "sort of 20 MB: the same output, and a CPU profile of at least 80% of its CPU time" {
+	sort_cpu 20
+}

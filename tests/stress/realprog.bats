@@ -33,3 +33,7 @@ load ../bats/harmless_helper
 	echo "# $bad of 100 runs corrupted (file on 3 and 4), $bad_pipe of 100 (file on 3, pipe on 4)" >&3
 	[ "$bad" -eq 0 ] && [ "$bad_pipe" -eq 0 ]
 }
+
+@test "sort of 50 MB: the same output, and a CPU profile of at least 80% of its CPU time" {
+	sort_cpu 50
+}
