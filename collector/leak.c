@@ -254,7 +254,8 @@ int leak_finish(struct conn *c, const void *payload, uint32_t len, const char **
 	struct text t = { 0 };
 	if (r.leaked_count) {
 		add(&t, "\n=================================================================\n");
-		add(&t, "==%u==ERROR: memprof: detected memory leaks\n", p->pid);
+		add(&t, "==%u==ERROR: memprof: detected memory leaks in %s (pid %u)\n", p->pid,
+		    p->name, p->pid);
 		for (size_t i = 0; i < ng; i++) {
 			if (g[i].suppressed)
 				continue;
