@@ -314,8 +314,11 @@ void conn_close(struct conn *c)
 {
 	if (c->fd < 0)
 		return; /* detached already */
+	/* Not when a later image of the process has said hello already
+	 * (read before this connection's end was). */
 	bool detach = c->fd >= 0 && c->proc && !c->proc->bye && !c->dropped &&
-		      c->proc->pid == c->peer_pid && pid_alive(c->peer_pid);
+		      c->proc->pid == c->peer_pid &&
+		      execs_latest_hello(c->peer_pid) <= c->proc->start_ns && pid_alive(c->peer_pid);
 	if (!detach) {
 		finish_conn(c);
 		return;

@@ -82,7 +82,17 @@ void execs_hello(uint32_t pid, uint64_t start_ns)
 	hello_ring[hello_next].pid = pid;
 	hello_ring[hello_next].start_ns = start_ns;
 	hello_next = (hello_next + 1) % MAX_HELLOS;
-	map_put(&hello_by_pid, pid + 1ULL, 0, start_ns);
+	/* The latest image, not the latest to arrive: an exec'd image's
+	 * hello can be read before its old image's connection is. */
+	uint64_t *known = map_find(&hello_by_pid, pid + 1ULL, 0);
+	if (!known || *known < start_ns)
+		map_put(&hello_by_pid, pid + 1ULL, 0, start_ns);
+}
+
+uint64_t execs_latest_hello(uint32_t pid)
+{
+	uint64_t *known = map_find(&hello_by_pid, pid + 1ULL, 0);
+	return known ? *known : 0;
 }
 
 /* The exec a failure notice is about: the latest of pid's pending notices

@@ -21,6 +21,9 @@ int execs_notice(const void *payload, uint32_t len, const char **why);
  * was announced as. */
 void execs_hello(uint32_t pid, uint64_t start_ns);
 
+/* The start of pid's latest image that said hello (0: none known). */
+uint64_t execs_latest_hello(uint32_t pid);
+
 /* Is a hello still to be expected for some notice: one received less than
  * grace_ns ago (now_ns, both CLOCK_MONOTONIC) whose process still exists? */
 bool execs_waiting(uint64_t now_ns, uint64_t grace_ns);
