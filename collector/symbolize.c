@@ -6,6 +6,7 @@
  * files is the caller's.
  */
 #include "symbolize.h"
+#include "dwarf_index.h"
 
 #include <dwarf.h>
 #include <elfutils/libdw.h>
@@ -70,6 +71,7 @@ struct sym_obj {
 	struct sym_elfsym *syms; /* sorted by start, then rank; built on first use */
 	size_t nsyms;
 	bool syms_loaded;
+	struct dw_index *index; /* its units' functions, as they are looked into */
 };
 
 /* A file as callers name it: (path, build id they expect). */
@@ -117,7 +119,15 @@ struct str_key {
 	size_t len;
 };
 
+/* qualify()'s answers, by DIE: working one out walks the unit from its root. */
+struct qual {
+	const void *dbg;
+	Dwarf_Off off;
+	const char *q; /* interned, or NULL: keep the bare name */
+};
+
 static struct {
+	struct sym_map quals;   /* struct qual */
 	struct sym_map strings; /* struct sym_str */
 	struct sym_map files;   /* struct sym_file */
 	struct sym_map results; /* struct sym_result */
@@ -312,6 +322,7 @@ static void warn_once(struct sym_file *file, const char *why)
 
 static void close_obj(struct sym_obj *obj)
 {
+	dw_index_free(obj->index);
 	dwfl_end(obj->dwfl);
 	free(obj->syms);
 	free(obj->build_id);
@@ -512,7 +523,32 @@ static bool is_cplusplus(Dwarf_Die *die)
  * namespace), whose inlined copies then have no other qualified name.
  * Returns an interned string, or NULL to keep the bare name.
  */
+static const char *qualify_walk(Dwarf_Die *die, const char *name);
+
+static bool qual_match(const void *entry, const void *key)
+{
+	const struct qual *e = entry, *k = key;
+	return e->dbg == k->dbg && e->off == k->off;
+}
+
 static const char *qualify(Dwarf_Die *die, const char *name)
+{
+	struct qual key = { dwarf_cu_getdwarf(die->cu), dwarf_dieoffset(die), NULL };
+	uint64_t hash = hash_mix((uint64_t)(uintptr_t)key.dbg ^ hash_mix(key.off));
+	struct qual *e = map_find(&sym.quals, hash, qual_match, &key);
+	if (e)
+		return e->q;
+	key.q = qualify_walk(die, name);
+	e = malloc(sizeof(*e));
+	if (e) {
+		*e = key;
+		if (map_insert(&sym.quals, hash, e) < 0)
+			free(e);
+	}
+	return key.q;
+}
+
+static const char *qualify_walk(Dwarf_Die *die, const char *name)
 {
 	Dwarf_Die decl = *die, ref, *scopes = NULL;
 	Dwarf_Attribute attr;
@@ -624,64 +660,43 @@ static void get_call_site(Dwarf_Die *inlined, struct sym_frame *caller)
 }
 
 /*
- * Fill fr[0..n) from DWARF scopes, innermost first, ending with the
- * DW_TAG_subprogram the address physically belongs to. Lines of frame i > 0
- * come from the call site of frame i - 1; frame 0's line is left to the
- * caller (line table). Returns n, 0 when DWARF knows no function here.
+ * Fill fr[0..n) from the functions and inlined calls containing addr,
+ * innermost first, ending with the DW_TAG_subprogram the address physically
+ * belongs to. Lines of frame i > 0 come from the call site of frame i - 1;
+ * frame 0's line is left to the caller (line table). Returns n, 0 when
+ * DWARF knows no function here.
  */
-static int resolve_dwarf(Dwfl_Module *mod, Dwarf_Addr addr, struct sym_frame *fr, int cap)
+static int resolve_dwarf(struct sym_obj *obj, Dwarf_Addr addr, struct sym_frame *fr, int cap)
 {
 	Dwarf_Addr dwbias;
-	Dwarf_Die *cu = dwfl_module_addrdie(mod, addr, &dwbias);
-	Dwarf_Die *scopes = NULL;
+	Dwarf_Die *cu = dwfl_module_addrdie(obj->mod, addr, &dwbias);
+	Dwarf_Die dies[SYM_MAX_FRAMES];
 	Dwarf_Die *callee = NULL;
-	int nscopes, n = 0;
+	int ndies, n = 0;
 
 	if (!cu)
 		return 0;
-	nscopes = dwarf_getscopes(cu, addr - dwbias, &scopes);
-	/*
-	 * After a DW_TAG_inlined_subroutine, dwarf_getscopes continues with the
-	 * scopes around the inline function's abstract definition, not with its
-	 * caller; dwarf_getscopes_die walks the concrete tree, which has them.
-	 */
-	for (int i = 0; i < nscopes; i++) {
-		int tag = dwarf_tag(&scopes[i]);
-
-		if (tag == DW_TAG_subprogram)
-			break;
-		if (tag == DW_TAG_inlined_subroutine) {
-			Dwarf_Die innermost = scopes[0];
-
-			free(scopes);
-			scopes = NULL;
-			nscopes = dwarf_getscopes_die(&innermost, &scopes);
-			break;
-		}
-	}
-	for (int i = 0; i < nscopes; i++) {
-		Dwarf_Die *die = &scopes[i];
+	if (!obj->index)
+		obj->index = dw_index_new();
+	ndies = dw_index_lookup(obj->index, cu, addr - dwbias, dies,
+			       cap < SYM_MAX_FRAMES ? cap : SYM_MAX_FRAMES);
+	for (int i = 0; i < ndies; i++) {
+		Dwarf_Die *die = &dies[i];
 		int tag = dwarf_tag(die);
-		struct sym_frame *f;
+		struct sym_frame *f = &fr[n++];
 		int decl;
 
-		if (tag != DW_TAG_subprogram && tag != DW_TAG_inlined_subroutine)
-			continue;
-		/* Too deep: keep overwriting the last slot so the physical function ends there. */
-		if (n == cap)
-			n = cap - 1;
-		f = &fr[n++];
 		*f = (struct sym_frame){ 0 };
 		get_die_names(die, dwbias, f);
 		if (dwarf_decl_line(die, &decl) == 0 && decl > 0)
 			f->start_line = decl;
 		if (callee)
 			get_call_site(callee, f);
+		/* A nested function ends the chain: the code is physically its. */
 		if (tag == DW_TAG_subprogram)
 			break;
 		callee = die;
 	}
-	free(scopes);
 	return n;
 }
 
@@ -792,7 +807,7 @@ static struct sym_result *resolve(const struct sym_file *file, uint64_t vaddr)
 		Dwarf_Addr addr = vaddr + file->obj->bias;
 		Dwfl_Line *line;
 
-		n = resolve_dwarf(mod, addr, fr, SYM_MAX_FRAMES);
+		n = resolve_dwarf(file->obj, addr, fr, SYM_MAX_FRAMES);
 		if (n == 0)
 			fr[n++] = (struct sym_frame){ 0 };
 		if (!fr[n - 1].sys || fr[n - 1].entry) {
@@ -974,5 +989,6 @@ void sym_shutdown(void)
 	}
 	map_clear(&sym.files);
 	map_clear(&sym.results);
+	map_clear(&sym.quals);
 	map_clear(&sym.strings);
 }
