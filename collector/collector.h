@@ -54,6 +54,9 @@ void conn_accept(int lfd);
  * the process's final profile, unless it runs on and may come back
  * (detached). */
 void conn_close(struct conn *c);
+/* Asks p's process for its malloc statistics (they come as a record, like
+ * any other); 0 if asked, -1 if it cannot answer. */
+int conn_ask_stats(const struct proc *p);
 /* Takes in what every client has sent, ending connections that ended. */
 void conn_drain_all(void);
 /* Frees connections that ended, once nothing can point to them. */

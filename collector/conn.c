@@ -382,3 +382,19 @@ uint64_t conn_idle_since(void)
 {
 	return ever_connected ? idle_since_ns : 0;
 }
+
+int conn_ask_stats(const struct proc *p)
+{
+	if (!(p->flags & MP_HELLO_MALLOC_STATS))
+		return -1;
+	for (struct conn *c = conns; c; c = c->next) {
+		if (c->proc != p || c->fd < 0)
+			continue;
+		struct mp_rec_hdr h = { MP_REC_STATS_REQUEST, 0 };
+		/* Eight bytes into a socket the client reads: if they do not fit
+		 * at once, the client reads nothing and there is no answer. */
+		return send(c->fd, &h, sizeof(h), MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t)sizeof(h)
+			       ? 0 : -1;
+	}
+	return -1;
+}

@@ -34,6 +34,23 @@ struct window {
 
 static struct window *windows;
 
+/* A ?debug=1 page waiting for the process's malloc statistics: read only
+ * when asked for, since reading them costs the process in proportion to
+ * its heap. */
+struct stats_wait {
+	struct http_conn *c;
+	struct proc *p;
+	uint32_t seq;     /* p->malloc_stats_seq when asked */
+	uint64_t end_ns;  /* CLOCK_MONOTONIC: answer with what there is then */
+	struct stats_wait *next;
+};
+
+static struct stats_wait *stats_waits;
+/* The writer thread looks for requests every 20 ms while the program
+ * allocates, every 200 ms when it is idle. */
+#define STATS_WAIT_NS (300ULL * 1000000ULL)
+#define STATS_POLL_NS (5ULL * 1000000ULL)
+
 /* ---- the query ---------------------------------------------------------------- */
 
 #define PARAM_MAX 24
@@ -228,6 +245,14 @@ static void serve_heap(struct http_conn *c, const struct params *q, const char *
 		return;
 	size_t len;
 	if (debug) {
+		if (conn_ask_stats(p) == 0) {
+			struct stats_wait *w = xcalloc(1, sizeof(*w));
+			*w = (struct stats_wait){ c, p, p->malloc_stats_seq,
+						  now_monotonic_ns() + STATS_WAIT_NS, stats_waits };
+			stats_waits = w;
+			http_rearm();
+			return;
+		}
 		char *text = pprof_text_heap(p, &len);
 		http_respond(c, 200, "text/plain; charset=utf-8", NULL, text, len);
 		return;
@@ -338,8 +363,33 @@ static void finish(struct window *w, uint64_t now_ns)
 	unlink_window(w);
 }
 
+/* Answers the statistics waits that are done (stats came, time is up, or
+ * all of them when p is ending; p NULL: any process). */
+static void answer_stats(uint64_t now_ns, const struct proc *gone)
+{
+	for (struct stats_wait **pp = &stats_waits, *w; (w = *pp);) {
+		if (w->p != gone && w->p->malloc_stats_seq == w->seq && now_ns < w->end_ns) {
+			pp = &w->next;
+			continue;
+		}
+		size_t len;
+		char *text = pprof_text_heap(w->p, &len);
+		http_respond(w->c, 200, "text/plain; charset=utf-8", NULL, text, len);
+		*pp = w->next;
+		free(w);
+	}
+}
+
 void pprof_http_cancel(struct http_conn *c)
 {
+	for (struct stats_wait **pp = &stats_waits, *w; (w = *pp);) {
+		if (w->c == c) {
+			*pp = w->next;
+			free(w);
+		} else {
+			pp = &w->next;
+		}
+	}
 	for (struct window *w = windows; w; w = w->next) {
 		if (w->c == c) {
 			unlink_window(w);
@@ -350,7 +400,7 @@ void pprof_http_cancel(struct http_conn *c)
 
 uint64_t pprof_http_next_deadline(void)
 {
-	uint64_t next = 0;
+	uint64_t next = stats_waits ? now_monotonic_ns() + STATS_POLL_NS : 0;
 	for (struct window *w = windows; w; w = w->next)
 		if (!next || w->end_ns < next)
 			next = w->end_ns;
@@ -359,6 +409,7 @@ uint64_t pprof_http_next_deadline(void)
 
 void pprof_http_tick(uint64_t now_ns)
 {
+	answer_stats(now_ns, NULL);
 	for (struct window *w = windows, *next; w; w = next) {
 		next = w->next;
 		if (w->end_ns <= now_ns)
@@ -381,8 +432,9 @@ void http_cpu_sample(const struct proc *p, uint32_t stack, uint32_t weight)
 
 void http_proc_gone(struct proc *p)
 {
-	bool any = false;
+	bool any = stats_waits != NULL;
 	uint64_t now = now_monotonic_ns();
+	answer_stats(now, p);
 	for (struct window *w = windows, *next; w; w = next) {
 		next = w->next;
 		if (w->p == p) {

@@ -422,6 +422,7 @@ int proc_apply(struct proc *p, uint32_t type, const void *payload, uint32_t len,
 		}
 		memcpy(&p->malloc_stats, payload, sizeof(p->malloc_stats));
 		p->have_malloc_stats = true;
+		p->malloc_stats_seq++;
 		return 0;
 	case MP_REC_BYE:
 		if (len != 0) {

@@ -60,6 +60,7 @@ struct proc {
 	uint64_t cpu_since_ns; /* start of the current CPU profile's window */
 	struct mp_malloc_stats malloc_stats; /* the latest the process sent */
 	bool have_malloc_stats;
+	uint32_t malloc_stats_seq; /* counts the statistics received */
 	bool bye;         /* the process said it is exiting */
 	bool active;      /* it sent anything beyond its hello */
 

@@ -49,9 +49,11 @@ enum mp_rec_type {
 	MP_REC_LEAK_END = 12, /* struct mp_leak_end, then the suppressions path */
 	MP_REC_EXEC = 13,   /* struct mp_exec, then the program's path */
 	MP_REC_TYPE_MAX = 13,
-	/* The one record that goes the other way, collector to shim, in reply
-	 * to MP_REC_LEAK_END: */
-	MP_REC_LEAK_REPORT = 100, /* struct mp_leak_report, then the text */
+	/* Records that go the other way, collector to shim: */
+	MP_REC_LEAK_REPORT = 100, /* in reply to MP_REC_LEAK_END: struct
+				   * mp_leak_report, then the text */
+	MP_REC_STATS_REQUEST = 101, /* no payload: send MP_REC_MALLOC_STATS
+				     * (the shim reads them only when asked) */
 };
 
 struct mp_rec_hdr {
@@ -64,6 +66,8 @@ struct mp_rec_hdr {
 #define MP_HELLO_FORKED 2U     /* a fork child: it starts with its parent's
 				* heap, which the collector copies from the
 				* parent's connection (ppid) */
+#define MP_HELLO_MALLOC_STATS 8U /* the process's malloc is glibc's: it
+				  * answers MP_REC_STATS_REQUEST */
 #define MP_HELLO_RESUMED 4U    /* the same image (pid, start_ns) lost its
 				* connection (the program closed it) and goes
 				* on here: stack ids, mappings and blocks are
@@ -141,7 +145,9 @@ struct mp_cpu_sample {
 };
 
 /* What the process's own malloc says about itself (glibc's mallinfo2),
- * sent about once a second when it changed, and before every dump. */
+ * sent when the collector asks (MP_REC_STATS_REQUEST), before a dump the
+ * process itself asked for, and at exit. mallinfo2 walks every free list
+ * of every arena: its cost grows with the heap, so it is never periodic. */
 struct mp_malloc_stats {
 	uint64_t arena;    /* bytes obtained from the system with brk/sbrk */
 	uint64_t hblkhd;   /* bytes in blocks mapped with mmap */

@@ -295,7 +295,8 @@ static struct mp_hello hello_of(uint32_t flags)
 		.rate = mp_cfg.rate,
 		.cpu_hz = mp_cfg.cpu_hz,
 		.flags = flags | (mp_cfg.full_trace ? MP_HELLO_FULL_TRACE : 0) |
-			 (forked ? MP_HELLO_FORKED : 0),
+			 (forked ? MP_HELLO_FORKED : 0) |
+			 (mp_malloc_is_glibc ? MP_HELLO_MALLOC_STATS : 0),
 		.start_ns = hello_start_ns,
 	};
 }
@@ -487,27 +488,34 @@ static void send_drops(void)
 	}
 }
 
-/* mallinfo2 takes every arena's lock and walks the free lists: cheap
- * enough once a second from this thread, never from a program thread. */
-static void send_malloc_stats(bool force)
+/* mallinfo2 takes every arena's lock and walks every free list: its cost
+ * grows with the heap (a fifth of perl's cycles when it was read once a
+ * second), so it is read only when asked: by the collector (for the
+ * ?debug=1 page), for a dump the process asked for, and at exit. Only from
+ * this thread (or the one that owns the connection), never while the
+ * program's threads are stopped. */
+static void send_malloc_stats(void)
 {
 	if (!mp_malloc_is_glibc)
 		return; /* mallinfo2 would describe glibc's idle arena */
-	static struct mp_malloc_stats last;
-	static struct timespec last_ts;
-	struct timespec now;
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	if (!force && now.tv_sec == last_ts.tv_sec)
-		return;
-	last_ts = now;
 	struct mallinfo2 mi = mallinfo2();
 	struct mp_malloc_stats st = {
 		mi.arena, mi.hblkhd, mi.uordblks, mi.fordblks, mi.keepcost, mi.ordblks,
 	};
-	if (!force && memcmp(&st, &last, sizeof(st)) == 0)
-		return;
-	last = st;
 	put_simple(MP_REC_MALLOC_STATS, &st, sizeof(st));
+}
+
+/* Requests from the collector, read without waiting on each of the
+ * writer's rounds. A record the shim does not know is skipped. */
+static bool stats_asked(void)
+{
+	bool asked = false;
+	struct mp_rec_hdr h;
+	while (!sock_broken && sock_is_ours() &&
+	       recv(sock_fd, &h, sizeof(h), MSG_DONTWAIT | MSG_PEEK) == (ssize_t)sizeof(h) &&
+	       h.len == 0 && recv(sock_fd, &h, sizeof(h), MSG_DONTWAIT) == (ssize_t)sizeof(h))
+		asked |= h.type == MP_REC_STATS_REQUEST;
+	return asked;
 }
 
 static void on_cpu_sample(pid_t tid, uint32_t weight, const uint64_t *regs, const void *stack,
@@ -562,11 +570,11 @@ static size_t pump(size_t *ring_n, bool stats)
 {
 	*ring_n = mp_ring_drain(on_event);
 	size_t n = *ring_n + drain_cpu();
-	if (stats)
-		send_malloc_stats(false);
+	if (stats && stats_asked())
+		send_malloc_stats();
 	if (atomic_exchange(&dump_req, false)) {
 		if (stats)
-			send_malloc_stats(true);
+			send_malloc_stats();
 		send_drops();
 		put_simple(MP_REC_DUMP, NULL, 0);
 	}
@@ -672,7 +680,7 @@ static void *writer_main(void *arg)
 		size_t n = pump(&ring_n, finish != FINISH_PARK);
 		if ((finish == FINISH_BYE || finish == FINISH_PARK) && n == 0) {
 			if (finish == FINISH_BYE)
-				send_malloc_stats(true);
+				send_malloc_stats();
 			send_drops();
 			if (finish == FINISH_BYE) {
 				put_simple(MP_REC_BYE, NULL, 0);
@@ -862,7 +870,11 @@ int mp_writer_leak_exchange(const struct mp_leak *leaks, size_t n, int status, u
 	clock_gettime(CLOCK_MONOTONIC, &since);
 	const long deadline = 120000;
 	struct mp_rec_hdr h;
-	if (read_full(&h, sizeof(h), &since, deadline) != 0 || h.type != MP_REC_LEAK_REPORT ||
+	do /* a statistics request may come first */
+		if (read_full(&h, sizeof(h), &since, deadline) != 0)
+			return -1;
+	while (h.type == MP_REC_STATS_REQUEST && h.len == 0);
+	if (h.type != MP_REC_LEAK_REPORT ||
 	    h.len < sizeof(*report) || read_full(report, sizeof(*report), &since, deadline) != 0 ||
 	    report->text_len != h.len - sizeof(*report))
 		return -1;
