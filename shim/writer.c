@@ -234,8 +234,22 @@ static char start_name[80];
  * their new titles) but with no descriptor opened inside the program. */
 static const char *args_start, *args_end;
 
+static uint64_t realtime_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/* When this image began (the constructor; a fork child: the fork). The
+ * collector settles an exec notice with a hello that started later, so it
+ * must be this, not when the hello happened to be sent: a shell that execs
+ * before its writer first connected sends its hello after its notice. */
+static uint64_t image_start_ns;
+
 void mp_writer_note_start(int argc, char **argv)
 {
+	image_start_ns = realtime_now_ns();
 	const char *s = program_invocation_short_name;
 	size_t n = s ? strlen(s) : 0;
 	if (n >= sizeof(start_name))
@@ -325,9 +339,7 @@ static void send_hello(void)
 		exe_len = 0;
 	size_t name_len = program_name(name, sizeof(name));
 	size_t cmd_len = command_line(cmdline, sizeof(cmdline));
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	hello_start_ns = (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+	hello_start_ns = image_start_ns;
 	reconnects = 0;
 	struct mp_hello h = hello_of(0);
 	h.exe_len = (uint32_t)exe_len;
@@ -908,6 +920,7 @@ void mp_writer_sync(int stall_ms)
 void mp_writer_fork_child(void)
 {
 	forked = true;
+	image_start_ns = realtime_now_ns();
 	/* The parent's connection stays the parent's: close our copy so that
 	 * the collector sees the parent's end when the parent exits (unless
 	 * the program has put a descriptor of its own under that number). */
