@@ -129,6 +129,7 @@ __attribute__((constructor(101))) static void mp_start(int argc, char **argv, ch
 		mp_log("cannot map the unwinder's cache (%s); profiling is off", strerror(errno));
 		goto out;
 	}
+	mp_unwind_set_miss_hook(mp_sample_note_new_code);
 	mp_threads_init();
 	mp_writer_note_start(argc, argv);
 	if (!mp_cfg.socket[0] && mp_spawn_collector() != 0)

@@ -10,6 +10,7 @@
  */
 #include <dlfcn.h>
 #include <elf.h>
+#include <errno.h>
 #include <link.h>
 #include <string.h>
 #include <unistd.h>
@@ -179,6 +180,24 @@ void mp_mappings_check(void)
 		unloaded = false;
 		mp_unwind_flush();
 	}
+}
+
+/* Stack samples are checked against the loaded objects only when the
+ * unwinder meets an address it has no cached rule for (sample.c); after a
+ * dlclose another object may be loaded where this one was, and its
+ * addresses must not find this one's rules. */
+__attribute__((visibility("default"))) int dlclose(void *handle)
+{
+	if (!mp_real.dlclose) {
+		mp_init();
+		if (!mp_real.dlclose) {
+			errno = ENOSYS;
+			return -1;
+		}
+	}
+	int rc = mp_real.dlclose(handle);
+	mp_unwind_flush();
+	return rc;
 }
 
 void mp_mappings_reset(void)

@@ -242,6 +242,7 @@ int mp_resolve_real(void)
 	*(void **)&r.execveat = dlsym(RTLD_NEXT, "execveat");
 	*(void **)&r.setitimer = dlsym(RTLD_NEXT, "setitimer");
 	*(void **)&r.timer_create = dlsym(RTLD_NEXT, "timer_create");
+	*(void **)&r.dlclose = dlsym(RTLD_NEXT, "dlclose");
 	mp_real = r;
 	mp_malloc_is_glibc = in_libc(*(void **)&r.malloc);
 	/* Headers need every function that makes or takes a block to be
@@ -316,9 +317,7 @@ static inline bool maybe_sampled(const void *p)
 
 static size_t hdr_of(const void *p)
 {
-	uint64_t h;
-	memcpy(&h, (const unsigned char *)p - 16, sizeof(h));
-	return (size_t)h;
+	return (size_t)(*mp_hdr_word(p) & ~MP_HDR_REPORTED);
 }
 
 /* Writes the header into the real block base; returns the program's

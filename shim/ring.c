@@ -26,9 +26,16 @@ struct rec {
 	unsigned char payload[];
 };
 
-static unsigned char *ring;
+/* Each on a cache line of its own: every producer's compare-and-swap moves
+ * head's line between cores, and the writer's stores to tail would drag
+ * it along (and the read-only ring, cap and mask with it) if they shared. */
+struct line {
+	_Alignas(64) _Atomic uint64_t v;
+	char pad[56];
+};
+static _Alignas(64) unsigned char *ring;
 static uint64_t cap, mask;
-static _Atomic uint64_t head, tail;
+static struct line head_line, tail_line;
 
 _Atomic uint64_t mp_dropped;
 
@@ -45,8 +52,8 @@ int mp_ring_setup(size_t bytes)
 	ring = p;
 	cap = bytes;
 	mask = bytes - 1;
-	atomic_store(&head, 0);
-	atomic_store(&tail, 0);
+	atomic_store(&head_line.v, 0);
+	atomic_store(&tail_line.v, 0);
 	return 0;
 }
 
@@ -59,7 +66,7 @@ void mp_ring_reset(void)
 {
 	if (!ring)
 		return;
-	uint64_t t = atomic_load(&tail), h = atomic_load(&head);
+	uint64_t t = atomic_load(&tail_line.v), h = atomic_load(&head_line.v);
 	if (h - t >= cap) {
 		memset(ring, 0, cap);
 	} else if (h != t) {
@@ -71,7 +78,7 @@ void mp_ring_reset(void)
 			memset(ring, 0, to);
 		}
 	}
-	atomic_store(&tail, h);
+	atomic_store(&tail_line.v, h);
 }
 
 size_t mp_ring_regions(struct mp_range *out, size_t max)
@@ -84,15 +91,15 @@ size_t mp_ring_regions(struct mp_range *out, size_t max)
 
 bool mp_ring_empty(void)
 {
-	return atomic_load(&head) == atomic_load(&tail);
+	return atomic_load(&head_line.v) == atomic_load(&tail_line.v);
 }
 
 bool mp_ring_ready(void)
 {
 	if (!ring)
 		return false;
-	uint64_t t = atomic_load_explicit(&tail, memory_order_relaxed);
-	if (atomic_load_explicit(&head, memory_order_acquire) == t)
+	uint64_t t = atomic_load_explicit(&tail_line.v, memory_order_relaxed);
+	if (atomic_load_explicit(&head_line.v, memory_order_acquire) == t)
 		return false;
 	const struct rec *r = (const struct rec *)(ring + (t & mask));
 	return atomic_load_explicit(&r->committed, memory_order_acquire);
@@ -111,7 +118,7 @@ static bool wait_for_room(uint64_t *stall_start, uint64_t *seen_tail)
 {
 	if (!mp_cfg.full_trace || !mp_writer_alive())
 		return false;
-	uint64_t t = atomic_load(&tail), now = mp_now_ns();
+	uint64_t t = atomic_load(&tail_line.v), now = mp_now_ns();
 	if (*stall_start == 0 || t != *seen_tail) {
 		*stall_start = now;
 		*seen_tail = t;
@@ -132,9 +139,9 @@ void *mp_ring_reserve(uint32_t type, uint32_t len)
 	if (need > cap / 4)
 		return NULL;
 	uint64_t stall_start = 0, seen_tail = 0;
-	uint64_t h = atomic_load_explicit(&head, memory_order_relaxed);
+	uint64_t h = atomic_load_explicit(&head_line.v, memory_order_relaxed);
 	for (;;) {
-		uint64_t t = atomic_load_explicit(&tail, memory_order_acquire);
+		uint64_t t = atomic_load_explicit(&tail_line.v, memory_order_acquire);
 		uint64_t off = h & mask;
 		uint64_t pad = off + need > cap ? cap - off : 0;
 		if (h + pad + need - t > cap) {
@@ -142,10 +149,10 @@ void *mp_ring_reserve(uint32_t type, uint32_t len)
 				atomic_fetch_add_explicit(&mp_dropped, 1, memory_order_relaxed);
 				return NULL;
 			}
-			h = atomic_load_explicit(&head, memory_order_relaxed);
+			h = atomic_load_explicit(&head_line.v, memory_order_relaxed);
 			continue;
 		}
-		if (!atomic_compare_exchange_weak_explicit(&head, &h, h + pad + need,
+		if (!atomic_compare_exchange_weak_explicit(&head_line.v, &h, h + pad + need,
 							   memory_order_relaxed,
 							   memory_order_relaxed))
 			continue;
@@ -173,8 +180,12 @@ void mp_ring_commit(void *payload)
 	struct rec *r = (struct rec *)((unsigned char *)payload - sizeof(struct rec));
 	atomic_store_explicit(&r->committed, 1, memory_order_release);
 	/* A writer in its long sleep is woken by the first record (one
-	 * producer wakes it; the others see the flag already cleared). */
-	atomic_thread_fence(memory_order_seq_cst);
+	 * producer wakes it; the others see the flag already cleared). The
+	 * fence makes that certain; in full trace, where it would cost every
+	 * allocation a full barrier, a wake-up missed in the race with the
+	 * writer falling asleep only delays the batch by IDLE_POLL_MS. */
+	if (!mp_cfg.full_trace)
+		atomic_thread_fence(memory_order_seq_cst);
 	if (MP_UNLIKELY(atomic_load_explicit(&mp_writer_sleeping, memory_order_relaxed)) &&
 	    atomic_exchange(&mp_writer_sleeping, false))
 		mp_writer_wake();
@@ -185,9 +196,9 @@ size_t mp_ring_drain(void (*fn)(uint32_t type, const void *payload, uint32_t len
 	size_t n = 0;
 	if (!ring)
 		return 0;
-	uint64_t t = atomic_load_explicit(&tail, memory_order_relaxed);
+	uint64_t t = atomic_load_explicit(&tail_line.v, memory_order_relaxed);
 	for (;;) {
-		uint64_t h = atomic_load_explicit(&head, memory_order_acquire);
+		uint64_t h = atomic_load_explicit(&head_line.v, memory_order_acquire);
 		if (t == h)
 			break;
 		struct rec *r = (struct rec *)(ring + (t & mask));
@@ -200,7 +211,12 @@ size_t mp_ring_drain(void (*fn)(uint32_t type, const void *payload, uint32_t len
 		}
 		memset(r, 0, size);
 		t += size;
-		atomic_store_explicit(&tail, t, memory_order_release);
+		/* Producers read tail to find room: give it back in steps of
+		 * an eighth of the ring rather than per record, which would
+		 * move tail's cache line for every one. */
+		if (t - atomic_load_explicit(&tail_line.v, memory_order_relaxed) >= cap / 8)
+			atomic_store_explicit(&tail_line.v, t, memory_order_release);
 	}
+	atomic_store_explicit(&tail_line.v, t, memory_order_release);
 	return n;
 }

@@ -159,13 +159,22 @@ void mp_gate_reset_child(void)
 	atomic_store(&fork_gate, 0);
 }
 
+/* The unwinder's miss hook: an address without a cached rule may be in an
+ * object loaded since the last look, whose mapping must be queued before
+ * this stack (and before any other thread can use the rule it caches).
+ * Only on a miss: dl_iterate_phdr takes the loader's lock, and the gate a
+ * counter every thread shares. */
+void mp_sample_note_new_code(void)
+{
+	mp_gate_enter();
+	mp_mappings_check();
+	mp_gate_leave();
+}
+
 static void record_alloc(void *p, size_t size)
 {
 	uint64_t pcs[MP_MAX_FRAMES];
-	mp_gate_enter();
-	mp_mappings_check();
 	uint32_t depth = capture_stack(pcs);
-	mp_gate_leave();
 	if (depth == 0)
 		return;
 	struct mp_ev_alloc *ev = mp_ring_reserve(MP_EV_ALLOC, sizeof(*ev) + depth * sizeof(uint64_t));
@@ -175,9 +184,11 @@ static void record_alloc(void *p, size_t size)
 	ev->size = size;
 	ev->depth = depth;
 	memcpy(ev->pcs, pcs, depth * sizeof(uint64_t));
-	/* Insert before publishing: once the program has the pointer it may
-	 * free it, and that free must find it. */
-	if (mp_live_insert(p, size, pcs[0]) != 0) {
+	/* Mark before publishing: once the program has the pointer it may
+	 * free it, and that free must know to report it. */
+	if (MP_TRACK_BY_HEADER())
+		*mp_hdr_word(p) |= MP_HDR_REPORTED;
+	else if (mp_live_insert(p, size, pcs[0]) != 0) {
 		ev->depth = 0; /* the writer skips it */
 		atomic_fetch_add(&mp_dropped, 1);
 	}
@@ -219,7 +230,17 @@ void mp_sample_free(void *p)
 	if (t->busy)
 		return;
 	t->busy++;
-	if (mp_live_remove(p)) {
+	bool reported;
+	if (MP_TRACK_BY_HEADER()) {
+		/* Cleared here, so that a realloc, which carries the header
+		 * over to the new block, leaves it unreported. */
+		uint64_t *w = mp_hdr_word(p);
+		reported = *w & MP_HDR_REPORTED;
+		*w &= ~MP_HDR_REPORTED;
+	} else {
+		reported = mp_live_remove(p);
+	}
+	if (reported) {
 		struct mp_free *ev = mp_ring_reserve(MP_EV_FREE, sizeof(*ev));
 		if (ev) {
 			ev->addr = (uint64_t)(uintptr_t)p;

@@ -48,6 +48,7 @@ struct mp_real_fns {
 	int (*execveat)(int, const char *, char *const[], char *const[], int);
 	int (*setitimer)(int, const struct itimerval *, struct itimerval *);
 	int (*timer_create)(clockid_t, struct sigevent *, timer_t *);
+	int (*dlclose)(void *);
 };
 extern struct mp_real_fns mp_real;
 extern _Atomic int mp_real_ready; /* mp_real is complete */
@@ -59,6 +60,20 @@ extern bool mp_headed;
  * chunk size there always has bit 3 clear. Sign-extended from 32 bits so
  * that free() compares it with one instruction. */
 #define MP_HDR_MARK ((uint64_t)(int64_t)(int32_t)0x8badf00du)
+/* The header's first word is the header's size, with this bit set while the
+ * block is reported to the collector (see mp_sample_free): in full trace
+ * that spares the live table's shared locks on every malloc and free. */
+#define MP_HDR_REPORTED (1ULL << 63)
+
+static inline uint64_t *mp_hdr_word(const void *p)
+{
+	return (uint64_t *)(uintptr_t)((const unsigned char *)p - 16);
+}
+
+/* Whether sampled blocks are tracked by their header's flag rather than
+ * the live table: under glibc, unless the leak check needs the table's
+ * list of every block. */
+#define MP_TRACK_BY_HEADER() (mp_headed && !mp_cfg.leak_check)
 
 /* Resolves mp_real with dlsym(RTLD_NEXT); allocations dlsym makes meanwhile
  * are served from a static arena. Returns 0, or -1 if a symbol is missing.
@@ -182,6 +197,10 @@ void mp_sample_slow(void *p, size_t size);
 /* Called by free and realloc for a pointer mp_live_maybe says may have been
  * sampled: removes it and reports the free. */
 void mp_sample_free(void *p);
+
+/* The unwinder's miss hook (mp_unwind_set_miss_hook): queues the mappings
+ * of objects loaded since the last look. */
+void mp_sample_note_new_code(void);
 
 /* Around every call into dl_iterate_phdr: keeps fork from
  * happening while another thread holds their locks (see sample.c). Never

@@ -532,6 +532,12 @@ struct slot {
 
 static struct slot *cache;
 static _Atomic uint32_t epoch = 1;
+static void (*miss_hook)(void);
+
+void mp_unwind_set_miss_hook(void (*hook)(void))
+{
+	miss_hook = hook;
+}
 
 int mp_unwind_init(void)
 {
@@ -555,10 +561,21 @@ static struct slot *slot_of(uint64_t pc)
 	return &cache[(pc * 0x9e3779b97f4a7c15ULL) >> (64 - CACHE_BITS)];
 }
 
-static struct rule lookup(uint64_t pc)
+static void note_miss(bool *missed)
 {
-	if (!cache)
+	if (!*missed) {
+		*missed = true;
+		if (miss_hook)
+			miss_hook();
+	}
+}
+
+static struct rule lookup(uint64_t pc, bool *missed)
+{
+	if (!cache) {
+		note_miss(missed);
 		return compute_rule(pc);
+	}
 	struct slot *s = slot_of(pc);
 	uint32_t e = atomic_load_explicit(&epoch, memory_order_relaxed);
 	uint32_t seq = atomic_load_explicit(&s->seq, memory_order_acquire);
@@ -569,6 +586,7 @@ static struct rule lookup(uint64_t pc)
 		if (atomic_load_explicit(&s->seq, memory_order_relaxed) == seq)
 			return unpack(w);
 	}
+	note_miss(missed);
 	struct rule r = compute_rule(pc);
 	if (!(seq & 1) &&
 	    atomic_compare_exchange_strong_explicit(&s->seq, &seq, seq + 1, memory_order_acquire,
@@ -602,11 +620,11 @@ static bool load(const struct bounds *b, uint64_t addr, uint64_t *out)
 }
 
 /* One step up, from a frame at r to its caller; false at the end. */
-static bool step(struct regs *r, struct bounds *b, const struct bounds *thread)
+static bool step(struct regs *r, struct bounds *b, const struct bounds *thread, bool *missed)
 {
 	/* A return address is one past the call, which may be the last
 	 * instruction of its function: look up the call itself. */
-	struct rule rule = lookup(r->exact ? r->ip : r->ip - 1);
+	struct rule rule = lookup(r->exact ? r->ip : r->ip - 1, missed);
 	if (rule.type == FRAME_SIGNAL) {
 		/* rsp points at the ucontext the kernel saved: rt_sigframe's
 		 * return address has been popped. */
@@ -676,7 +694,8 @@ __attribute__((noinline)) uint32_t mp_unwind(uint64_t *pcs, uint32_t max, uintpt
 			b = (struct bounds){ r.sp, (r.sp | 4095) + 1 };
 	}
 	uint32_t n = 0;
-	while (n < max && step(&r, &b, &thread))
+	bool missed = false;
+	while (n < max && step(&r, &b, &thread, &missed))
 		pcs[n++] = r.ip;
 	return n;
 }

@@ -21,6 +21,12 @@ int mp_unwind_init(void);
  * thread; not from a signal handler that may have interrupted a dlclose. */
 uint32_t mp_unwind(uint64_t *pcs, uint32_t max, uintptr_t stack_lo, uintptr_t stack_hi);
 
+/* Called once per mp_unwind, before the walk caches its first new rule:
+ * a return address the cache has not seen may be in an object loaded since
+ * the last call, which the caller must announce (to the collector) before
+ * any other thread, finding the rule cached, can use an address in it. */
+void mp_unwind_set_miss_hook(void (*hook)(void));
+
 /* Forgets every cached rule: after a dlclose another object may be loaded
  * where one was. */
 void mp_unwind_flush(void);
