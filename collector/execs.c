@@ -57,6 +57,8 @@ static void drop_pending(size_t i)
 
 static void report_one(const struct pending *n)
 {
+	if (n->flags & MP_EXEC_FORKED)
+		return; /* a fork child that ended before it connected */
 	const char *path = n->path[0] ? n->path : "?";
 	log_debug("pid %u ran %s, which memprof could not see (%s)", n->pid, path, n->reason);
 	report_line("unchecked %u %s %s", n->pid, n->reason, path);
@@ -118,7 +120,7 @@ int execs_notice(const void *payload, uint32_t len, const char **why)
 	memcpy(&ex, payload, sizeof(ex));
 	const char *path = (const char *)payload + sizeof(ex);
 	if (ex.path_len != len - sizeof(ex) || ex.path_len > MAX_PATH || ex.pid == 0 ||
-	    (ex.flags & ~(MP_EXEC_FAILED | MP_EXEC_NO_PRELOAD | MP_EXEC_SPAWNED)) ||
+	    (ex.flags & ~(MP_EXEC_FAILED | MP_EXEC_NO_PRELOAD | MP_EXEC_SPAWNED | MP_EXEC_FORKED)) ||
 	    memchr(path, '\0', ex.path_len)) {
 		*why = "malformed exec notice";
 		return -1;
@@ -141,16 +143,27 @@ int execs_notice(const void *payload, uint32_t len, const char **why)
 	n->time_ns = ex.time_ns;
 	n->seen_ns = now_monotonic_ns();
 	n->path = xstrndup(path, ex.path_len);
-	n->reason = inspect_program(n->path, ex.flags & MP_EXEC_NO_PRELOAD);
+	n->reason = ex.flags & MP_EXEC_FORKED ? "fork child"
+					      : inspect_program(n->path, ex.flags & MP_EXEC_NO_PRELOAD);
 	return 0;
 }
 
 bool execs_waiting(uint64_t now_ns, uint64_t grace_ns)
 {
-	for (size_t i = 0; i < npend; i++)
-		if (now_ns - pend[i].seen_ns < grace_ns && pid_alive(pend[i].pid))
-			return true;
-	return false;
+	bool waiting = false;
+	for (size_t i = 0; i < npend;) {
+		bool alive = pid_alive(pend[i].pid);
+		/* A fork child that ended without connecting is nothing to
+		 * report: forget it rather than look at it on every tick. */
+		if (!alive && (pend[i].flags & MP_EXEC_FORKED)) {
+			drop_pending(i);
+			continue;
+		}
+		if (alive && now_ns - pend[i].seen_ns < grace_ns)
+			waiting = true;
+		i++;
+	}
+	return waiting;
 }
 
 void execs_report(void)

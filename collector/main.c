@@ -50,10 +50,11 @@ enum { TAG_LISTEN = 1, TAG_SIGNAL = 2, TAG_INTERVAL = 3, TAG_IDLE = 4 };
 #define TICK_MS 100
 #define PRIVATE_NOBODY_NS (60ULL * 1000000000ULL) /* no client ever came */
 /* After USR1: how long nobody must be connected before we leave. A fork
- * child connects from the child, so a parent that forks and exits at once
- * (a daemon) may be gone before its child has connected. */
-#define LEAVE_SETTLE_NS (30ULL * 1000000ULL)
-#define LEAVE_TICK_MS 10
+ * child that has not connected yet is waited for through its parent's
+ * fork notice (execs.c); this covers a child made without fork() (clone,
+ * vfork without exec). `memprof run -- true` waits for this. */
+#define LEAVE_SETTLE_NS (4ULL * 1000000ULL)
+#define LEAVE_TICK_MS 2
 
 /* What the collector is waiting for before it leaves, and who cleans up. */
 static struct {
@@ -177,11 +178,23 @@ static int listen_on(const char *path)
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return -1;
+	/* bind makes the file, listen makes it answer: whoever waits for the
+	 * file (the front end) and connects in between is refused. So the
+	 * socket is bound under a name of its own and renamed once it
+	 * listens, where the name has room for that. */
+	struct sockaddr_un tmp = sa;
+	bool renamed = snprintf(tmp.sun_path, sizeof(tmp.sun_path), "%s.%d", path, (int)getpid()) <
+		       (int)sizeof(tmp.sun_path);
+	const struct sockaddr_un *at = renamed ? &tmp : &sa;
+	if (renamed)
+		unlink(tmp.sun_path);
 	mode_t old = umask(0177); /* the socket is for our own user only */
-	int rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+	int rc = bind(fd, (const struct sockaddr *)at, sizeof(*at));
 	umask(old);
-	if (rc != 0 || listen(fd, 512) != 0) {
+	if (rc != 0 || listen(fd, 512) != 0 || (renamed && rename(tmp.sun_path, path) != 0)) {
 		log_msg("cannot listen on %s: %s", path, strerror(errno));
+		if (renamed)
+			unlink(tmp.sun_path);
 		close(fd);
 		return -1;
 	}
@@ -359,7 +372,9 @@ static void finish(void)
 			rmdir(d);
 		}
 	}
-	if (life.front_gone && life.own_dir) {
+	/* The front end reads the report through a descriptor it opened
+	 * before telling us to go, and leaves the directory to us. */
+	if (life.own_dir) {
 		remove_in(life.own_dir, life.socket);
 		remove_in(life.own_dir, cfg.report);
 		rmdir(life.own_dir);

@@ -208,6 +208,11 @@ struct mp_leak_report {
 #define MP_EXEC_FAILED 1U     /* the exec returned an error: pid runs on */
 #define MP_EXEC_NO_PRELOAD 2U /* the new environment does not preload the shim */
 #define MP_EXEC_SPAWNED 4U    /* sent by posix_spawn's caller, after the fact */
+/* Sent by fork's caller: pid is its child, which says hello itself unless
+ * it ends first. Not an exec: the collector waits for that hello (a daemon
+ * that forks and exits at once leaves its child to connect after it has
+ * gone) but never reports a fork child as a program it could not see. */
+#define MP_EXEC_FORKED 8U
 
 struct mp_exec {
 	uint32_t pid;

@@ -475,6 +475,32 @@ static int spawn(spawn_fn *fn, bool search, pid_t *pid, const char *file,
 	return 0;
 }
 
+/* fork: the child connects from its own writer thread, after fork has
+ * returned; a parent that exits at once (a daemon) may be gone before that.
+ * Its notice, queued before its own goodbye, tells the collector to wait
+ * for the child. The time is taken before the fork so that the child's
+ * start (taken in the child) is later. Async-signal-safe, as fork is. */
+MP_EXPORT pid_t fork(void)
+{
+	if (!mp_real.fork) {
+		mp_init();
+		if (!mp_real.fork) {
+			errno = ENOSYS;
+			return -1;
+		}
+	}
+	if (!recording())
+		return mp_real.fork();
+	uint64_t t = realtime_ns();
+	pid_t pid = mp_real.fork();
+	if (pid > 0) {
+		int saved = errno;
+		queue_notice(pid, MP_EXEC_FORKED, t, "");
+		errno = saved;
+	}
+	return pid;
+}
+
 MP_EXPORT int posix_spawn(pid_t *restrict pid, const char *restrict path,
 			  const posix_spawn_file_actions_t *actions,
 			  const posix_spawnattr_t *restrict attr, char *const argv[restrict],

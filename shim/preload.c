@@ -243,6 +243,7 @@ int mp_resolve_real(void)
 	*(void **)&r.setitimer = dlsym(RTLD_NEXT, "setitimer");
 	*(void **)&r.timer_create = dlsym(RTLD_NEXT, "timer_create");
 	*(void **)&r.dlclose = dlsym(RTLD_NEXT, "dlclose");
+	*(void **)&r.fork = dlsym(RTLD_NEXT, "fork");
 	mp_real = r;
 	mp_malloc_is_glibc = in_libc(*(void **)&r.malloc);
 	/* Headers need every function that makes or takes a block to be

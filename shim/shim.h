@@ -49,6 +49,7 @@ struct mp_real_fns {
 	int (*setitimer)(int, const struct itimerval *, struct itimerval *);
 	int (*timer_create)(clockid_t, struct sigevent *, timer_t *);
 	int (*dlclose)(void *);
+	pid_t (*fork)(void);
 };
 extern struct mp_real_fns mp_real;
 extern _Atomic int mp_real_ready; /* mp_real is complete */

@@ -243,7 +243,7 @@ EOF
 	# goes, and saying which program comes next) and posix_spawn/posix_spawnp
 	# (saying which program a child runs).
 	run sh -c "nm -D --defined-only '$SHIM' | awk '{ print \$3 }' | sort | tr '\n' ' '"
-	[ "$output" = "aligned_alloc calloc dlclose execl execle execlp execv execve execveat execvp execvpe fexecve free malloc malloc_usable_size memalign posix_memalign posix_spawn posix_spawnp pthread_create pvalloc realloc reallocarray setitimer sigaction signal timer_create valloc " ]
+	[ "$output" = "aligned_alloc calloc dlclose execl execle execlp execv execve execveat execvp execvpe fexecve fork free malloc malloc_usable_size memalign posix_memalign posix_spawn posix_spawnp pthread_create pvalloc realloc reallocarray setitimer sigaction signal timer_create valloc " ]
 }
 
 @test "make install puts the library, the collector and memprof under PREFIX" {
