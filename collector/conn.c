@@ -105,7 +105,20 @@ static struct conn *find_image(const struct conn *c, uint32_t pid, uint64_t star
  * process, stack ids and all. 0, or -1 with *why set. */
 static int resume(struct conn *c, const struct mp_hello *h, const char **why)
 {
-	struct conn *old = h->pid == c->peer_pid ? find_image(c, h->pid, h->start_ns) : NULL;
+	if (h->pid != c->peer_pid) {
+		*why = "resuming a process this collector does not know";
+		return -1;
+	}
+	struct conn *old = find_image(c, h->pid, h->start_ns);
+	if (!old) {
+		/* The old connection may hold the hello still unread: this one
+		 * can be read first when both become readable at once. */
+		for (struct conn *d = conns; d; d = d->next)
+			if (d != c && !d->proc && d->fd >= 0 && d->peer_pid == c->peer_pid)
+				while (!d->proc && conn_read(d) == 1)
+					;
+		old = find_image(c, h->pid, h->start_ns);
+	}
 	if (!old) {
 		*why = "resuming a process this collector does not know";
 		return -1;

@@ -292,6 +292,7 @@ static size_t program_name(char *out, size_t size)
 /* CLOCK_REALTIME at the hello: with the pid, what names this image to the
  * collector when it connects again. */
 static uint64_t hello_start_ns;
+static bool hello_delivered; /* the first hello has been sent */
 static unsigned reconnects;
 #define MAX_RECONNECTS 100 /* a program that closes our socket in a loop */
 
@@ -322,6 +323,11 @@ static int reconnect(void)
 	if (!hello_start_ns || reconnects >= MAX_RECONNECTS || connect_collector() != 0)
 		return -1;
 	reconnects++;
+	/* Closed before the first hello went out (a fork child's program
+	 * closing every descriptor at once): the hello, still at the head of
+	 * what is queued, goes out on the new connection instead. */
+	if (!hello_delivered)
+		return 0;
 	struct mp_hello h = hello_of(MP_HELLO_RESUMED);
 	struct mp_rec_hdr hdr = { MP_REC_HELLO, sizeof(h) };
 	unsigned char rec[sizeof(hdr) + sizeof(h)];
@@ -679,6 +685,7 @@ static void *writer_main(void *arg)
 	futex_wake((_Atomic uint32_t *)&writer_tid);
 	send_hello();
 	flush();
+	hello_delivered = true;
 	uint64_t last_busy = mp_now_ns();
 	for (;;) {
 		uint32_t seen = atomic_load_explicit(&wake_word, memory_order_acquire);
@@ -921,6 +928,8 @@ void mp_writer_fork_child(void)
 {
 	forked = true;
 	image_start_ns = realtime_now_ns();
+	hello_start_ns = 0;
+	hello_delivered = false;
 	/* The parent's connection stays the parent's: close our copy so that
 	 * the collector sees the parent's end when the parent exits (unless
 	 * the program has put a descriptor of its own under that number). */
