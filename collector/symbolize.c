@@ -6,6 +6,7 @@
  * files is the caller's.
  */
 #include "symbolize.h"
+#include "debug_cache.h"
 #include "dwarf_index.h"
 
 #include <dwarf.h>
@@ -140,7 +141,7 @@ static char *sym_debuginfo_path;
 
 static const Dwfl_Callbacks sym_callbacks = {
 	.find_elf = dwfl_build_id_find_elf,
-	.find_debuginfo = dwfl_standard_find_debuginfo,
+	.find_debuginfo = debug_cache_find_debuginfo,
 	.section_address = dwfl_offline_section_address,
 	.debuginfo_path = &sym_debuginfo_path,
 };

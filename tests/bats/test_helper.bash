@@ -12,6 +12,9 @@ T=$BUILD/tests
 setup() {
 	while read -r name; do unset "$name"; done < <(compgen -e | grep '^MEMPROF_' || true)
 	unset LD_PRELOAD DEBUGINFOD_URLS
+	# Decompressed debug files are cached for every test's collectors in
+	# build/, not in the user's home.
+	export MEMPROF_CACHE_DIR=$BUILD/debug-cache
 	TEST_TMP=$(mktemp -d /tmp/mpt.XXXXXX)
 	cd "$TEST_TMP" || return 1
 	BG_PIDS=()
