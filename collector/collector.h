@@ -35,6 +35,7 @@ struct conn {
 	size_t len, cap;
 	struct proc *proc;   /* NULL until the hello */
 	bool dropped;        /* broke the protocol: read no more from it */
+	uint64_t detached_ns; /* when it was detached (CLOCK_MONOTONIC) */
 	struct conn *next;
 };
 

@@ -39,6 +39,10 @@ static uint64_t list_changes; /* bumped whenever a connection leaves conns */
  * starve the others or the signals. */
 #define READ_BUDGET (1U << 20)
 
+/* How long a process that closed its connection and has gone stays
+ * detached, for a resuming hello read late (conn_close). */
+#define DETACHED_GRACE_NS (50ULL * 1000000ULL)
+
 static void reject(struct conn *c, const char *why)
 {
 	c->dropped = true;
@@ -329,9 +333,13 @@ void conn_close(struct conn *c)
 		return; /* detached already */
 	/* Not when a later image of the process has said hello already
 	 * (read before this connection's end was). */
+	/* Kept even when the process has gone already: it may have closed
+	 * this connection, resumed on another and exited before we read the
+	 * resuming hello (a daemon that closes every descriptor, then forks
+	 * and exits); conn_reap_detached waits DETACHED_GRACE_NS for that. */
 	bool detach = c->fd >= 0 && c->proc && !c->proc->bye && !c->dropped &&
 		      c->proc->pid == c->peer_pid &&
-		      execs_latest_hello(c->peer_pid) <= c->proc->start_ns && pid_alive(c->peer_pid);
+		      execs_latest_hello(c->peer_pid) <= c->proc->start_ns;
 	if (!detach) {
 		finish_conn(c);
 		return;
@@ -339,6 +347,7 @@ void conn_close(struct conn *c)
 	epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
 	close(c->fd);
 	c->fd = -1;
+	c->detached_ns = now_monotonic_ns();
 	log_debug("pid %u (%s) closed its connection and runs on", c->proc->pid, c->proc->name);
 }
 
@@ -346,7 +355,8 @@ void conn_reap_detached(void)
 {
 	for (struct conn *c = conns, *next; c; c = next) {
 		next = c->next; /* finish_conn ends only c */
-		if (c->fd < 0 && !pid_alive(c->peer_pid))
+		if (c->fd < 0 && !pid_alive(c->peer_pid) &&
+		    now_monotonic_ns() - c->detached_ns >= DETACHED_GRACE_NS)
 			finish_conn(c);
 	}
 }
