@@ -27,6 +27,7 @@ wait_quiet() {
 			[ "$waited" -eq 0 ] || printf ' (waited %ds)' "$waited" >&2
 			return 0
 		fi
+		# shellcheck disable=SC2154 # quiet_wait: the caller's
 		if ((waited >= quiet_wait)); then
 			printf ' (busy machine: went on after %ds)' "$waited" >&2
 			return 0
@@ -78,6 +79,7 @@ write_block() {
 }
 
 # awk functions for medians (mawk has no asort): a small insertion sort.
+# shellcheck disable=SC2034 # used by the callers
 AWK_MEDIAN='
 	function sort(a, n,    i, j, v) {
 		for (i = 2; i <= n; i++) {
