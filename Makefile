@@ -171,6 +171,7 @@ demo: deps
 bench: deps
 	@$(MAKE) --no-print-directory all targets
 	@bench/run
+	@bench/realprog
 
 # ---- install ---------------------------------------------------------------
 install: all

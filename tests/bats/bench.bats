@@ -1,0 +1,62 @@
+#!/usr/bin/env bats
+# bench/realprog must not rot: a smoke run with the smallest sizes, one
+# round and no warm-up (about a minute), whose report must have every row,
+# and whose --write must put the block between its markers in a copy of
+# bench/RESULTS.md and leave the text around them alone. The figures mean
+# nothing here (tiny runs on a busy machine); bench/realprog at its
+# defaults is for a quiet machine (make bench).
+
+load test_helper
+
+@test "bench/realprog: a smoke run reports every row and writes its block" {
+	local t
+	for t in heaptrack perl python3 sqlite3 git gcc g++ zstd; do
+		command -v "$t" >/dev/null || skip "$t is not installed (scripts/install-deps installs it)"
+	done
+	[ -f /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 ] || skip "libjemalloc2 is not installed"
+
+	cp "$ROOT/bench/RESULTS.md" results.md
+	run env BENCH_NO_INSTALL=1 BENCH_SIZE_DIV=100000 BENCH_ROUNDS=1 BENCH_MAX_ROUNDS=1 \
+		BENCH_WARMUP=0 BENCH_STARTUP_REPS=2 BENCH_QUIET_WAIT=0 BENCH_RESULTS="$TEST_TMP/results.md" \
+		"$ROOT/bench/realprog" --write
+	echo "$output" | tail -n 30 | sed 's/^/# /' >&3
+	# Exit 1 with only "no profile was written" is memprof's failure,
+	# reported in the table, not the script's: that is for the tests of
+	# memprof itself to catch.
+	if [ "$status" -eq 1 ] && echo "$output" | grep -q '^bench/realprog: no profile was written by' &&
+		! echo "$output" | grep -q '^bench/realprog: output differed'; then
+		echo "# (a profiler wrote no profile in a run; see the table)" >&3
+	else
+		[ "$status" -eq 0 ]
+	fi
+
+	local w c n
+	for w in perl python sqlite gcc sort git cxx; do
+		for c in 'bare' 'memprof shim preloaded, shared collector' 'memprof run' \
+			'memprof shim preloaded, MEMPROF_RATE=1' 'heaptrack' 'jemalloc alone' 'jemalloc prof:true'; do
+			n=$(echo "$output" | grep -c "^| $w | $c")
+			[ "$n" -eq 1 ] || { echo "row '$w | $c': $n times"; return 1; }
+		done
+	done
+	# Every memprof row printed and wrote what bare did.
+	if echo "$output" | grep '^| [a-z]* | memprof' | grep -v '| yes\(; .*\)\{0,1\} |$'; then
+		echo "a memprof row's output differs from bare's"
+		return 1
+	fi
+	for c in '`env true` (bare)' '`env LD_PRELOAD=libmemprof.so MEMPROF_SOCKET=… true`' \
+		'`env LD_PRELOAD=libmemprof.so true`' '`memprof run -- true`'; do
+		echo "$output" | grep -qF "| $c" || { echo "no start-up row $c"; return 1; }
+	done
+	echo "$output" | grep -q '\*\*collector peak RSS [0-9.]* MB\*\*'
+	for c in 'collector CPU s' 'second USR2 dump, ms' 'collector peak RSS MB' \
+		'heaptrack_interpret CPU s' 'heaptrack_interpret peak RSS MB'; do
+		echo "$output" | grep -q "^| .*$c.* | 1 | [0-9.]* |$" || { echo "no call-site row '$c'"; return 1; }
+	done
+
+	# --write: the block between the markers, the rest as it was.
+	grep -qF '<!-- bench/realprog:begin' results.md
+	grep -qF '<!-- bench/realprog:end -->' results.md
+	sed -n '/<!-- bench\/realprog:begin/,/<!-- bench\/realprog:end/p' results.md | grep -q "^| perl | bare |"
+	diff <(sed '/<!-- bench\/realprog:begin/,/<!-- bench\/realprog:end/d' "$ROOT/bench/RESULTS.md") \
+		<(sed '/<!-- bench\/realprog:begin/,/<!-- bench\/realprog:end/d' results.md)
+}
