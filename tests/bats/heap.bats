@@ -5,6 +5,7 @@ load test_helper
 
 # target_heap under memprof run; sets PID once the program is ready.
 start_target_heap() {
+	rm -f prog.out prog.err # a second start must not find the first's "ready"
 	"$MEMPROF" run -o out "$@" -- "$T/target_heap" >prog.out 2>prog.err &
 	BG_PIDS+=($!)
 	RUN_PID=$!
