@@ -225,8 +225,10 @@ int leak_finish(struct conn *c, const void *payload, uint32_t len, const char **
 	map_free(&index);
 
 	struct suppressions sup = { 0 };
-	if (path[0])
-		suppress_load(&sup, path);
+	const char *sup_error = NULL;
+	if (path[0] && suppress_load(&sup, path, &sup_error) != 0)
+		log_msg("pid %u (%s): suppressions %s not used: %s", p->pid, p->name, path,
+			sup_error);
 	/* LeakSanitizer's own standing suppression (glibc bug 12650). */
 	GROW(sup.items, sup.cap, sup.n + 1);
 	sup.items[sup.n++] = (struct suppression){ xstrndup("*tls_get_addr*", 14), 0, 0 };
@@ -276,6 +278,10 @@ int leak_finish(struct conn *c, const void *payload, uint32_t len, const char **
 		add(&t, "Suppressed: %" PRIu64 " byte(s) in %" PRIu64 " allocation(s).\n",
 		    r.suppressed_bytes, r.suppressed_count);
 	}
+	/* Said in the report too: whoever reads the program's stderr may not
+	 * see the collector's. */
+	if (sup_error)
+		add(&t, "memprof: suppressions %s not used: %s\n", path, sup_error);
 	if (end.unscanned)
 		add(&t, "memprof: %u thread(s) could not be stopped and their stacks were not "
 			"scanned: what only they hold may be reported as leaked.\n",
