@@ -26,7 +26,7 @@
 #include "util.h"
 
 struct conn *conns;
-static int epfd = -1;
+static int epfd = -1, listen_fd = -1;
 static unsigned nconns;         /* connected or detached */
 static uint64_t idle_since_ns;  /* when nconns last fell to 0; 0: never had one */
 static bool ever_connected;
@@ -34,6 +34,12 @@ static bool ever_connected;
  * point to them is over (conn_free_ended). */
 static struct conn *ended;
 static uint64_t list_changes; /* bumped whenever a connection leaves conns */
+
+/* Accepting paused (pause_accepting): until when (CLOCK_MONOTONIC; 0 =
+ * accepting), when we last said so, and how many pauses since. */
+static uint64_t accept_paused_until, accept_last_said;
+static unsigned accept_unsaid;
+#define ACCEPT_PAUSE_MS 100
 
 /* Bytes read from one client per wake-up, so that one busy client cannot
  * starve the others or the signals. */
@@ -105,7 +111,9 @@ static struct conn *find_image(const struct conn *c, uint32_t pid, uint64_t star
  * process, stack ids and all. 0, or -1 with *why set. */
 static int resume(struct conn *c, const struct mp_hello *h, const char **why)
 {
-	struct conn *old = h->pid == c->peer_pid ? find_image(c, h->pid, h->start_ns) : NULL;
+	/* The process is the one the kernel names (proc_new). */
+	uint32_t pid = c->peer_pid ? c->peer_pid : h->pid;
+	struct conn *old = find_image(c, pid, h->start_ns);
 	if (!old) {
 		*why = "resuming a process this collector does not know";
 		return -1;
@@ -147,7 +155,7 @@ static int apply(struct conn *c, uint32_t type, const unsigned char *payload, ui
 				return 0;
 			}
 		}
-		c->proc = proc_new(payload, len, &why);
+		c->proc = proc_new(payload, len, c->peer_pid, &why);
 		if (!c->proc) {
 			reject(c, why);
 			return -1;
@@ -259,19 +267,118 @@ int conn_read(struct conn *c)
 	return 1;
 }
 
-void conn_setup(int epoll_fd)
+/* Sends what the socket takes of c's queue; when all is sent, stops
+ * asking for EPOLLOUT. -1 if the connection is broken. */
+static int flush_out(struct conn *c)
 {
-	epfd = epoll_fd;
+	while (c->out_off < c->out_len) {
+		ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off,
+				 MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			break;
+		if (n <= 0)
+			return -1;
+		c->out_off += (size_t)n;
+	}
+	bool more = c->out_off < c->out_len;
+	if (!more) {
+		free(c->out);
+		c->out = NULL;
+		c->out_len = c->out_off = 0;
+	}
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP | (more ? EPOLLOUT : 0),
+				  .data.ptr = c };
+	epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev);
+	return 0;
 }
 
-void conn_accept(int lfd)
+int conn_send(struct conn *c, const void *data, size_t len)
 {
+	if (c->fd < 0) {
+		errno = ENOTCONN;
+		return -1;
+	}
+	if (c->out_off) { /* keep the queue at the start of its buffer */
+		memmove(c->out, c->out + c->out_off, c->out_len - c->out_off);
+		c->out_len -= c->out_off;
+		c->out_off = 0;
+	}
+	c->out = xrealloc(c->out, c->out_len + len);
+	memcpy(c->out + c->out_len, data, len);
+	c->out_len += len;
+	return flush_out(c);
+}
+
+int conn_event(struct conn *c, uint32_t events)
+{
+	if ((events & EPOLLOUT) && c->fd >= 0 && flush_out(c) != 0)
+		return -1;
+	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+		return conn_read(c) < 0 ? -1 : 0;
+	return 0;
+}
+
+void conn_setup(int epoll_fd, int lfd)
+{
+	epfd = epoll_fd;
+	listen_fd = lfd;
+}
+
+/* Whether the listening socket is watched (EPOLLIN) or not (events 0). */
+static void watch_listener(bool on)
+{
+	struct epoll_event ev = { .events = on ? EPOLLIN : 0, .data.u64 = CONN_LISTEN_TAG };
+	epoll_ctl(epfd, EPOLL_CTL_MOD, listen_fd, &ev);
+}
+
+/*
+ * Out of descriptors (EMFILE, ENFILE) or kernel memory, accept fails and
+ * leaves the client queued; the level-triggered listening socket would
+ * wake the loop again at once, for ever (issue 12: 396,206 log lines in
+ * 6 s at full CPU). Stop watching it for a moment instead, and say so at
+ * most once a second.
+ */
+static void pause_accepting(int err)
+{
+	uint64_t now = now_monotonic_ns();
+	accept_paused_until = now + ACCEPT_PAUSE_MS * 1000000ULL;
+	watch_listener(false);
+	if (now - accept_last_said >= 1000000000ULL || !accept_last_said) {
+		if (accept_unsaid)
+			log_msg("accept: %s; new clients wait (%u more pauses since the last "
+				"message)", strerror(err), accept_unsaid);
+		else
+			log_msg("accept: %s; new clients wait", strerror(err));
+		accept_last_said = now;
+		accept_unsaid = 0;
+	} else {
+		accept_unsaid++;
+	}
+}
+
+void conn_tick(uint64_t now_ns)
+{
+	if (accept_paused_until && now_ns >= accept_paused_until) {
+		accept_paused_until = 0;
+		watch_listener(true);
+	}
+}
+
+void conn_accept(void)
+{
+	if (accept_paused_until)
+		return;
 	for (;;) {
-		int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+		int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 		if (fd < 0) {
 			if (errno == EINTR || errno == ECONNABORTED)
 				continue;
-			if (errno != EAGAIN && errno != EWOULDBLOCK)
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+			    errno == ENOMEM)
+				pause_accepting(errno);
+			else if (errno != EAGAIN && errno != EWOULDBLOCK)
 				log_msg("accept: %s", strerror(errno));
 			return;
 		}
@@ -344,6 +451,7 @@ void conn_free_ended(void)
 		struct conn *c = ended;
 		ended = c->next;
 		free(c->buf);
+		free(c->out);
 		free(c);
 	}
 }
@@ -391,10 +499,8 @@ int conn_ask_stats(const struct proc *p)
 		if (c->proc != p || c->fd < 0)
 			continue;
 		struct mp_rec_hdr h = { MP_REC_STATS_REQUEST, 0 };
-		/* Eight bytes into a socket the client reads: if they do not fit
-		 * at once, the client reads nothing and there is no answer. */
-		return send(c->fd, &h, sizeof(h), MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t)sizeof(h)
-			       ? 0 : -1;
+		/* Behind anything queued for it, as records must not interleave. */
+		return conn_send(c, &h, sizeof(h));
 	}
 	return -1;
 }

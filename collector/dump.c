@@ -17,8 +17,6 @@
 #include "pprof.h"
 #include "util.h"
 
-struct collector_cfg cfg;
-
 static struct map seqs; /* (hash of name, pid) -> last seq */
 
 static unsigned next_seq(const struct proc *p)

@@ -87,11 +87,8 @@ static int parse_addr(const char *spec, struct http_addr *a, const char **why)
 	memcpy(host, spec, hlen);
 	host[hlen] = '\0';
 
-	char *end;
-	errno = 0;
-	unsigned long port = strtoul(port_s, &end, 10);
-	if (!*port_s || *end || errno || port > 65535 || port_s[0] == '-' || port_s[0] == '+' ||
-	    port_s[0] == ' ') {
+	uint64_t port;
+	if (parse_u64(port_s, 0, 65535, &port) != 0) {
 		*why = "the port must be a number from 0 to 65535";
 		return -1;
 	}

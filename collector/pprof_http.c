@@ -136,23 +136,6 @@ static int parse_query(const char *query, struct params *out)
 	return 0;
 }
 
-/* A decimal number in [min, max], digits only. */
-static bool parse_num(const char *s, uint64_t min, uint64_t max, uint64_t *out)
-{
-	uint64_t v = 0;
-	if (!*s)
-		return false;
-	for (; *s; s++) {
-		if (*s < '0' || *s > '9' || v > (UINT64_MAX - 9) / 10)
-			return false;
-		v = v * 10 + (uint64_t)(*s - '0');
-	}
-	if (v < min || v > max)
-		return false;
-	*out = v;
-	return true;
-}
-
 /* ---- which process -------------------------------------------------------------- */
 
 static struct proc *proc_by_pid(uint32_t pid)
@@ -171,7 +154,7 @@ static struct proc *pick_proc(struct http_conn *c, const struct params *q)
 {
 	if (q->pid.present) {
 		uint64_t pid;
-		if (!parse_num(q->pid.value, 1, UINT32_MAX, &pid)) {
+		if (parse_u64(q->pid.value, 1, UINT32_MAX, &pid) != 0) {
 			http_error(c, 400, "pid wants a process id, not '%s'", q->pid.value);
 			return NULL;
 		}
@@ -229,7 +212,7 @@ static void serve_heap(struct http_conn *c, const struct params *q, const char *
 		       const char *default_type)
 {
 	uint64_t debug = 0;
-	if (q->debug.present && !parse_num(q->debug.value, 0, 2, &debug)) {
+	if (q->debug.present && parse_u64(q->debug.value, 0, 2, &debug) != 0) {
 		http_error(c, 400, "debug wants 0 (profile.proto) or 1 (text), not '%s'",
 			   q->debug.value);
 		return;
@@ -276,7 +259,7 @@ static void serve_profile(struct http_conn *c, const struct params *q)
 {
 	uint64_t seconds = PROFILE_DEFAULT_SECONDS;
 	if (q->seconds.present &&
-	    !parse_num(q->seconds.value, 1, PROFILE_MAX_SECONDS, &seconds)) {
+	    parse_u64(q->seconds.value, 1, PROFILE_MAX_SECONDS, &seconds) != 0) {
 		http_error(c, 400, "seconds wants a number from 1 to %d, not '%s'",
 			   PROFILE_MAX_SECONDS, q->seconds.value);
 		return;

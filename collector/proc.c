@@ -4,9 +4,12 @@
  * the process has sent before; a bad record is an error for this process
  * only (conn.c then drops its connection).
  */
+#include <fcntl.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "http.h"
 #include "proc.h"
@@ -49,7 +52,28 @@ static bool safe_name(const char *s, size_t n)
 	return true;
 }
 
-struct proc *proc_new(const void *payload, uint32_t len, const char **why)
+/* The parent of pid as our /proc sees it; 0 if it cannot tell. */
+static uint32_t ppid_of(uint32_t pid)
+{
+	char path[64], stat[512];
+	snprintf(path, sizeof(path), "/proc/%u/stat", pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t n = read(fd, stat, sizeof(stat) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	stat[n] = '\0';
+	/* "pid (comm) state ppid ...": comm may hold spaces and parentheses. */
+	char *paren = strrchr(stat, ')');
+	unsigned ppid;
+	if (!paren || sscanf(paren + 1, " %*c %u", &ppid) != 1)
+		return 0;
+	return ppid;
+}
+
+struct proc *proc_new(const void *payload, uint32_t len, uint32_t peer_pid, const char **why)
 {
 	struct mp_hello h;
 	const unsigned char *p = payload;
@@ -77,6 +101,13 @@ struct proc *proc_new(const void *payload, uint32_t len, const char **why)
 	struct proc *pr = xcalloc(1, sizeof(*pr));
 	pr->pid = h.pid;
 	pr->ppid = h.ppid;
+	/* The kernel's word for who this is, not the client's (see proc.h). */
+	if (peer_pid && peer_pid != h.pid) {
+		log_debug("a client says it is pid %u, the kernel says %u (another pid "
+			  "namespace?): it is known as %u", h.pid, peer_pid, peer_pid);
+		pr->pid = peer_pid;
+		pr->ppid = ppid_of(peer_pid);
+	}
 	pr->rate = h.rate;
 	pr->cpu_hz = h.cpu_hz;
 	pr->flags = h.flags;

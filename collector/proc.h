@@ -88,9 +88,18 @@ struct proc {
 	bool checked;             /* its final profiles went out with the report */
 };
 
-/* Creates the record for a process from its hello; NULL with *why set if
- * the hello is malformed. */
-struct proc *proc_new(const void *payload, uint32_t len, const char **why);
+/*
+ * Creates the record for a process from its hello; NULL with *why set if
+ * the hello is malformed. peer_pid is the pid SO_PEERCRED gave for the
+ * connection, and it wins over the hello's: it is the kernel's word, in the
+ * collector's pid namespace, where /proc, kill -USR2 and ?pid= live, so a
+ * client cannot pass for another process. A client in a pid namespace of
+ * its own (a container) legitimately knows itself by another number; it is
+ * known here by ours, and its parent is read from our /proc. Only when the
+ * kernel cannot name the peer in our namespace (peer_pid 0: it runs in an
+ * ancestor namespace) is the hello taken at its word.
+ */
+struct proc *proc_new(const void *payload, uint32_t len, uint32_t peer_pid, const char **why);
 void proc_free(struct proc *p);
 
 /* A fork child starts with its parent's heap: copies the parent's mappings,

@@ -45,3 +45,94 @@ now_ms() { echo $(($(date +%s%N) / 1000000)); }
 		[ "$(status_of "$URL/")" = 200 ]
 	done
 }
+
+@test "a socket directory of another user, or open to others, is refused with its name" {
+	unset XDG_RUNTIME_DIR
+	export TMPDIR=$TEST_TMP
+	dir=$TEST_TMP/memprof-$(id -u)
+	mkdir -m 0777 "$dir"
+	chmod 0777 "$dir"
+	run -1 timeout 10 "$COLLECTOR" --dir out
+	[ "$output" = "memprof-collector: refusing the socket directory $dir: mode 0777, not 0700; remove it, chmod 700 it or give --socket" ]
+	if [ "$(id -u)" = 0 ]; then
+		chown 65534 "$dir"
+		run -1 timeout 10 "$COLLECTOR" --dir out
+		[ "$output" = "memprof-collector: refusing the socket directory $dir: it belongs to uid 65534, not to you (uid 0); remove it or give --socket" ]
+	fi
+	[ ! -e "$dir/sock" ]
+	# Made by the collector: 0700, whatever the umask.
+	rmdir "$dir"
+	(umask 0; exec "$COLLECTOR" --dir out) 2>collector.err &
+	BG_PIDS+=($!)
+	wait_for_file "$dir/sock" 5
+	[ "$(stat -c %a "$dir")" = 700 ]
+}
+
+@test "the shim sends nothing to a collector run by another user" {
+	[ "$(id -u)" = 0 ] || skip "needs root to run a collector as another user"
+	chmod 0711 "$TEST_TMP"
+	mkdir -m 0777 pub
+	chmod 0777 pub
+	setpriv --reuid=65534 --regid=65534 --clear-groups \
+		"$COLLECTOR" --socket "$TEST_TMP/pub/sock" --dir "$TEST_TMP/pub/out" --verbose 2>collector.err &
+	BG_PIDS+=($!)
+	wait_for_file "$TEST_TMP/pub/sock" 5
+	expected=$("$T/target_threads")
+	run env MEMPROF_SOCKET="$TEST_TMP/pub/sock" LD_PRELOAD="$SHIM" "$T/target_threads"
+	[ "$status" -eq 0 ]
+	[ "${lines[0]}" = "memprof: the collector at $TEST_TMP/pub/sock runs as uid 65534, not as you (uid 0); nothing is sent to it" ]
+	[ "${lines[1]}" = "memprof: cannot reach the collector at $TEST_TMP/pub/sock (Permission denied); profiling is off" ]
+	[ "${lines[2]}" = "$expected" ]
+	sleep 0.2
+	! grep -q "connected" collector.err
+}
+
+@test "a client is known by the pid the kernel gives, not the one it claims" {
+	start_collector
+	run -0 "$T/probe_client" "$TEST_TMP/sock" pid 1
+	pid=${lines[0]}
+	wait_for_file "out/probe.$pid.0001.heap.pb.gz" 5
+	[ ! -e out/probe.1.0001.heap.pb.gz ]
+}
+
+@test "profiles are 0600 in a directory made 0700; --mode and MEMPROF_MODE open them up" {
+	umask 0000
+	run -0 "$MEMPROF" run --rate 1 -o made -- "$T/target_threads" >/dev/null
+	[ "$(stat -c %a made)" = 700 ]
+	ls made/*.heap.pb.gz >/dev/null
+	for f in made/*; do [ "$(stat -c %a "$f")" = 600 ]; done
+	# An existing directory is used as it is.
+	mkdir -m 0751 kept
+	run -0 "$MEMPROF" run --rate 1 --mode 0644 -o kept -- "$T/target_threads" >/dev/null
+	[ "$(stat -c %a kept)" = 751 ]
+	for f in kept/*; do [ "$(stat -c %a "$f")" = 644 ]; done
+	# A private collector started by the shim.
+	MEMPROF_RATE=1 MEMPROF_MODE=0640 MEMPROF_DIR=bare LD_PRELOAD="$SHIM" "$T/target_threads" >/dev/null
+	wait_for_file "bare/*.heap.pb.gz" 5
+	sleep 0.3
+	[ "$(stat -c %a bare)" = 750 ]
+	for f in bare/*; do [ "$(stat -c %a "$f")" = 640 ]; done
+	run -2 "$MEMPROF" run --mode 0755 -o x -- true
+	[ "$output" = "memprof: --mode wants a file mode with rw for you and no x bits (0600, 0640, 0644), not '0755'" ]
+}
+
+@test "a client that does not read its leak report of 20,000 leaks stalls nobody" {
+	start_collector
+	"$T/probe_client" "$TEST_TMP/sock" leaks 20000 >probe.out &
+	BG_PIDS+=($!)
+	wait_for_line probe.out '^sent'
+	pid=$(head -1 probe.out)
+	# The leak profile is written once the report is on its way: with a
+	# blocking send it came only after the collector gave up waiting.
+	wait_for_file "out/probe.$pid.0001.leak.pb.gz" 5
+	for path in "" "cmdline?pid=$pid"; do
+		t=$(curl -s -o /dev/null --max-time 5 -w '%{http_code} %{time_total}' "$URL/$path")
+		echo "# /debug/pprof/$path: $t" >&3
+		[ "${t% *}" = 200 ]
+		awk -v t="${t#* }" 'BEGIN { exit !(t < 0.1) }'
+	done
+	# A well-behaved leak check meanwhile gets its report.
+	run -23 timeout 10 env MEMPROF_SOCKET="$TEST_TMP/sock" MEMPROF_LEAK_CHECK=1 \
+		LD_PRELOAD="$SHIM" "$T/target_leaks"
+	[[ $output == *"SUMMARY: memprof: 103200 byte(s) leaked in 150 allocation(s)."* ]]
+}
