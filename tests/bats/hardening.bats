@@ -136,3 +136,29 @@ now_ms() { echo $(($(date +%s%N) / 1000000)); }
 		LD_PRELOAD="$SHIM" "$T/target_leaks"
 	[[ $output == *"SUMMARY: memprof: 103200 byte(s) leaked in 150 allocation(s)."* ]]
 }
+
+# CPU time (user + system, clock ticks) of process PID so far.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+
+@test "out of descriptors, the collector backs off quietly and serves again afterwards" {
+	(ulimit -n 64 && exec "$COLLECTOR" --socket "$TEST_TMP/sock" --dir out) 2>collector.err &
+	cpid=$!
+	BG_PIDS+=($cpid)
+	wait_for_file "$TEST_TMP/sock" 5
+	"$T/probe_client" "$TEST_TMP/sock" hold 100 >probe.out &
+	probe=$!
+	BG_PIDS+=($probe)
+	wait_for_line probe.out '^sent'
+	t0=$(cpu_ticks "$cpid")
+	sleep 3
+	ticks=$(($(cpu_ticks "$cpid") - t0))
+	said=$(grep -c 'accept: Too many open files' collector.err || true)
+	echo "# 3 s out of descriptors: $ticks ticks of CPU, $said messages" >&3
+	[ "$said" -ge 1 ]
+	[ "$said" -le 5 ]
+	# Under 5% of one CPU.
+	[ "$ticks" -lt $(($(getconf CLK_TCK) * 3 * 5 / 100)) ]
+	kill "$probe"
+	MEMPROF_SOCKET="$TEST_TMP/sock" MEMPROF_RATE=1 LD_PRELOAD="$SHIM" "$T/target_threads" >/dev/null
+	wait_for_file "out/target_threads.*.heap.pb.gz" 5
+}
