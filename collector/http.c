@@ -60,6 +60,7 @@ struct http_conn {
 	char *out;
 	size_t out_len, out_off;
 	size_t req_len;
+	char peer[INET6_ADDRSTRLEN]; /* the client's address, without the port */
 	char req[HTTP_MAX_REQUEST + 1];
 };
 
@@ -148,6 +149,17 @@ static void format_addr(const struct sockaddr_storage *ss, char *out, size_t siz
 		inet_ntop(AF_INET, &s4->sin_addr, ip, sizeof(ip));
 		snprintf(out, size, "%s:%u", ip, port_of(ss));
 	}
+}
+
+/* The address alone: per-client limits count a client's connections from
+ * any port as one. */
+static void format_ip(const struct sockaddr_storage *ss, char *out, size_t size)
+{
+	snprintf(out, size, "?");
+	if (ss->ss_family == AF_INET6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ss)->sin6_addr, out, (socklen_t)size);
+	else if (ss->ss_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr, out, (socklen_t)size);
 }
 
 /* ---- epoll and timer ---------------------------------------------------------- */
@@ -303,7 +315,10 @@ static bool accept_http(void)
 {
 	bool replaced = false;
 	for (int budget = HTTP_ACCEPT_BUDGET; budget > 0; budget--) {
-		int fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		struct sockaddr_storage from;
+		socklen_t from_len = sizeof(from);
+		int fd = accept4(listen_fd, (struct sockaddr *)&from, &from_len,
+				 SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
 			if (errno == EINTR || errno == ECONNABORTED)
 				continue;
@@ -344,6 +359,7 @@ static bool accept_http(void)
 		c->slot = slot;
 		c->state = HC_READING;
 		c->opened_ns = now_monotonic_ns();
+		format_ip(&from, c->peer, sizeof(c->peer));
 		c->deadline_ns = c->opened_ns + HTTP_REQUEST_NS;
 		slots[slot] = c;
 		struct epoll_event ev = { .events = EPOLLIN, .data.u64 = TAG_CONN0 + slot };
@@ -541,7 +557,7 @@ static void handle_request(struct http_conn *c, size_t end)
 	char *q = strchr(target, '?');
 	if (q)
 		*q++ = '\0';
-	struct http_request rq = { .path = target, .query = q ? q : "" };
+	struct http_request rq = { .path = target, .query = q ? q : "", .peer = c->peer };
 	c->state = HC_WAITING;
 	c->deadline_ns = 0; /* the endpoint answers in its own time */
 	set_events(c, EPOLLIN);

@@ -18,6 +18,7 @@ struct http_conn; /* opaque outside http.c */
 struct http_request {
 	const char *path;  /* as sent, starting with '/', without the query */
 	const char *query; /* after '?', not decoded; "" if none */
+	const char *peer;  /* the client's IP address, for per-client limits */
 };
 
 /* ---- provided by http.c --------------------------------------------------- */

@@ -21,6 +21,15 @@
 
 #define PROFILE_DEFAULT_SECONDS 30 /* Go's */
 #define PROFILE_MAX_SECONDS 3600
+/*
+ * A CPU profile holds its connection for its seconds. Without a limit, 64
+ * requests for an hour's profile took every connection the server has
+ * (HTTP_MAX_CONNS) and every other request, the index included, was told
+ * 503 (issue 12). At most this many at once from one address, and in all,
+ * which leaves most connections to everything else.
+ */
+#define PROFILE_MAX_PER_CLIENT 4
+#define PROFILE_MAX_TOTAL 16
 
 /* A CPU profile being taken for a client. */
 struct window {
@@ -29,6 +38,7 @@ struct window {
 	uint64_t since_ns;      /* CLOCK_REALTIME at the start */
 	uint64_t start_ns, end_ns; /* CLOCK_MONOTONIC */
 	struct map counts;      /* stack + 1 -> timer periods, as proc.cpu */
+	char peer[48];          /* the client's address (PROFILE_MAX_PER_CLIENT) */
 	struct window *next;
 };
 
@@ -255,7 +265,32 @@ static void serve_cmdline(struct http_conn *c, const struct params *q)
 	http_respond(c, 200, "text/plain; charset=utf-8", NULL, xstrndup(p->cmdline, len), len);
 }
 
-static void serve_profile(struct http_conn *c, const struct params *q)
+/* Whether another CPU profile may start for peer; if not, answers 503
+ * saying which limit it reached. */
+static bool profile_allowed(struct http_conn *c, const char *peer)
+{
+	unsigned all = 0, theirs = 0;
+	for (struct window *w = windows; w; w = w->next) {
+		all++;
+		theirs += strcmp(w->peer, peer) == 0;
+	}
+	if (theirs >= PROFILE_MAX_PER_CLIENT) {
+		http_error(c, 503,
+			   "%u CPU profiles are being taken for %s already (at most %d per "
+			   "client); try again when one has ended", theirs, peer,
+			   PROFILE_MAX_PER_CLIENT);
+		return false;
+	}
+	if (all >= PROFILE_MAX_TOTAL) {
+		http_error(c, 503,
+			   "%u CPU profiles are being taken already (at most %d in all); try "
+			   "again when one has ended", all, PROFILE_MAX_TOTAL);
+		return false;
+	}
+	return true;
+}
+
+static void serve_profile(struct http_conn *c, const struct params *q, const char *peer)
 {
 	uint64_t seconds = PROFILE_DEFAULT_SECONDS;
 	if (q->seconds.present &&
@@ -273,7 +308,10 @@ static void serve_profile(struct http_conn *c, const struct params *q)
 			   p->pid);
 		return;
 	}
+	if (!profile_allowed(c, peer))
+		return;
 	struct window *w = xcalloc(1, sizeof(*w));
+	snprintf(w->peer, sizeof(w->peer), "%s", peer);
 	w->c = c;
 	w->p = p;
 	w->since_ns = now_realtime_ns();
@@ -313,7 +351,7 @@ void pprof_http_serve(struct http_conn *c, const struct http_request *rq)
 	} else if (strcmp(name, "allocs") == 0) {
 		serve_heap(c, &q, "allocs", "alloc_space");
 	} else if (strcmp(name, "profile") == 0) {
-		serve_profile(c, &q);
+		serve_profile(c, &q, rq->peer);
 	} else if (strcmp(name, "cmdline") == 0) {
 		serve_cmdline(c, &q);
 	} else {

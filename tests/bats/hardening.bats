@@ -162,3 +162,43 @@ cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 	MEMPROF_SOCKET="$TEST_TMP/sock" MEMPROF_RATE=1 LD_PRELOAD="$SHIM" "$T/target_threads" >/dev/null
 	wait_for_file "out/target_threads.*.heap.pb.gz" 5
 }
+
+@test "64 hour-long CPU profile requests leave the index and heap pages answering" {
+	start_collector
+	MEMPROF_SOCKET="$TEST_TMP/sock" LD_PRELOAD="$SHIM" "$T/target_cpu" sleep 60 >/dev/null &
+	pid=$!
+	BG_PIDS+=($pid)
+	for ((i = 0; i < 500; i++)); do
+		[ "$(status_of "$URL/cmdline?pid=$pid")" = 200 ] && break
+		sleep 0.01
+	done
+	for ((i = 0; i < 64; i++)); do
+		curl -s -o "long.$i" --max-time 30 -w '%{http_code}\n' \
+			"$URL/profile?pid=$pid&seconds=3600" >"code.$i" &
+		BG_PIDS+=($!)
+	done
+	# The refused ones are answered at once.
+	for ((i = 0; i < 500; i++)); do
+		[ "$(cat code.* | grep -c 503)" -ge 60 ] && break
+		sleep 0.01
+	done
+	[ "$(cat code.* | grep -c 503)" -eq 60 ]
+	grep -h 'CPU profiles are being taken for 127.0.0.1 already (at most 4 per client)' long.* | head -1
+	[ "$(status_of "$URL/")" = 200 ]
+	[ "$(status_of "$URL/heap?pid=$pid")" = 200 ]
+	[ "$(status_of "$URL/heap?pid=$pid&debug=1")" = 200 ]
+	[ "$(status_of "$URL/allocs?pid=$pid")" = 200 ]
+	# Other addresses (all of 127/8 is loopback) up to the limit in all.
+	for a in 2 3 4; do
+		for ((i = 0; i < 4; i++)); do
+			curl -s -o /dev/null --interface 127.0.0.$a --max-time 30 \
+				"$URL/profile?pid=$pid&seconds=3600" &
+			BG_PIDS+=($!)
+		done
+	done
+	sleep 0.5
+	run curl -s --interface 127.0.0.5 --max-time 5 -w '\n%{http_code}' "$URL/profile?pid=$pid&seconds=1"
+	[ "${lines[0]}" = "16 CPU profiles are being taken already (at most 16 in all); try again when one has ended" ]
+	[ "${lines[1]}" = 503 ]
+	[ "$(status_of "$URL/")" = 200 ]
+}
