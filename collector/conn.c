@@ -13,6 +13,7 @@
  * image says hello, or which ends, gets its final profile then.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -412,9 +413,15 @@ static void finish_conn(struct conn *c)
 	dump_proc(c, true);
 	if (c->proc)
 		http_proc_gone(c->proc);
+	/* A process's state is many small blocks; without a trim, what a big
+	 * one held stays in the collector's heap after it has gone (issue
+	 * 12). malloc_trim walks the whole heap, so not for every small one. */
+	bool big = c->proc && c->proc->nstacks + c->proc->nlocs + c->proc->live.count > 10000;
 	proc_free(c->proc);
 	c->proc = NULL;
 	unlink_conn(c);
+	if (big)
+		malloc_trim(0);
 }
 
 void conn_close(struct conn *c)

@@ -287,6 +287,16 @@ void pb_process_comments(struct pb *b, const char *what)
 			 (unsigned long long)b->p->cpu_drops);
 		pb_comment(b, line);
 	}
+	if (b->p->over_limit_stacks || b->p->over_limit_samples) {
+		snprintf(line, sizeof(line),
+			 "%llu stacks and %llu samples not kept: the process passed the "
+			 "collector's limits (%u stacks, %u locations, %u buckets, %u live "
+			 "samples per process)",
+			 (unsigned long long)b->p->over_limit_stacks,
+			 (unsigned long long)b->p->over_limit_samples, PROC_MAX_STACKS,
+			 PROC_MAX_LOCATIONS, PROC_MAX_BUCKETS, PROC_MAX_LIVE);
+		pb_comment(b, line);
+	}
 }
 
 static int64_t round_value(double v)

@@ -5,6 +5,7 @@
  * only (conn.c then drops its connection).
  */
 #include <fcntl.h>
+#include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -173,7 +174,11 @@ void proc_inherit(struct proc *child, const struct proc *parent)
 	child->nlocs = child->cap_locs = parent->nlocs;
 	for (size_t i = 0; i < parent->nlocs; i++) {
 		child->locs[i] = parent->locs[i];
-		if (parent->locs[i].nlines) {
+		if (parent->locs[i].mapping < 0) {
+			/* Its name lives in the parent's block: named again. */
+			child->locs[i].lines = NULL;
+			child->locs[i].nlines = 0;
+		} else if (parent->locs[i].nlines) {
 			size_t n = parent->locs[i].nlines * sizeof(struct sym_line);
 			child->locs[i].lines = xmalloc(n);
 			memcpy(child->locs[i].lines, parent->locs[i].lines, n);
@@ -279,6 +284,16 @@ uint32_t proc_intern_stack(struct proc *p, const uint64_t *addrs, uint32_t depth
 	uint32_t locs[MP_MAX_FRAMES * 4];
 	if (depth > sizeof(locs) / sizeof(locs[0]))
 		depth = sizeof(locs) / sizeof(locs[0]);
+	/* Room for every new location this stack may bring, else none is
+	 * made: a stack is kept whole or not at all. */
+	if (p->nlocs + depth > PROC_MAX_LOCATIONS) {
+		for (uint32_t i = 0; i < depth; i++) {
+			if (!map_find(&p->loc_by_addr, addrs[i] + 1, 0)) {
+				p->over_limit_stacks++;
+				return PROC_STACK_OVER_LIMIT;
+			}
+		}
+	}
 	for (uint32_t i = 0; i < depth; i++)
 		locs[i] = location_of(p, addrs[i]);
 	uint64_t h = hash_bytes(locs, depth * sizeof(uint32_t));
@@ -292,6 +307,10 @@ uint32_t proc_intern_stack(struct proc *p, const uint64_t *addrs, uint32_t depth
 		struct stack *s = &p->stacks[*v];
 		if (s->depth == depth && memcmp(s->locs, locs, depth * sizeof(uint32_t)) == 0)
 			return (uint32_t)*v;
+	}
+	if (p->nstacks >= PROC_MAX_STACKS) {
+		p->over_limit_stacks++;
+		return PROC_STACK_OVER_LIMIT;
 	}
 	uint64_t probe = 0;
 	while (map_find(&p->stack_by_hash, h, probe))
@@ -316,7 +335,19 @@ void proc_symbolize(struct proc *p, struct location *loc)
 		n = sym_lookup(m->file ? m->file : m->path, m->build_id, m->build_id_len,
 			       loc->addr - m->load_bias, lines, 16);
 	} else {
-		n = sym_lookup("[unknown]", NULL, 0, loc->addr, lines, 16);
+		/* In no mapping: the name is the address, which a client can
+		 * choose at will. It is kept with the location, not in the
+		 * symbolizer's collector-wide caches, so that it goes when the
+		 * process goes (issue 12). lines is the block's first member. */
+		struct unknown_frame {
+			struct sym_line line;
+			char name[32];
+		} *u = xmalloc(sizeof(*u));
+		snprintf(u->name, sizeof(u->name), "[unknown]+0x%" PRIx64, loc->addr);
+		u->line = (struct sym_line){ .function = u->name, .system_name = "", .file = "" };
+		loc->lines = &u->line;
+		loc->nlines = 1;
+		return;
 	}
 	if (n < 1)
 		n = 0;
@@ -345,8 +376,17 @@ static int add_stack(struct proc *p, const void *payload, uint32_t len, const ch
 	/* Every frame is a return address: step back into the call. */
 	for (uint32_t i = 0; i < s.depth; i++)
 		addrs[i] -= 1;
-	GROW(p->wire_stacks, p->cap_wire_stacks, p->nwire_stacks + 1);
-	p->wire_stacks[p->nwire_stacks++] = proc_intern_stack(p, addrs, s.depth);
+	/* Ids are sequential: once one is not kept, none after it is, and the
+	 * table of the shim's ids stops growing with it. */
+	uint32_t stack = p->nwire_stacks == p->nwire_stacks_kept
+				 ? proc_intern_stack(p, addrs, s.depth) : PROC_STACK_OVER_LIMIT;
+	if (stack != PROC_STACK_OVER_LIMIT) {
+		GROW(p->wire_stacks, p->cap_wire_stacks, p->nwire_stacks + 1);
+		p->wire_stacks[p->nwire_stacks_kept++] = stack;
+	} else if (p->nwire_stacks != p->nwire_stacks_kept) {
+		p->over_limit_stacks++;
+	}
+	p->nwire_stacks++;
 	return 0;
 }
 
@@ -369,8 +409,18 @@ static int add_alloc(struct proc *p, const void *payload, uint32_t len, const ch
 		*why = "alloc names an unknown stack";
 		return -1;
 	}
-	uint32_t stack = p->wire_stacks[a.stack_id - 1];
-	uint64_t *v = map_find(&p->bucket_by_key, (uint64_t)stack + 1, a.size);
+	uint32_t stack = a.stack_id <= p->nwire_stacks_kept ? p->wire_stacks[a.stack_id - 1]
+							   : PROC_STACK_OVER_LIMIT;
+	/* A block we still think live at this address was freed without us
+	 * hearing of it (a dropped event): forget it. */
+	release_block(p, a.addr);
+	uint64_t *v = stack == PROC_STACK_OVER_LIMIT
+			      ? NULL : map_find(&p->bucket_by_key, (uint64_t)stack + 1, a.size);
+	if (stack == PROC_STACK_OVER_LIMIT || p->live.count >= PROC_MAX_LIVE ||
+	    (!v && p->nbuckets >= PROC_MAX_BUCKETS)) {
+		p->over_limit_samples++;
+		return 0;
+	}
 	uint64_t b;
 	if (v) {
 		b = *v;
@@ -380,9 +430,6 @@ static int add_alloc(struct proc *p, const void *payload, uint32_t len, const ch
 		p->buckets[b] = (struct bucket){ .stack = stack, .size = a.size };
 		map_put(&p->bucket_by_key, (uint64_t)stack + 1, a.size, b);
 	}
-	/* A block we still think live at this address was freed without us
-	 * hearing of it (a dropped event): forget it. */
-	release_block(p, a.addr);
 	p->buckets[b].alloc_samples++;
 	p->buckets[b].inuse_samples++;
 	map_put(&p->live, a.addr, 0, b);
@@ -402,6 +449,10 @@ static int add_cpu_sample(struct proc *p, const void *payload, uint32_t len, con
 	uint64_t addrs[MP_MAX_FRAMES];
 	uint32_t depth = unwind_sample(p, &s, q, addrs, MP_MAX_FRAMES);
 	uint32_t stack = proc_intern_stack(p, addrs, depth);
+	if (stack == PROC_STACK_OVER_LIMIT) {
+		p->over_limit_samples += s.weight;
+		return 0;
+	}
 	uint64_t *v = map_find(&p->cpu, (uint64_t)stack + 1, 0);
 	if (v)
 		*v += s.weight;

@@ -202,3 +202,35 @@ cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 	[ "${lines[1]}" = 503 ]
 	[ "$(status_of "$URL/")" = 200 ]
 }
+
+# Resident memory of process PID, in KiB.
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+
+@test "a client's stacks and samples are bounded, the excess counted, and its memory returned when it leaves" {
+	start_collector
+	base=$(rss_kib "$COLLECTOR_PID")
+	# More stacks than PROC_MAX_STACKS (200,000), one live sample each.
+	coproc PROBE { "$T/probe_client" "$TEST_TMP/sock" stacks 250000; }
+	BG_PIDS+=($PROBE_PID)
+	read -r pid <&"${PROBE[0]}"
+	read -r sent <&"${PROBE[0]}"
+	[ "$sent" = sent ]
+	for ((i = 0; i < 1000; i++)); do
+		curl -s "$URL/" >index.html
+		grep -q "50000 stacks and 50000 samples over the limits" index.html && break
+		sleep 0.01
+	done
+	grep "<tr><td>$pid</td>" index.html | grep -q "50000 stacks and 50000 samples over the limits"
+	curl -s -o heap.pb.gz "$URL/heap?pid=$pid"
+	pprof -comments heap.pb.gz >comments
+	grep -q "^50000 stacks and 50000 samples not kept: the process passed the collector's limits (200000 stacks, 1000000 locations, 1000000 buckets, 4000000 live samples per process)" comments
+	[ "$(pprof -raw heap.pb.gz | awk '/^Samples/ { s = 1; next } /^Locations/ { s = 0 } s && /^ *[0-9]+ +[0-9]+ +[0-9]+ +[0-9]+:/' | wc -l)" -eq 200000 ]
+	held=$(rss_kib "$COLLECTOR_PID")
+	# The client leaves: what it took is given back.
+	exec {PROBE[1]}>&-
+	wait_for_file "out/probe.$pid.0001.heap.pb.gz" 10
+	sleep 0.5
+	after=$(rss_kib "$COLLECTOR_PID")
+	echo "# collector RSS: $base KiB at start, $held KiB holding the client, $after KiB after" >&3
+	[ $((after - base)) -lt $(((held - base) / 4)) ]
+}
