@@ -3,7 +3,8 @@
  * process a request is for (?pid=), heap and allocs (profile.proto, or the
  * legacy text with ?debug=1), cmdline, the index, and CPU profiles of the
  * next N seconds (profile?seconds=N), which are counted apart from the dump
- * windows so that USR2 and interval dumps do not cut them short. The HTTP
+ * windows (each diffs the process's cumulative counts against a snapshot
+ * of its own) so that USR2 and interval dumps do not cut them short. The HTTP
  * side is http.c's; the text pages are pprof_text.c's.
  */
 #include <stdio.h>
@@ -37,7 +38,7 @@ struct window {
 	struct proc *p;         /* valid until http_proc_gone(p) */
 	uint64_t since_ns;      /* CLOCK_REALTIME at the start */
 	uint64_t start_ns, end_ns; /* CLOCK_MONOTONIC */
-	struct map counts;      /* stack + 1 -> timer periods, as proc.cpu */
+	struct map base;        /* p->cpu when the window began */
 	char peer[48];          /* the client's address (PROFILE_MAX_PER_CLIENT) */
 	struct window *next;
 };
@@ -317,6 +318,7 @@ static void serve_profile(struct http_conn *c, const struct params *q, const cha
 	w->since_ns = now_realtime_ns();
 	w->start_ns = now_monotonic_ns();
 	w->end_ns = w->start_ns + seconds * 1000000000ULL;
+	map_copy(&w->base, &p->cpu);
 	w->next = windows;
 	windows = w;
 	log_debug("http: CPU profile of pid %u for %llu s", p->pid, (unsigned long long)seconds);
@@ -369,7 +371,7 @@ static void unlink_window(struct window *w)
 			break;
 		}
 	}
-	map_free(&w->counts);
+	map_free(&w->base);
 	free(w);
 }
 
@@ -379,7 +381,7 @@ static void finish(struct window *w, uint64_t now_ns)
 	uint64_t until = now_ns < w->end_ns ? now_ns : w->end_ns;
 	size_t len;
 	unsigned char *data =
-		pprof_cpu_counts(w->p, &w->counts, w->since_ns, until - w->start_ns, &len);
+		pprof_cpu_since(w->p, &w->base, w->since_ns, until - w->start_ns, &len);
 	respond_profile(w->c, "profile", data, len);
 	unlink_window(w);
 }
@@ -435,19 +437,6 @@ void pprof_http_tick(uint64_t now_ns)
 		next = w->next;
 		if (w->end_ns <= now_ns)
 			finish(w, now_ns);
-	}
-}
-
-void http_cpu_sample(const struct proc *p, uint32_t stack, uint32_t weight)
-{
-	for (struct window *w = windows; w; w = w->next) {
-		if (w->p != p)
-			continue;
-		uint64_t *v = map_find(&w->counts, (uint64_t)stack + 1, 0);
-		if (v)
-			*v += weight;
-		else
-			map_put(&w->counts, (uint64_t)stack + 1, 0, weight);
 	}
 }
 

@@ -12,7 +12,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "http.h"
 #include "proc.h"
 #include "unwind.h"
 #include "util.h"
@@ -116,7 +115,7 @@ struct proc *proc_new(const void *payload, uint32_t len, uint32_t peer_pid, cons
 	pr->exe = xstrndup(exe, h.exe_len);
 	pr->name = xstrndup(name, h.name_len);
 	pr->cmdline = join_cmdline(cmd, h.cmdline_len);
-	pr->cpu_since_ns = now_realtime_ns();
+	pr->cpu_dumped_ns = now_realtime_ns();
 	return pr;
 }
 
@@ -140,6 +139,7 @@ void proc_free(struct proc *p)
 	map_free(&p->bucket_by_key);
 	map_free(&p->live);
 	map_free(&p->cpu);
+	map_free(&p->cpu_dumped);
 	unwind_free(p->unwinder);
 	free(p->leaks);
 	free(p->leak_profile);
@@ -147,17 +147,6 @@ void proc_free(struct proc *p)
 	free(p->name);
 	free(p->cmdline);
 	free(p);
-}
-
-static void copy_map(struct map *dst, const struct map *src)
-{
-	map_free(dst);
-	dst->cap = src->cap;
-	dst->count = src->count;
-	if (src->cap) {
-		dst->slots = xmalloc(src->cap * sizeof(*src->slots));
-		memcpy(dst->slots, src->slots, src->cap * sizeof(*src->slots));
-	}
 }
 
 void proc_inherit(struct proc *child, const struct proc *parent)
@@ -184,7 +173,7 @@ void proc_inherit(struct proc *child, const struct proc *parent)
 			memcpy(child->locs[i].lines, parent->locs[i].lines, n);
 		}
 	}
-	copy_map(&child->loc_by_addr, &parent->loc_by_addr);
+	map_copy(&child->loc_by_addr, &parent->loc_by_addr);
 	child->stacks = xcalloc(parent->nstacks ? parent->nstacks : 1, sizeof(*child->stacks));
 	child->nstacks = child->cap_stacks = parent->nstacks;
 	for (size_t i = 0; i < parent->nstacks; i++) {
@@ -193,7 +182,7 @@ void proc_inherit(struct proc *child, const struct proc *parent)
 		memcpy(child->stacks[i].locs, parent->stacks[i].locs,
 		       parent->stacks[i].depth * sizeof(uint32_t));
 	}
-	copy_map(&child->stack_by_hash, &parent->stack_by_hash);
+	map_copy(&child->stack_by_hash, &parent->stack_by_hash);
 	/* Only what is live comes along, counted once as allocated. */
 	child->buckets = xcalloc(parent->nbuckets ? parent->nbuckets : 1, sizeof(*child->buckets));
 	child->nbuckets = child->cap_buckets = parent->nbuckets;
@@ -201,8 +190,8 @@ void proc_inherit(struct proc *child, const struct proc *parent)
 		child->buckets[i] = parent->buckets[i];
 		child->buckets[i].alloc_samples = parent->buckets[i].inuse_samples;
 	}
-	copy_map(&child->bucket_by_key, &parent->bucket_by_key);
-	copy_map(&child->live, &parent->live);
+	map_copy(&child->bucket_by_key, &parent->bucket_by_key);
+	map_copy(&child->live, &parent->live);
 }
 
 double proc_sample_weight(const struct proc *p, uint64_t size)
@@ -459,7 +448,6 @@ static int add_cpu_sample(struct proc *p, const void *payload, uint32_t len, con
 	else
 		map_put(&p->cpu, (uint64_t)stack + 1, 0, s.weight);
 	p->cpu_samples += s.weight;
-	http_cpu_sample(p, stack, s.weight);
 	return 0;
 }
 

@@ -72,8 +72,7 @@ struct proc {
 	uint64_t samples;     /* heap samples received */
 	uint64_t over_limit_stacks;  /* stacks not kept (PROC_MAX_*) */
 	uint64_t over_limit_samples; /* heap and CPU samples not kept (PROC_MAX_*) */
-	uint64_t cpu_samples; /* CPU samples received since the last CPU profile */
-	uint64_t cpu_since_ns; /* start of the current CPU profile's window */
+	uint64_t cpu_samples; /* CPU samples received, since the process began */
 	struct mp_malloc_stats malloc_stats; /* the latest the process sent */
 	bool have_malloc_stats;
 	uint32_t malloc_stats_seq; /* counts the statistics received */
@@ -96,7 +95,13 @@ struct proc {
 	size_t nbuckets, cap_buckets;
 	struct map bucket_by_key; /* (stack + 1, size) -> index into buckets */
 	struct map live;          /* address -> index into buckets */
-	struct map cpu;           /* stack + 1 -> timer periods, this window */
+	/* CPU time by stack, cumulative: stack + 1 -> timer periods since the
+	 * process began. Nothing here knows of windows: a dump's CPU profile
+	 * and an HTTP profile?seconds=N each diff against a snapshot of their
+	 * own (cpu_dumped below; pprof_http.c's windows). */
+	struct map cpu;
+	struct map cpu_dumped;    /* dump.c's: cpu as of the last CPU profile file */
+	uint64_t cpu_dumped_ns;   /* dump.c's: when that was (CLOCK_REALTIME) */
 	struct unwinder *unwinder;
 	/* leak check */
 	struct mp_leak *leaks;    /* what the process reported unreachable */
