@@ -98,7 +98,7 @@ struct proc {
 	/* CPU time by stack, cumulative: stack + 1 -> timer periods since the
 	 * process began. Nothing here knows of windows: a dump's CPU profile
 	 * and an HTTP profile?seconds=N each diff against a snapshot of their
-	 * own (cpu_dumped below; pprof_http.c's windows). */
+	 * own (cpu_dumped below; the endpoints' windows). */
 	struct map cpu;
 	struct map cpu_dumped;    /* dump.c's: cpu as of the last CPU profile file */
 	uint64_t cpu_dumped_ns;   /* dump.c's: when that was (CLOCK_REALTIME) */

@@ -133,20 +133,35 @@ int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
 	return 0;
 }
 
-char *read_regular_file(const char *path, size_t max, size_t *len, const char **why)
+int open_regular_file(const char *path, const char **why)
 {
 	int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
 	if (fd < 0) {
 		*why = strerror(errno);
-		return NULL;
+		return -1;
 	}
 	struct stat st;
 	if (fstat(fd, &st) != 0) {
 		*why = strerror(errno);
-		goto fail_fd;
+		close(fd);
+		return -1;
 	}
 	if (!S_ISREG(st.st_mode)) {
 		*why = "not a regular file";
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+char *read_regular_file(const char *path, size_t max, size_t *len, const char **why)
+{
+	int fd = open_regular_file(path, why);
+	if (fd < 0)
+		return NULL;
+	struct stat st;
+	if (fstat(fd, &st) != 0) {
+		*why = strerror(errno);
 		goto fail_fd;
 	}
 	if ((uint64_t)st.st_size > max) {

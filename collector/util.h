@@ -44,6 +44,11 @@ int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out);
  * NULL with *why saying what was wrong (errno's text or our own words).
  */
 char *read_regular_file(const char *path, size_t max, size_t *len, const char **why);
+/* Opens path for reading as read_regular_file does (non-blocking, regular
+ * files only): the descriptor, or -1 with *why set. For libraries that
+ * would open a path themselves (libdw), so that the file checked is the
+ * file read. */
+int open_regular_file(const char *path, const char **why);
 
 uint64_t now_realtime_ns(void);
 uint64_t now_monotonic_ns(void);

@@ -234,3 +234,14 @@ rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 	echo "# collector RSS: $base KiB at start, $held KiB holding the client, $after KiB after" >&3
 	[ $((after - base)) -lt $(((held - base) / 4)) ]
 }
+
+@test "a FIFO or a device named as a client's binary is not opened for symbols or unwinding" {
+	start_collector
+	mkfifo "$TEST_TMP/fifo"
+	for file in "$TEST_TMP/fifo" /dev/zero; do
+		run -0 timeout 10 "$T/probe_client" "$TEST_TMP/sock" file "$file"
+		pid=${lines[0]}
+		wait_for_file "out/probe.$pid.0001.cpu.pb.gz" 2
+		[ "$(status_of "$URL/" 1)" = 200 ]
+	done
+}

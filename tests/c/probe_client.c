@@ -7,6 +7,8 @@
  *   probe_client SOCK leaks N    a leak check of N leaks, one stack each,
  *                                then never reads the report (sleeps)
  *   probe_client SOCK hold N     N connections that say nothing (sleeps)
+ *   probe_client SOCK file PATH  a mapping of PATH (a FIFO, a device...), a
+ *                                heap and a CPU sample in it, a dump, bye
  * It prints its pid first.
  */
 #include <stdio.h>
@@ -84,7 +86,7 @@ static void stack_and_block(uint32_t i)
 int main(int argc, char **argv)
 {
 	if (argc != 4) {
-		fprintf(stderr, "usage: probe_client SOCK pid|stacks|leaks|hold N\n");
+		fprintf(stderr, "usage: probe_client SOCK pid|stacks|leaks|hold N, or SOCK file PATH\n");
 		return 2;
 	}
 	const char *mode = argv[2];
@@ -100,6 +102,31 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	sock = connect_to(argv[1]);
+	if (strcmp(mode, "file") == 0) {
+		struct mp_hello h = { .magic = MP_WIRE_MAGIC, .version = MP_WIRE_VERSION,
+				      .pid = (uint32_t)getpid(), .ppid = (uint32_t)getppid(),
+				      .rate = 1, .cpu_hz = 100, .name_len = 5 };
+		rec(MP_REC_HELLO, &h, sizeof(h), "probe", 5);
+		struct mp_mapping m = { 0x400000, 0x500000, 0, 0, 0, (uint32_t)strlen(argv[3]) };
+		rec(MP_REC_MAPPING, &m, sizeof(m), argv[3], strlen(argv[3]));
+		stack_and_block(0);
+		struct {
+			struct mp_cpu_sample s;
+			uint64_t stack[4];
+		} cpu = { .s = { .tid = (uint32_t)getpid(), .weight = 1,
+				 .stack_len = sizeof(cpu.stack) } };
+		cpu.s.regs[7] = (uint64_t)(uintptr_t)&cpu.stack; /* rsp */
+		cpu.s.regs[16] = 0x400100;                         /* rip */
+		rec(MP_REC_CPU, &cpu, sizeof(cpu), NULL, 0);
+		rec(MP_REC_DUMP, NULL, 0, NULL, 0);
+		rec(MP_REC_BYE, NULL, 0, NULL, 0);
+		flush_buf();
+		char c;
+		shutdown(sock, SHUT_WR);
+		while (read(sock, &c, 1) > 0)
+			;
+		return 0;
+	}
 	if (strcmp(mode, "pid") == 0) {
 		hello((uint32_t)n, 0);
 		stack_and_block(0);
