@@ -3,10 +3,12 @@
  * listening socket, the clients, a signalfd (USR2 = dump every process,
  * USR1 = leave once nobody is left, HUP = the front end has gone, TERM/INT
  * = final dumps and exit) and timerfds (periodic dumps; noticing that
- * every process has gone). Everything else is in the modules: conn.c
- * (records), proc.c (state), execs.c (exec notices), dump.c and pprof.c
- * (files), http.c (the /debug/pprof/ server, whose descriptors have tags of
- * its own).
+ * every process has gone); start-up in that order, and teardown.
+ * Everything else is in the modules: options.c (the command line),
+ * setup.c (profile directory and socket), conn.c (accepting, records,
+ * replies, closing), proc.c (state), execs.c (exec notices), dump.c and
+ * pprof.c (files), http.c (the /debug/pprof/ server, whose descriptors have
+ * tags of its own).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -17,19 +19,16 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/timerfd.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include "collector.h"
-#include "options.h"
-#include "setup.h"
 #include "execs.h"
-#include "inspect.h"
 #include "http.h"
+#include "inspect.h"
+#include "options.h"
 #include "pprof_builder.h"
+#include "setup.h"
 #include "symbolize.h"
 #include "util.h"
 #include "vdso.h"

@@ -123,9 +123,12 @@ int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
 	if (!*s)
 		return -1;
 	for (; *s; s++) {
-		if (*s < '0' || *s > '9' || v > (UINT64_MAX - 9) / 10)
+		if (*s < '0' || *s > '9')
 			return -1;
-		v = v * 10 + (uint64_t)(*s - '0');
+		uint64_t d = (uint64_t)(*s - '0');
+		if (v > (UINT64_MAX - d) / 10) /* v * 10 + d would wrap */
+			return -1;
+		v = v * 10 + d;
 	}
 	if (v < min || v > max)
 		return -1;
