@@ -147,16 +147,26 @@ static int listen_on(const char *path)
 		return -1;
 	}
 	close(fd);
-	unlink(path);
+	/* Bound under another name and renamed into place once listening:
+	 * whoever waits for the path to appear (memprof run) and connects at
+	 * once would otherwise find it bound but not yet listening, and be
+	 * refused (ECONNREFUSED). */
+	struct sockaddr_un tmp = sa;
+	bool renamed = strlen(path) + 1 < sizeof(tmp.sun_path);
+	if (renamed)
+		strcat(tmp.sun_path, "~");
+	unlink(tmp.sun_path);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return -1;
 	mode_t old = umask(0177); /* the socket is for our own user only */
-	int rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+	int rc = bind(fd, (struct sockaddr *)&tmp, sizeof(tmp));
 	umask(old);
-	if (rc != 0 || listen(fd, 512) != 0) {
+	if (rc != 0 || listen(fd, 512) != 0 || (renamed && rename(tmp.sun_path, path) != 0)) {
 		log_msg("cannot listen on %s: %s", path, strerror(errno));
 		close(fd);
+		if (renamed)
+			unlink(tmp.sun_path);
 		return -1;
 	}
 	return fd;
