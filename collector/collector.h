@@ -46,9 +46,11 @@ int conn_event(struct conn *c, uint32_t events);
  * stalls nobody but itself. 0, or -1 (errno) if the connection is gone. */
 int conn_send(struct conn *c, const void *data, size_t len);
 
-/* Takes the epoll set new connections are added to and the listening
- * socket (already in that set with its own tag). */
-void conn_setup(int epoll_fd, int listen_fd);
+/* Takes the epoll set new connections are added to, the listening socket
+ * (already in that set with its own tag), and who is told that a process
+ * is about to be freed (the HTTP endpoints, which may hold requests for
+ * it; NULL: nobody). A hook, so that this layer calls nothing above it. */
+void conn_setup(int epoll_fd, int listen_fd, void (*proc_gone)(struct proc *p));
 /* Accepts every pending client. Out of descriptors, it stops watching the
  * listening socket for ACCEPT_PAUSE_MS (conn_tick resumes). */
 void conn_accept(void);

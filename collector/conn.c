@@ -22,12 +22,13 @@
 
 #include "collector.h"
 #include "execs.h"
-#include "http.h"
 #include "leak.h"
+#include "strbuf.h"
 #include "util.h"
 
 struct conn *conns;
 static int epfd = -1, listen_fd = -1;
+static void (*gone_hook)(struct proc *p); /* conn_setup's proc_gone, or NULL */
 static unsigned nconns;         /* connected or detached */
 static uint64_t idle_since_ns;  /* when nconns last fell to 0; 0: never had one */
 static bool ever_connected;
@@ -136,6 +137,19 @@ static int resume(struct conn *c, const struct mp_hello *h, const char **why)
 	return 0;
 }
 
+/* MP_REC_LEAK_END: the report is made (leak.c) and queued here. */
+static int send_leak_report(struct conn *c, const void *payload, uint32_t len,
+			    const char **why)
+{
+	struct strbuf reply = { 0 };
+	int rc = leak_finish(c, payload, len, &reply, why);
+	if (rc == 0 && reply.len && conn_send(c, reply.s, reply.len) != 0)
+		log_msg("pid %u (%s): could not send the leak report: %s", c->proc->pid,
+			c->proc->name, strerror(errno));
+	sb_free(&reply);
+	return rc;
+}
+
 /* Applies one record; -1 if the client must be dropped. */
 static int apply(struct conn *c, uint32_t type, const unsigned char *payload, uint32_t len)
 {
@@ -193,7 +207,7 @@ static int apply(struct conn *c, uint32_t type, const unsigned char *payload, ui
 	else if (type == MP_REC_LEAKS)
 		rc = leak_add(c->proc, payload, len, &why);
 	else if (type == MP_REC_LEAK_END)
-		rc = leak_finish(c, payload, len, &why);
+		rc = send_leak_report(c, payload, len, &why);
 	else
 		rc = proc_apply(c->proc, type, payload, len, &why);
 	if (rc != 0) {
@@ -321,10 +335,11 @@ int conn_event(struct conn *c, uint32_t events)
 	return 0;
 }
 
-void conn_setup(int epoll_fd, int lfd)
+void conn_setup(int epoll_fd, int lfd, void (*proc_gone)(struct proc *p))
 {
 	epfd = epoll_fd;
 	listen_fd = lfd;
+	gone_hook = proc_gone;
 }
 
 /* Whether the listening socket is watched (EPOLLIN) or not (events 0). */
@@ -411,8 +426,8 @@ static void finish_conn(struct conn *c)
 		log_debug("pid %u (%s) %s", c->proc->pid, c->proc->name,
 			  c->proc->bye ? "exited" : "disconnected");
 	dump_proc(c, true);
-	if (c->proc)
-		http_proc_gone(c->proc);
+	if (c->proc && gone_hook)
+		gone_hook(c->proc);
 	/* A process's state is many small blocks; without a trim, what a big
 	 * one held stays in the collector's heap after it has gone (issue
 	 * 12). malloc_trim walks the whole heap, so not for every small one. */

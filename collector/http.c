@@ -65,6 +65,7 @@ struct http_conn {
 };
 
 static int epfd = -1, listen_fd = -1, timer_fd = -1;
+static const struct http_handler *handler; /* http_start's */
 static struct http_conn *slots[HTTP_MAX_CONNS];
 static uint64_t accept_paused_until; /* CLOCK_MONOTONIC; 0: accepting */
 
@@ -174,7 +175,7 @@ void http_rearm(void)
 {
 	if (timer_fd < 0)
 		return;
-	uint64_t next = pprof_http_next_deadline();
+	uint64_t next = handler->next_deadline();
 	if (accept_paused_until && (!next || accept_paused_until < next))
 		next = accept_paused_until;
 	for (unsigned i = 0; i < HTTP_MAX_CONNS; i++)
@@ -191,8 +192,9 @@ void http_rearm(void)
 	timerfd_settime(timer_fd, TFD_TIMER_ABSTIME, &its, NULL);
 }
 
-int http_start(const char *spec, int efd, bool verbose)
+int http_start(const char *spec, int efd, const struct http_handler *h, bool verbose)
 {
+	handler = h;
 	struct http_addr a;
 	const char *why;
 	if (parse_addr(spec, &a, &why) != 0) {
@@ -248,7 +250,7 @@ bool http_owns_tag(uint64_t tag)
 static void close_http(struct http_conn *c)
 {
 	if (c->state == HC_WAITING)
-		pprof_http_cancel(c);
+		handler->cancel(c);
 	epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
 	close(c->fd);
 	slots[c->slot] = NULL;
@@ -561,7 +563,7 @@ static void handle_request(struct http_conn *c, size_t end)
 	c->state = HC_WAITING;
 	c->deadline_ns = 0; /* the endpoint answers in its own time */
 	set_events(c, EPOLLIN);
-	pprof_http_serve(c, &rq);
+	handler->serve(c, &rq);
 }
 
 /* Reads and ignores input; -1 at its end or when there is too much. */
@@ -625,7 +627,7 @@ static void on_timer(void)
 	uint64_t now = now_monotonic_ns();
 	if (accept_paused_until && accept_paused_until <= now)
 		resume_accepting();
-	pprof_http_tick(now);
+	handler->tick(now);
 	for (unsigned i = 0; i < HTTP_MAX_CONNS; i++) {
 		struct http_conn *c = slots[i];
 		if (!c || !c->deadline_ns || c->deadline_ns > now)

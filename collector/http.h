@@ -27,10 +27,12 @@
  * kernel choose. 0, or -1 with *why saying what is wrong. */
 int http_check_addr(const char *spec, const char **why);
 
-/* Listens on spec (already checked) and registers with epfd. Says where on
+/* Listens on spec (already checked), registers with epfd, and hands every
+ * request to h (pprof_http_handler). Says where on
  * stderr when verbose or when the port was chosen by the kernel
  * ("http: listening on 127.0.0.1:PORT ..."). 0, or -1 after a message. */
-int http_start(const char *spec, int epfd, bool verbose);
+struct http_handler; /* http_server.h */
+int http_start(const char *spec, int epfd, const struct http_handler *h, bool verbose);
 
 bool http_owns_tag(uint64_t tag);
 

@@ -238,7 +238,8 @@ static void load_suppressions(struct suppressions *sup, const char *path, const 
 	sup->items[sup->n++] = (struct suppression){ xstrndup("*tls_get_addr*", 14), 0, 0 };
 }
 
-int leak_finish(struct conn *c, const void *payload, uint32_t len, const char **why)
+int leak_finish(struct conn *c, const void *payload, uint32_t len, struct strbuf *reply,
+		const char **why)
 {
 	struct proc *p = c->proc;
 	struct mp_leak_end end;
@@ -267,24 +268,19 @@ int leak_finish(struct conn *c, const void *payload, uint32_t len, const char **
 		sb_printf(&notes, "memprof: %u thread(s) could not be stopped and their stacks "
 			  "were not scanned: what only they hold may be reported as leaked.\n",
 			  end.unscanned);
-	/* The record's header and fixed part first, the text after them. */
-	struct strbuf reply = { 0 };
+	/* The record's header and fixed part first, the text after them;
+	 * both are filled in once the text's length is known. */
 	struct mp_rec_hdr h = { MP_REC_LEAK_REPORT, 0 };
-	sb_add(&reply, &h, sizeof(h));
-	sb_add(&reply, &r, sizeof(r));
-	size_t text_at = reply.len;
-	leak_format(&reply, p, g, ng, &sup, &r, notes.s);
+	size_t start = reply->len;
+	sb_add(reply, &h, sizeof(h));
+	sb_add(reply, &r, sizeof(r));
+	size_t text_at = reply->len;
+	leak_format(reply, p, g, ng, &sup, &r, notes.s);
 	sb_free(&notes);
-	size_t reply_len;
-	unsigned char *bytes = (unsigned char *)sb_take(&reply, &reply_len);
-	r.text_len = (uint32_t)(reply_len - text_at);
+	r.text_len = (uint32_t)(reply->len - text_at);
 	h.len = (uint32_t)(sizeof(r) + r.text_len);
-	memcpy(bytes, &h, sizeof(h));
-	memcpy(bytes + sizeof(h), &r, sizeof(r));
-	if (conn_send(c, bytes, reply_len) != 0)
-		log_msg("pid %u (%s): could not send the leak report: %s", p->pid, p->name,
-			strerror(errno));
-	free(bytes);
+	memcpy(reply->s + start, &h, sizeof(h));
+	memcpy(reply->s + start + sizeof(h), &r, sizeof(r));
 	report_line("leaks %u %s %" PRIu64 " %" PRIu64, p->pid, p->name, r.leaked_bytes,
 		    r.leaked_count);
 

@@ -1,7 +1,8 @@
 /*
  * Leak reports for leak-checked processes (see leak.c): the records, and
  * the steps of a report, each on its own: grouping the leaked blocks by
- * stack, suppressing, formatting. Sending is conn.c's (conn_send).
+ * stack, suppressing, formatting. Sending is conn.c's: leak.c calls
+ * nothing of it.
  */
 #ifndef MEMPROF_COLLECTOR_LEAK_H
 #define MEMPROF_COLLECTOR_LEAK_H
@@ -23,9 +24,11 @@ struct leak_group {
 
 /* MP_REC_LEAKS: adds the blocks to the process's list. 0 or -1 (*why). */
 int leak_add(struct proc *p, const void *payload, uint32_t len, const char **why);
-/* MP_REC_LEAK_END: queues the report for the process, writes the leak
- * profile and the other profiles. 0 or -1 (*why). */
-int leak_finish(struct conn *c, const void *payload, uint32_t len, const char **why);
+/* MP_REC_LEAK_END: appends the MP_REC_LEAK_REPORT record for the process
+ * to reply (the caller, conn.c, sends it), writes the leak profile and the
+ * other profiles. 0 or -1 (*why). */
+int leak_finish(struct conn *c, const void *payload, uint32_t len, struct strbuf *reply,
+		const char **why);
 
 /* p's reported blocks grouped by (stack, kind), in order of first
  * appearance; *out is malloc'd. Returns the number of groups. */

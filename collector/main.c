@@ -25,6 +25,7 @@
 #include "collector.h"
 #include "execs.h"
 #include "http.h"
+#include "http_server.h"
 #include "inspect.h"
 #include "options.h"
 #include "pprof_builder.h"
@@ -358,7 +359,7 @@ static int start_up(const struct options *o)
 		log_msg("cannot set up the event loop: %s", strerror(errno));
 		return -1;
 	}
-	if (o->http_addr && http_start(o->http_addr, epfd, log_verbose) != 0)
+	if (o->http_addr && http_start(o->http_addr, epfd, &pprof_http_handler, log_verbose) != 0)
 		return -1;
 	bool chose_socket;
 	life.lfd = setup_listener(o, &life.socket, &chose_socket);
@@ -366,7 +367,7 @@ static int start_up(const struct options *o)
 		return -1;
 	if (cfg.private_mode)
 		detach();
-	conn_setup(epfd, life.lfd);
+	conn_setup(epfd, life.lfd, o->http_addr ? http_proc_gone : NULL);
 	life.sfd = setup_signals();
 	if (life.sfd < 0) {
 		log_msg("cannot set up the event loop: %s", strerror(errno));

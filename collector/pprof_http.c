@@ -324,7 +324,7 @@ static void serve_profile(struct http_conn *c, const struct params *q, const cha
 	log_debug("http: CPU profile of pid %u for %llu s", p->pid, (unsigned long long)seconds);
 }
 
-void pprof_http_serve(struct http_conn *c, const struct http_request *rq)
+static void pprof_http_serve(struct http_conn *c, const struct http_request *rq)
 {
 	static const char prefix[] = "/debug/pprof/";
 	const char *path = rq->path;
@@ -403,7 +403,7 @@ static void answer_stats(uint64_t now_ns, const struct proc *gone)
 	}
 }
 
-void pprof_http_cancel(struct http_conn *c)
+static void pprof_http_cancel(struct http_conn *c)
 {
 	for (struct stats_wait **pp = &stats_waits, *w; (w = *pp);) {
 		if (w->c == c) {
@@ -421,7 +421,7 @@ void pprof_http_cancel(struct http_conn *c)
 	}
 }
 
-uint64_t pprof_http_next_deadline(void)
+static uint64_t pprof_http_next_deadline(void)
 {
 	uint64_t next = stats_waits ? now_monotonic_ns() + STATS_POLL_NS : 0;
 	for (struct window *w = windows; w; w = w->next)
@@ -430,7 +430,7 @@ uint64_t pprof_http_next_deadline(void)
 	return next;
 }
 
-void pprof_http_tick(uint64_t now_ns)
+static void pprof_http_tick(uint64_t now_ns)
 {
 	answer_stats(now_ns, NULL);
 	for (struct window *w = windows, *next; w; w = next) {
@@ -439,6 +439,13 @@ void pprof_http_tick(uint64_t now_ns)
 			finish(w, now_ns);
 	}
 }
+
+const struct http_handler pprof_http_handler = {
+	.serve = pprof_http_serve,
+	.cancel = pprof_http_cancel,
+	.next_deadline = pprof_http_next_deadline,
+	.tick = pprof_http_tick,
+};
 
 void http_proc_gone(struct proc *p)
 {
