@@ -52,7 +52,8 @@ SHIM_LIBS := -ldl -lpthread -lm
 TARGET_C := $(wildcard tests/c/target_*.c)
 TARGET_CXX := $(wildcard tests/c/target_*.cpp)
 TARGETS := $(TARGET_C:tests/c/%.c=$(B)/tests/%) $(TARGET_CXX:tests/c/%.cpp=$(B)/tests/%) \
-	$(B)/tests/libplugin.so $(B)/examples/demo_app $(B)/tests/static_hello
+	$(B)/tests/libplugin.so $(B)/examples/demo_app $(B)/tests/static_hello \
+	$(B)/tests/probe_client
 UNIT_SRC := $(wildcard tests/c/unit_*.c)
 UNITS := $(UNIT_SRC:tests/c/%.c=$(B)/tests/%)
 
@@ -84,8 +85,8 @@ $(B)/collector/%.o: collector/%.c $(GEN)/profile.pb-c.h
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(BASE_CFLAGS) -I$(GEN) $(CFLAGS) -c -o $@ $<
 
-$(B)/collector/main.o: VERSION
-$(B)/collector/main.o: BASE_CFLAGS += -DMEMPROF_VERSION='"$(VERSION)"'
+$(B)/collector/options.o: VERSION
+$(B)/collector/options.o: BASE_CFLAGS += -DMEMPROF_VERSION='"$(VERSION)"'
 
 $(B)/memprof-collector: $(COLL_OBJ)
 	$(call say,LD,$@)
@@ -108,6 +109,12 @@ $(B)/tests/static_hello: tests/c/static_hello.c
 	$(call say,CC,$@)
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(BASE_CFLAGS) -static -o $@ $<
+
+# A client of the collector without the shim, for the hardening tests.
+$(B)/tests/probe_client: tests/c/probe_client.c include/memprof_wire.h
+	$(call say,CC,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(BASE_CFLAGS) $(TARGET_CFLAGS) -o $@ $<
 
 $(B)/tests/target_%: tests/c/target_%.c
 	$(call say,CC,$@)

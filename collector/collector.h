@@ -9,24 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "options.h"
 #include "proc.h"
-
-struct collector_cfg {
-	const char *dir;     /* where profiles go (absolute) */
-	unsigned interval;   /* seconds between periodic dumps, 0 = off */
-	bool private_mode;   /* started by a shim: exit when nobody is left */
-	const char *report;  /* file the front end reads, or NULL: "process
-			      * PID NAME" for each process that connected,
-			      * "leaks PID NAME BYTES COUNT" for each leak
-			      * check, "running PID NAME" for each process
-			      * connected after the front end's USR1 (at it or
-			      * later), "unchecked PID REASON PATH" for each
-			      * process memprof could not see (execs.c) or
-			      * that still ran when told to stop (REASON
-			      * "running") */
-	bool announce_running; /* write "running" lines for new processes */
-};
-extern struct collector_cfg cfg;
 
 struct conn {
 	int fd;              /* -1: detached (see conn.c) */
@@ -36,6 +20,8 @@ struct conn {
 	struct proc *proc;   /* NULL until the hello */
 	bool dropped;        /* broke the protocol: read no more from it */
 	uint64_t detached_ns; /* when it was detached (CLOCK_MONOTONIC) */
+	unsigned char *out;  /* replies not yet taken by the socket (conn_send) */
+	size_t out_len, out_off;
 	struct conn *next;
 };
 
@@ -47,10 +33,30 @@ extern struct conn *conns;
  * (EOF, error, or a malformed record, which is reported). */
 int conn_read(struct conn *c);
 
-/* Takes the epoll set new connections are added to. */
-void conn_setup(int epoll_fd);
-/* Accepts every pending client of the listening socket lfd. */
-void conn_accept(int lfd);
+/* The epoll tag (data.u64) main.c gives the listening socket: conn.c
+ * changes its events when it pauses accepting. */
+#define CONN_LISTEN_TAG 1
+
+/* Handles an epoll event of c: sends what is queued when the socket has
+ * room, reads what came. -1 when the connection has ended (the caller
+ * closes it). */
+int conn_event(struct conn *c, uint32_t events);
+
+/* Queues bytes for the client and sends what the socket takes now; the
+ * rest goes as it drains (EPOLLOUT), so a client that does not read
+ * stalls nobody but itself. 0, or -1 (errno) if the connection is gone. */
+int conn_send(struct conn *c, const void *data, size_t len);
+
+/* Takes the epoll set new connections are added to, the listening socket
+ * (already in that set with its own tag), and who is told that a process
+ * is about to be freed (the HTTP endpoints, which may hold requests for
+ * it; NULL: nobody). A hook, so that this layer calls nothing above it. */
+void conn_setup(int epoll_fd, int listen_fd, void (*proc_gone)(struct proc *p));
+/* Accepts every pending client. Out of descriptors, it stops watching the
+ * listening socket for ACCEPT_PAUSE_MS (conn_tick resumes). */
+void conn_accept(void);
+/* Called by the loop's periodic timer: resumes accepting after a pause. */
+void conn_tick(uint64_t now_ns);
 /* The connection ended (EOF, error, protocol error, or we are finishing):
  * the process's final profile, unless it runs on and may come back
  * (detached). */

@@ -13,6 +13,7 @@
  * image says hello, or which ends, gets its final profile then.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -21,12 +22,13 @@
 
 #include "collector.h"
 #include "execs.h"
-#include "http.h"
 #include "leak.h"
+#include "strbuf.h"
 #include "util.h"
 
 struct conn *conns;
-static int epfd = -1;
+static int epfd = -1, listen_fd = -1;
+static void (*gone_hook)(struct proc *p); /* conn_setup's proc_gone, or NULL */
 static unsigned nconns;         /* connected or detached */
 static uint64_t idle_since_ns;  /* when nconns last fell to 0; 0: never had one */
 static bool ever_connected;
@@ -34,6 +36,12 @@ static bool ever_connected;
  * point to them is over (conn_free_ended). */
 static struct conn *ended;
 static uint64_t list_changes; /* bumped whenever a connection leaves conns */
+
+/* Accepting paused (pause_accepting): until when (CLOCK_MONOTONIC; 0 =
+ * accepting), when we last said so, and how many pauses since. */
+static uint64_t accept_paused_until, accept_last_said;
+static unsigned accept_unsaid;
+#define ACCEPT_PAUSE_MS 100
 
 /* Bytes read from one client per wake-up, so that one busy client cannot
  * starve the others or the signals. */
@@ -109,11 +117,9 @@ static struct conn *find_image(const struct conn *c, uint32_t pid, uint64_t star
  * process, stack ids and all. 0, or -1 with *why set. */
 static int resume(struct conn *c, const struct mp_hello *h, const char **why)
 {
-	if (h->pid != c->peer_pid) {
-		*why = "resuming a process this collector does not know";
-		return -1;
-	}
-	struct conn *old = find_image(c, h->pid, h->start_ns);
+	/* The process is the one the kernel names (proc_new). */
+	uint32_t pid = c->peer_pid ? c->peer_pid : h->pid;
+	struct conn *old = find_image(c, pid, h->start_ns);
 	if (!old) {
 		/* The old connection may hold the hello still unread: this one
 		 * can be read first when both become readable at once. */
@@ -121,7 +127,7 @@ static int resume(struct conn *c, const struct mp_hello *h, const char **why)
 			if (d != c && !d->proc && d->fd >= 0 && d->peer_pid == c->peer_pid)
 				while (!d->proc && conn_read(d) == 1)
 					;
-		old = find_image(c, h->pid, h->start_ns);
+		old = find_image(c, pid, h->start_ns);
 	}
 	if (!old) {
 		*why = "resuming a process this collector does not know";
@@ -144,6 +150,19 @@ static int resume(struct conn *c, const struct mp_hello *h, const char **why)
 	return 0;
 }
 
+/* MP_REC_LEAK_END: the report is made (leak.c) and queued here. */
+static int send_leak_report(struct conn *c, const void *payload, uint32_t len,
+			    const char **why)
+{
+	struct strbuf reply = { 0 };
+	int rc = leak_finish(c, payload, len, &reply, why);
+	if (rc == 0 && reply.len && conn_send(c, reply.s, reply.len) != 0)
+		log_msg("pid %u (%s): could not send the leak report: %s", c->proc->pid,
+			c->proc->name, strerror(errno));
+	sb_free(&reply);
+	return rc;
+}
+
 /* Applies one record; -1 if the client must be dropped. */
 static int apply(struct conn *c, uint32_t type, const unsigned char *payload, uint32_t len)
 {
@@ -164,7 +183,7 @@ static int apply(struct conn *c, uint32_t type, const unsigned char *payload, ui
 				return 0;
 			}
 		}
-		c->proc = proc_new(payload, len, &why);
+		c->proc = proc_new(payload, len, c->peer_pid, &why);
 		if (!c->proc) {
 			reject(c, why);
 			return -1;
@@ -201,7 +220,7 @@ static int apply(struct conn *c, uint32_t type, const unsigned char *payload, ui
 	else if (type == MP_REC_LEAKS)
 		rc = leak_add(c->proc, payload, len, &why);
 	else if (type == MP_REC_LEAK_END)
-		rc = leak_finish(c, payload, len, &why);
+		rc = send_leak_report(c, payload, len, &why);
 	else
 		rc = proc_apply(c->proc, type, payload, len, &why);
 	if (rc != 0) {
@@ -276,19 +295,119 @@ int conn_read(struct conn *c)
 	return 1;
 }
 
-void conn_setup(int epoll_fd)
+/* Sends what the socket takes of c's queue; when all is sent, stops
+ * asking for EPOLLOUT. -1 if the connection is broken. */
+static int flush_out(struct conn *c)
 {
-	epfd = epoll_fd;
+	while (c->out_off < c->out_len) {
+		ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off,
+				 MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			break;
+		if (n <= 0)
+			return -1;
+		c->out_off += (size_t)n;
+	}
+	bool more = c->out_off < c->out_len;
+	if (!more) {
+		free(c->out);
+		c->out = NULL;
+		c->out_len = c->out_off = 0;
+	}
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP | (more ? EPOLLOUT : 0),
+				  .data.ptr = c };
+	epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev);
+	return 0;
 }
 
-void conn_accept(int lfd)
+int conn_send(struct conn *c, const void *data, size_t len)
 {
+	if (c->fd < 0) {
+		errno = ENOTCONN;
+		return -1;
+	}
+	if (c->out_off) { /* keep the queue at the start of its buffer */
+		memmove(c->out, c->out + c->out_off, c->out_len - c->out_off);
+		c->out_len -= c->out_off;
+		c->out_off = 0;
+	}
+	c->out = xrealloc(c->out, c->out_len + len);
+	memcpy(c->out + c->out_len, data, len);
+	c->out_len += len;
+	return flush_out(c);
+}
+
+int conn_event(struct conn *c, uint32_t events)
+{
+	if ((events & EPOLLOUT) && c->fd >= 0 && flush_out(c) != 0)
+		return -1;
+	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+		return conn_read(c) < 0 ? -1 : 0;
+	return 0;
+}
+
+void conn_setup(int epoll_fd, int lfd, void (*proc_gone)(struct proc *p))
+{
+	epfd = epoll_fd;
+	listen_fd = lfd;
+	gone_hook = proc_gone;
+}
+
+/* Whether the listening socket is watched (EPOLLIN) or not (events 0). */
+static void watch_listener(bool on)
+{
+	struct epoll_event ev = { .events = on ? EPOLLIN : 0, .data.u64 = CONN_LISTEN_TAG };
+	epoll_ctl(epfd, EPOLL_CTL_MOD, listen_fd, &ev);
+}
+
+/*
+ * Out of descriptors (EMFILE, ENFILE) or kernel memory, accept fails and
+ * leaves the client queued; the level-triggered listening socket would
+ * wake the loop again at once, for ever (issue 12: 396,206 log lines in
+ * 6 s at full CPU). Stop watching it for a moment instead, and say so at
+ * most once a second.
+ */
+static void pause_accepting(int err)
+{
+	uint64_t now = now_monotonic_ns();
+	accept_paused_until = now + ACCEPT_PAUSE_MS * 1000000ULL;
+	watch_listener(false);
+	if (now - accept_last_said >= 1000000000ULL || !accept_last_said) {
+		if (accept_unsaid)
+			log_msg("accept: %s; new clients wait (%u more pauses since the last "
+				"message)", strerror(err), accept_unsaid);
+		else
+			log_msg("accept: %s; new clients wait", strerror(err));
+		accept_last_said = now;
+		accept_unsaid = 0;
+	} else {
+		accept_unsaid++;
+	}
+}
+
+void conn_tick(uint64_t now_ns)
+{
+	if (accept_paused_until && now_ns >= accept_paused_until) {
+		accept_paused_until = 0;
+		watch_listener(true);
+	}
+}
+
+void conn_accept(void)
+{
+	if (accept_paused_until)
+		return;
 	for (;;) {
-		int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+		int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 		if (fd < 0) {
 			if (errno == EINTR || errno == ECONNABORTED)
 				continue;
-			if (errno != EAGAIN && errno != EWOULDBLOCK)
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+			    errno == ENOMEM)
+				pause_accepting(errno);
+			else if (errno != EAGAIN && errno != EWOULDBLOCK)
 				log_msg("accept: %s", strerror(errno));
 			return;
 		}
@@ -320,11 +439,17 @@ static void finish_conn(struct conn *c)
 		log_debug("pid %u (%s) %s", c->proc->pid, c->proc->name,
 			  c->proc->bye ? "exited" : "disconnected");
 	dump_proc(c, true);
-	if (c->proc)
-		http_proc_gone(c->proc);
+	if (c->proc && gone_hook)
+		gone_hook(c->proc);
+	/* A process's state is many small blocks; without a trim, what a big
+	 * one held stays in the collector's heap after it has gone (issue
+	 * 12). malloc_trim walks the whole heap, so not for every small one. */
+	bool big = c->proc && c->proc->nstacks + c->proc->nlocs + c->proc->live.count > 10000;
 	proc_free(c->proc);
 	c->proc = NULL;
 	unlink_conn(c);
+	if (big)
+		malloc_trim(0);
 }
 
 void conn_close(struct conn *c)
@@ -367,6 +492,7 @@ void conn_free_ended(void)
 		struct conn *c = ended;
 		ended = c->next;
 		free(c->buf);
+		free(c->out);
 		free(c);
 	}
 }
@@ -414,10 +540,8 @@ int conn_ask_stats(const struct proc *p)
 		if (c->proc != p || c->fd < 0)
 			continue;
 		struct mp_rec_hdr h = { MP_REC_STATS_REQUEST, 0 };
-		/* Eight bytes into a socket the client reads: if they do not fit
-		 * at once, the client reads nothing and there is no answer. */
-		return send(c->fd, &h, sizeof(h), MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t)sizeof(h)
-			       ? 0 : -1;
+		/* Behind anything queued for it, as records must not interleave. */
+		return conn_send(c, &h, sizeof(h));
 	}
 	return -1;
 }

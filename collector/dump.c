@@ -17,8 +17,6 @@
 #include "pprof.h"
 #include "util.h"
 
-struct collector_cfg cfg;
-
 static struct map seqs; /* (hash of name, pid) -> last seq */
 
 static unsigned next_seq(const struct proc *p)
@@ -65,12 +63,13 @@ void dump_proc(struct conn *c, bool final)
 	if (p->cpu_hz) {
 		snprintf(path, sizeof(path), "%s/%s.%u.%04u.cpu.pb.gz", cfg.dir, p->name, p->pid,
 			 seq);
-		unsigned char *cpu = pprof_cpu(p, &len);
+		uint64_t now = now_realtime_ns();
+		unsigned char *cpu = pprof_cpu_since(p, &p->cpu_dumped, p->cpu_dumped_ns,
+						     now - p->cpu_dumped_ns, &len);
 		write_profile(path, cpu, len);
 		/* Each CPU profile covers the time since the previous one. */
-		map_clear(&p->cpu);
-		p->cpu_samples = 0;
-		p->cpu_since_ns = now_realtime_ns();
+		map_copy(&p->cpu_dumped, &p->cpu);
+		p->cpu_dumped_ns = now;
 	}
 	if (p->leak_profile) {
 		snprintf(path, sizeof(path), "%s/%s.%u.%04u.leak.pb.gz", cfg.dir, p->name, p->pid,

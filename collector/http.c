@@ -60,10 +60,12 @@ struct http_conn {
 	char *out;
 	size_t out_len, out_off;
 	size_t req_len;
+	char peer[INET6_ADDRSTRLEN]; /* the client's address, without the port */
 	char req[HTTP_MAX_REQUEST + 1];
 };
 
 static int epfd = -1, listen_fd = -1, timer_fd = -1;
+static const struct http_handler *handler; /* http_start's */
 static struct http_conn *slots[HTTP_MAX_CONNS];
 static uint64_t accept_paused_until; /* CLOCK_MONOTONIC; 0: accepting */
 
@@ -87,11 +89,8 @@ static int parse_addr(const char *spec, struct http_addr *a, const char **why)
 	memcpy(host, spec, hlen);
 	host[hlen] = '\0';
 
-	char *end;
-	errno = 0;
-	unsigned long port = strtoul(port_s, &end, 10);
-	if (!*port_s || *end || errno || port > 65535 || port_s[0] == '-' || port_s[0] == '+' ||
-	    port_s[0] == ' ') {
+	uint64_t port;
+	if (parse_u64(port_s, 0, 65535, &port) != 0) {
 		*why = "the port must be a number from 0 to 65535";
 		return -1;
 	}
@@ -153,6 +152,17 @@ static void format_addr(const struct sockaddr_storage *ss, char *out, size_t siz
 	}
 }
 
+/* The address alone: per-client limits count a client's connections from
+ * any port as one. */
+static void format_ip(const struct sockaddr_storage *ss, char *out, size_t size)
+{
+	snprintf(out, size, "?");
+	if (ss->ss_family == AF_INET6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ss)->sin6_addr, out, (socklen_t)size);
+	else if (ss->ss_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr, out, (socklen_t)size);
+}
+
 /* ---- epoll and timer ---------------------------------------------------------- */
 
 static void set_events(struct http_conn *c, uint32_t events)
@@ -165,7 +175,7 @@ void http_rearm(void)
 {
 	if (timer_fd < 0)
 		return;
-	uint64_t next = pprof_http_next_deadline();
+	uint64_t next = handler->next_deadline();
 	if (accept_paused_until && (!next || accept_paused_until < next))
 		next = accept_paused_until;
 	for (unsigned i = 0; i < HTTP_MAX_CONNS; i++)
@@ -182,8 +192,9 @@ void http_rearm(void)
 	timerfd_settime(timer_fd, TFD_TIMER_ABSTIME, &its, NULL);
 }
 
-int http_start(const char *spec, int efd, bool verbose)
+int http_start(const char *spec, int efd, const struct http_handler *h, bool verbose)
 {
+	handler = h;
 	struct http_addr a;
 	const char *why;
 	if (parse_addr(spec, &a, &why) != 0) {
@@ -239,7 +250,7 @@ bool http_owns_tag(uint64_t tag)
 static void close_http(struct http_conn *c)
 {
 	if (c->state == HC_WAITING)
-		pprof_http_cancel(c);
+		handler->cancel(c);
 	epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
 	close(c->fd);
 	slots[c->slot] = NULL;
@@ -306,7 +317,10 @@ static bool accept_http(void)
 {
 	bool replaced = false;
 	for (int budget = HTTP_ACCEPT_BUDGET; budget > 0; budget--) {
-		int fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		struct sockaddr_storage from;
+		socklen_t from_len = sizeof(from);
+		int fd = accept4(listen_fd, (struct sockaddr *)&from, &from_len,
+				 SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
 			if (errno == EINTR || errno == ECONNABORTED)
 				continue;
@@ -347,6 +361,7 @@ static bool accept_http(void)
 		c->slot = slot;
 		c->state = HC_READING;
 		c->opened_ns = now_monotonic_ns();
+		format_ip(&from, c->peer, sizeof(c->peer));
 		c->deadline_ns = c->opened_ns + HTTP_REQUEST_NS;
 		slots[slot] = c;
 		struct epoll_event ev = { .events = EPOLLIN, .data.u64 = TAG_CONN0 + slot };
@@ -544,11 +559,11 @@ static void handle_request(struct http_conn *c, size_t end)
 	char *q = strchr(target, '?');
 	if (q)
 		*q++ = '\0';
-	struct http_request rq = { .path = target, .query = q ? q : "" };
+	struct http_request rq = { .path = target, .query = q ? q : "", .peer = c->peer };
 	c->state = HC_WAITING;
 	c->deadline_ns = 0; /* the endpoint answers in its own time */
 	set_events(c, EPOLLIN);
-	pprof_http_serve(c, &rq);
+	handler->serve(c, &rq);
 }
 
 /* Reads and ignores input; -1 at its end or when there is too much. */
@@ -612,7 +627,7 @@ static void on_timer(void)
 	uint64_t now = now_monotonic_ns();
 	if (accept_paused_until && accept_paused_until <= now)
 		resume_accepting();
-	pprof_http_tick(now);
+	handler->tick(now);
 	for (unsigned i = 0; i < HTTP_MAX_CONNS; i++) {
 		struct http_conn *c = slots[i];
 		if (!c || !c->deadline_ns || c->deadline_ns > now)

@@ -1,7 +1,7 @@
 /*
  * Go's /debug/pprof/ endpoints, served by the collector (--http ADDR:PORT).
- * This is what the event loop (main.c) and the process state (proc.c) see
- * of it; the server itself is http.c, the endpoints pprof_http.c, the text
+ * This is what the event loop (main.c) and the connections (conn.c) see
+ * of it (the process state, proc.c, sees nothing of it); the server itself is http.c, the endpoints pprof_http.c, the text
  * pages pprof_text.c. Nothing here blocks: sockets are non-blocking, every
  * client is bounded in size, time and number.
  */
@@ -27,10 +27,12 @@
  * kernel choose. 0, or -1 with *why saying what is wrong. */
 int http_check_addr(const char *spec, const char **why);
 
-/* Listens on spec (already checked) and registers with epfd. Says where on
+/* Listens on spec (already checked), registers with epfd, and hands every
+ * request to h (pprof_http_handler). Says where on
  * stderr when verbose or when the port was chosen by the kernel
  * ("http: listening on 127.0.0.1:PORT ..."). 0, or -1 after a message. */
-int http_start(const char *spec, int epfd, bool verbose);
+struct http_handler; /* http_server.h */
+int http_start(const char *spec, int epfd, const struct http_handler *h, bool verbose);
 
 bool http_owns_tag(uint64_t tag);
 
@@ -43,18 +45,10 @@ bool http_event(uint64_t tag, uint32_t events);
 void http_stop(void);
 
 /*
- * Hooks for the rest of the collector. Both are cheap when no CPU profile
- * is being taken over HTTP, and safe to call when --http is off.
- *
- * http_cpu_sample: one CPU sample of p (stack: index into p->stacks, weight
- * in timer periods), called by proc.c for every sample it takes in, so that
- * /debug/pprof/profile?seconds=N sees the next N seconds whatever dumps
- * happen meanwhile.
- *
- * http_proc_gone: p is about to be freed (main.c close_conn). Pending
- * profile requests for p are answered now with what was collected.
+ * http_proc_gone: p is about to be freed (conn.c, when its connection
+ * ends). Pending profile requests for p are answered now with what was
+ * collected. Safe to call when --http is off.
  */
-void http_cpu_sample(const struct proc *p, uint32_t stack, uint32_t weight);
 void http_proc_gone(struct proc *p);
 
 #endif /* MEMPROF_COLLECTOR_HTTP_H */

@@ -3,8 +3,8 @@
  * and the endpoints it serves (pprof_http.c). The server hands over each
  * complete, well-formed GET or HEAD request; the endpoint answers it with
  * http_respond() at once or later (a CPU profile answers after its
- * seconds), and is told with pprof_http_cancel() when a connection it has
- * not answered goes away.
+ * seconds), and is told (cancel) when a connection it has not answered
+ * goes away.
  */
 #ifndef MEMPROF_COLLECTOR_HTTP_SERVER_H
 #define MEMPROF_COLLECTOR_HTTP_SERVER_H
@@ -18,6 +18,7 @@ struct http_conn; /* opaque outside http.c */
 struct http_request {
 	const char *path;  /* as sent, starting with '/', without the query */
 	const char *query; /* after '?', not decoded; "" if none */
+	const char *peer;  /* the client's IP address, for per-client limits */
 };
 
 /* ---- provided by http.c --------------------------------------------------- */
@@ -46,12 +47,24 @@ void http_rearm(void);
 
 /* ---- provided by the endpoints (pprof_http.c) ------------------------------ */
 
-void pprof_http_serve(struct http_conn *c, const struct http_request *rq);
-void pprof_http_cancel(struct http_conn *c);
-/* The earliest CLOCK_MONOTONIC time (ns) at which pprof_http_tick has
- * something to do; 0 if none. */
-uint64_t pprof_http_next_deadline(void);
-/* Answers the CPU profiles whose time is up at now_ns. */
-void pprof_http_tick(uint64_t now_ns);
+/*
+ * What the server calls, given to http_start() as a pointer so that the
+ * server calls nothing of the endpoints by name (they call http_respond:
+ * with names both ways, the two would be one module).
+ */
+struct http_handler {
+	/* A complete, well-formed GET or HEAD request. */
+	void (*serve)(struct http_conn *c, const struct http_request *rq);
+	/* c goes away before it was answered. */
+	void (*cancel)(struct http_conn *c);
+	/* The earliest CLOCK_MONOTONIC time (ns) at which tick has something
+	 * to do; 0 if none. */
+	uint64_t (*next_deadline)(void);
+	/* Answers what is due at now_ns (CPU profiles whose time is up). */
+	void (*tick)(uint64_t now_ns);
+};
+
+/* pprof_http.c's endpoints. */
+extern const struct http_handler pprof_http_handler;
 
 #endif /* MEMPROF_COLLECTOR_HTTP_SERVER_H */

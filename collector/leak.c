@@ -3,14 +3,14 @@
  * reachable points to (MP_REC_LEAKS) and asks for its report
  * (MP_REC_LEAK_END). Here they are grouped by allocation stack, filtered
  * through the suppressions, written up as LeakSanitizer writes its reports
- * (largest first, direct leaks before indirect ones) and sent back for the
- * process to print; a pprof leak profile goes beside the other profiles.
+ * (largest first, direct leaks before indirect ones) and queued for the
+ * process to read (conn_send: never a wait in the event loop, however
+ * slowly it reads); a pprof leak profile goes beside the other profiles.
+ * Grouping, suppressing and formatting are separate steps (leak.h).
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <poll.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,41 +19,9 @@
 #include "collector.h"
 #include "leak.h"
 #include "pprof_builder.h"
+#include "strbuf.h"
 #include "suppress.h"
 #include "util.h"
-
-#define UNKNOWN_STACK UINT32_MAX
-
-struct group {
-	uint32_t stack; /* index into proc.stacks, or UNKNOWN_STACK */
-	uint32_t kind;  /* MP_LEAK_* */
-	uint64_t bytes, count;
-	bool suppressed;
-};
-
-struct text {
-	char *s;
-	size_t len, cap;
-};
-
-static void add(struct text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void add(struct text *t, const char *fmt, ...)
-{
-	va_list ap;
-	for (;;) {
-		va_start(ap, fmt);
-		int n = vsnprintf(t->s ? t->s + t->len : NULL, t->s ? t->cap - t->len : 0, fmt, ap);
-		va_end(ap);
-		if (n < 0)
-			return;
-		if (t->s && t->len + (size_t)n < t->cap) {
-			t->len += (size_t)n;
-			return;
-		}
-		t->cap = (t->cap + (size_t)n + 1) * 2;
-		t->s = xrealloc(t->s, t->cap);
-	}
-}
 
 int leak_add(struct proc *p, const void *payload, uint32_t len, const char **why)
 {
@@ -76,7 +44,7 @@ int leak_add(struct proc *p, const void *payload, uint32_t len, const char **why
 
 static int by_size(const void *a, const void *b)
 {
-	const struct group *x = a, *y = b;
+	const struct leak_group *x = a, *y = b;
 	if (x->kind != y->kind)
 		return x->kind < y->kind ? -1 : 1;
 	if (x->bytes != y->bytes)
@@ -106,10 +74,10 @@ static bool stack_matches(struct proc *p, uint32_t stack, const char *pattern)
 	return false;
 }
 
-static void print_stack(struct text *t, struct proc *p, uint32_t stack)
+static void print_stack(struct strbuf *t, struct proc *p, uint32_t stack)
 {
-	if (stack == UNKNOWN_STACK) {
-		add(t, "    #0 (allocation stack unknown: the event was lost)\n");
+	if (stack == LEAK_UNKNOWN_STACK) {
+		sb_printf(t, "    #0 (allocation stack unknown: the event was lost)\n");
 		return;
 	}
 	const struct stack *s = &p->stacks[stack];
@@ -123,20 +91,20 @@ static void print_stack(struct text *t, struct proc *p, uint32_t stack)
 		for (uint16_t j = 0; j < loc->nlines; j++) {
 			const struct sym_line *l = &loc->lines[j];
 			if (l->file[0]) {
-				add(t, "    #%d 0x%" PRIx64 " in %s %s:%" PRId64 "\n", frame++, shown,
+				sb_printf(t, "    #%d 0x%" PRIx64 " in %s %s:%" PRId64 "\n", frame++, shown,
 				    l->function, l->file, l->line);
 			} else if (loc->mapping >= 0) {
 				const struct mapping *m = &p->maps[loc->mapping];
-				add(t, "    #%d 0x%" PRIx64 " in %s (%s+0x%" PRIx64 ")\n", frame++, shown,
+				sb_printf(t, "    #%d 0x%" PRIx64 " in %s (%s+0x%" PRIx64 ")\n", frame++, shown,
 				    l->function, m->path, loc->addr - m->load_bias);
 			} else {
-				add(t, "    #%d 0x%" PRIx64 " in %s\n", frame++, shown, l->function);
+				sb_printf(t, "    #%d 0x%" PRIx64 " in %s\n", frame++, shown, l->function);
 			}
 		}
 	}
 }
 
-static unsigned char *leak_profile(struct proc *p, const struct group *g, size_t n, size_t *len)
+static unsigned char *leak_profile(struct proc *p, const struct leak_group *g, size_t n, size_t *len)
 {
 	static const char *const types[] = { "leaked_objects", "count", "leaked_space", "bytes" };
 	struct pb b;
@@ -147,7 +115,7 @@ static unsigned char *leak_profile(struct proc *p, const struct group *g, size_t
 	b.prof.time_nanos = (int64_t)now_realtime_ns();
 	pb_process_comments(&b, "leak");
 	for (size_t i = 0; i < n; i++) {
-		if (g[i].suppressed || g[i].stack == UNKNOWN_STACK)
+		if (g[i].suppressed || g[i].stack == LEAK_UNKNOWN_STACK)
 			continue;
 		int64_t v[2] = { (int64_t)g[i].count, (int64_t)g[i].bytes };
 		Perftools__Profiles__Sample *sm = pb_sample(&b, g[i].stack, v);
@@ -158,63 +126,19 @@ static unsigned char *leak_profile(struct proc *p, const struct group *g, size_t
 	return out;
 }
 
-/* Writes the reply on the client's (non-blocking) socket, waiting for room
- * at most a few seconds: the process is waiting to read it. */
-static int send_reply(int fd, const struct mp_leak_report *r, const char *text)
+size_t leak_group(const struct proc *p, struct leak_group **out)
 {
-	struct mp_rec_hdr h = { MP_REC_LEAK_REPORT, (uint32_t)(sizeof(*r) + r->text_len) };
-	const void *parts[] = { &h, r, text };
-	size_t sizes[] = { sizeof(h), sizeof(*r), r->text_len };
-	uint64_t deadline = now_monotonic_ns() + 10ULL * 1000000000ULL;
-	for (int i = 0; i < 3; i++) {
-		const unsigned char *q = parts[i];
-		size_t left = sizes[i];
-		while (left) {
-			ssize_t n = write(fd, q, left);
-			if (n > 0) {
-				q += n;
-				left -= (size_t)n;
-				continue;
-			}
-			if (n < 0 && errno != EAGAIN && errno != EINTR)
-				return -1;
-			struct pollfd pfd = { fd, POLLOUT, 0 };
-			if (now_monotonic_ns() > deadline || poll(&pfd, 1, 100) < 0)
-				return -1;
-		}
-	}
-	return 0;
-}
-
-int leak_finish(struct conn *c, const void *payload, uint32_t len, const char **why)
-{
-	struct proc *p = c->proc;
-	struct mp_leak_end end;
-	if (len < sizeof(end)) {
-		*why = "malformed leak check end";
-		return -1;
-	}
-	memcpy(&end, payload, sizeof(end));
-	if (end.path_len != len - sizeof(end) || end.path_len >= 4096) {
-		*why = "malformed leak check end";
-		return -1;
-	}
-	char path[4096];
-	memcpy(path, (const char *)payload + sizeof(end), end.path_len);
-	path[end.path_len] = '\0';
-
-	/* Group by (stack, kind). */
 	struct map index = { 0 };
-	struct group *g = NULL;
+	struct leak_group *g = NULL;
 	size_t ng = 0, cap = 0;
 	for (size_t i = 0; i < p->nleaks; i++) {
 		const struct mp_leak *l = &p->leaks[i];
-		uint64_t *b = map_find(&p->live, l->addr, 0);
-		uint32_t stack = b ? p->buckets[*b].stack : UNKNOWN_STACK;
+		uint64_t *b = map_find((struct map *)&p->live, l->addr, 0);
+		uint32_t stack = b ? p->buckets[*b].stack : LEAK_UNKNOWN_STACK;
 		uint64_t *gi = map_find(&index, (uint64_t)stack + 1, l->kind);
 		if (!gi) {
 			GROW(g, cap, ng + 1);
-			g[ng] = (struct group){ stack, l->kind, 0, 0, false };
+			g[ng] = (struct leak_group){ stack, l->kind, 0, 0, false };
 			map_put(&index, (uint64_t)stack + 1, l->kind, ng);
 			gi = map_find(&index, (uint64_t)stack + 1, l->kind);
 			ng++;
@@ -223,72 +147,140 @@ int leak_finish(struct conn *c, const void *payload, uint32_t len, const char **
 		g[*gi].count++;
 	}
 	map_free(&index);
+	*out = g;
+	return ng;
+}
 
-	struct suppressions sup = { 0 };
-	if (path[0])
-		suppress_load(&sup, path);
-	/* LeakSanitizer's own standing suppression (glibc bug 12650). */
-	GROW(sup.items, sup.cap, sup.n + 1);
-	sup.items[sup.n++] = (struct suppression){ xstrndup("*tls_get_addr*", 14), 0, 0 };
-
-	struct mp_leak_report r = { 0 };
+void leak_suppress(struct proc *p, struct leak_group *g, size_t ng, struct suppressions *sup,
+		   struct mp_leak_report *r)
+{
 	for (size_t i = 0; i < ng; i++) {
-		for (size_t k = 0; k < sup.n && g[i].stack != UNKNOWN_STACK; k++) {
-			if (stack_matches(p, g[i].stack, sup.items[k].pattern)) {
+		for (size_t k = 0; k < sup->n && g[i].stack != LEAK_UNKNOWN_STACK; k++) {
+			if (stack_matches(p, g[i].stack, sup->items[k].pattern)) {
 				g[i].suppressed = true;
-				sup.items[k].hits += g[i].count;
-				sup.items[k].bytes += g[i].bytes;
+				sup->items[k].hits += g[i].count;
+				sup->items[k].bytes += g[i].bytes;
 				break;
 			}
 		}
 		if (g[i].suppressed) {
-			r.suppressed_bytes += g[i].bytes;
-			r.suppressed_count += g[i].count;
+			r->suppressed_bytes += g[i].bytes;
+			r->suppressed_count += g[i].count;
 		} else {
-			r.leaked_bytes += g[i].bytes;
-			r.leaked_count += g[i].count;
+			r->leaked_bytes += g[i].bytes;
+			r->leaked_count += g[i].count;
 		}
 	}
 	qsort(g, ng, sizeof(*g), by_size);
+}
 
-	struct text t = { 0 };
-	if (r.leaked_count) {
-		add(&t, "\n=================================================================\n");
-		add(&t, "==%u==ERROR: memprof: detected memory leaks in %s (pid %u)\n", p->pid,
-		    p->name, p->pid);
+void leak_format(struct strbuf *t, struct proc *p, const struct leak_group *g, size_t ng,
+		 const struct suppressions *sup, const struct mp_leak_report *r,
+		 const char *notes)
+{
+	if (r->leaked_count) {
+		sb_adds(t, "\n=================================================================\n");
+		sb_printf(t, "==%u==ERROR: memprof: detected memory leaks in %s (pid %u)\n", p->pid,
+			  p->name, p->pid);
 		for (size_t i = 0; i < ng; i++) {
 			if (g[i].suppressed)
 				continue;
-			add(&t, "\n%s leak of %" PRIu64 " byte(s) in %" PRIu64 " object(s) allocated from:\n",
-			    g[i].kind == MP_LEAK_DIRECT ? "Direct" : "Indirect", g[i].bytes, g[i].count);
-			print_stack(&t, p, g[i].stack);
+			sb_printf(t, "\n%s leak of %" PRIu64 " byte(s) in %" PRIu64
+				  " object(s) allocated from:\n",
+				  g[i].kind == MP_LEAK_DIRECT ? "Direct" : "Indirect", g[i].bytes,
+				  g[i].count);
+			print_stack(t, p, g[i].stack);
 		}
-		add(&t, "\n");
+		sb_adds(t, "\n");
 	}
-	if (r.suppressed_count) {
-		add(&t, "-----------------------------------------------------\n");
-		add(&t, "Suppressions used:\n  count      bytes template\n");
-		for (size_t k = 0; k < sup.n; k++)
-			if (sup.items[k].hits)
-				add(&t, "%7" PRIu64 " %10" PRIu64 " %s\n", sup.items[k].hits,
-				    sup.items[k].bytes, sup.items[k].pattern);
-		add(&t, "-----------------------------------------------------\n");
-		add(&t, "Suppressed: %" PRIu64 " byte(s) in %" PRIu64 " allocation(s).\n",
-		    r.suppressed_bytes, r.suppressed_count);
+	if (r->suppressed_count) {
+		sb_adds(t, "-----------------------------------------------------\n");
+		sb_adds(t, "Suppressions used:\n  count      bytes template\n");
+		for (size_t k = 0; k < sup->n; k++)
+			if (sup->items[k].hits)
+				sb_printf(t, "%7" PRIu64 " %10" PRIu64 " %s\n", sup->items[k].hits,
+					  sup->items[k].bytes, sup->items[k].pattern);
+		sb_adds(t, "-----------------------------------------------------\n");
+		sb_printf(t, "Suppressed: %" PRIu64 " byte(s) in %" PRIu64 " allocation(s).\n",
+			  r->suppressed_bytes, r->suppressed_count);
 	}
-	if (end.unscanned)
-		add(&t, "memprof: %u thread(s) could not be stopped and their stacks were not "
-			"scanned: what only they hold may be reported as leaked.\n",
-		    end.unscanned);
-	if (r.leaked_count)
-		add(&t, "SUMMARY: memprof: %" PRIu64 " byte(s) leaked in %" PRIu64 " allocation(s).\n",
-		    r.leaked_bytes, r.leaked_count);
-	r.text_len = (uint32_t)t.len;
+	if (notes)
+		sb_adds(t, notes);
+	if (r->leaked_count)
+		sb_printf(t, "SUMMARY: memprof: %" PRIu64 " byte(s) leaked in %" PRIu64
+			  " allocation(s).\n", r->leaked_bytes, r->leaked_count);
+}
 
-	int rc = send_reply(c->fd, &r, t.s);
-	if (rc != 0)
-		log_msg("pid %u (%s): could not send the leak report: %s", p->pid, p->name,
-			strerror(errno));
+/* The end record: the exit status, threads not scanned and the
+ * suppressions path (into path, NUL-terminated). 0 or -1. */
+static int decode_end(const void *payload, uint32_t len, struct mp_leak_end *end,
+		      char path[LEAK_PATH_MAX])
+{
+	if (len < sizeof(*end))
+		return -1;
+	memcpy(end, payload, sizeof(*end));
+	if (end->path_len != len - sizeof(*end) || end->path_len >= LEAK_PATH_MAX)
+		return -1;
+	memcpy(path, (const char *)payload + sizeof(*end), end->path_len);
+	path[end->path_len] = '\0';
+	return 0;
+}
+
+/* The suppressions a check uses: the file's, if it names one and it can be
+ * read (else *error says why), and LeakSanitizer's own standing one for
+ * glibc bug 12650. */
+static void load_suppressions(struct suppressions *sup, const char *path, const char **error)
+{
+	*error = NULL;
+	if (path[0] && suppress_load(sup, path, error) != 0)
+		suppress_free(sup);
+	GROW(sup->items, sup->cap, sup->n + 1);
+	sup->items[sup->n++] = (struct suppression){ xstrndup("*tls_get_addr*", 14), 0, 0 };
+}
+
+int leak_finish(struct conn *c, const void *payload, uint32_t len, struct strbuf *reply,
+		const char **why)
+{
+	struct proc *p = c->proc;
+	struct mp_leak_end end;
+	char path[LEAK_PATH_MAX];
+	if (decode_end(payload, len, &end, path) != 0) {
+		*why = "malformed leak check end";
+		return -1;
+	}
+	struct leak_group *g;
+	size_t ng = leak_group(p, &g);
+	struct suppressions sup = { 0 };
+	const char *sup_error;
+	load_suppressions(&sup, path, &sup_error);
+	if (sup_error)
+		log_msg("pid %u (%s): suppressions %s not used: %s", p->pid, p->name, path,
+			sup_error);
+	struct mp_leak_report r = { 0 };
+	leak_suppress(p, g, ng, &sup, &r);
+
+	/* Said in the report too: whoever reads the program's stderr may not
+	 * see the collector's. */
+	struct strbuf notes = { 0 };
+	if (sup_error)
+		sb_printf(&notes, "memprof: suppressions %s not used: %s\n", path, sup_error);
+	if (end.unscanned)
+		sb_printf(&notes, "memprof: %u thread(s) could not be stopped and their stacks "
+			  "were not scanned: what only they hold may be reported as leaked.\n",
+			  end.unscanned);
+	/* The record's header and fixed part first, the text after them;
+	 * both are filled in once the text's length is known. */
+	struct mp_rec_hdr h = { MP_REC_LEAK_REPORT, 0 };
+	size_t start = reply->len;
+	sb_add(reply, &h, sizeof(h));
+	sb_add(reply, &r, sizeof(r));
+	size_t text_at = reply->len;
+	leak_format(reply, p, g, ng, &sup, &r, notes.s);
+	sb_free(&notes);
+	r.text_len = (uint32_t)(reply->len - text_at);
+	h.len = (uint32_t)(sizeof(r) + r.text_len);
+	memcpy(reply->s + start, &h, sizeof(h));
+	memcpy(reply->s + start + sizeof(h), &r, sizeof(r));
 	report_line("leaks %u %s %" PRIu64 " %" PRIu64, p->pid, p->name, r.leaked_bytes,
 		    r.leaked_count);
 
@@ -297,7 +289,6 @@ int leak_finish(struct conn *c, const void *payload, uint32_t len, const char **
 	dump_proc(c, false);
 	p->checked = true;
 
-	free(t.s);
 	free(g);
 	suppress_free(&sup);
 	free(p->leaks);

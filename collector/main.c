@@ -3,14 +3,15 @@
  * listening socket, the clients, a signalfd (USR2 = dump every process,
  * USR1 = leave once nobody is left, HUP = the front end has gone, TERM/INT
  * = final dumps and exit) and timerfds (periodic dumps; noticing that
- * every process has gone). Everything else is in the modules: conn.c
- * (records), proc.c (state), execs.c (exec notices), dump.c and pprof.c
- * (files), http.c (the /debug/pprof/ server, whose descriptors have tags of
- * its own).
+ * every process has gone); start-up in that order, and teardown.
+ * Everything else is in the modules: options.c (the command line),
+ * setup.c (profile directory and socket), conn.c (accepting, records,
+ * replies, closing), proc.c (state), execs.c (exec notices), dump.c and
+ * pprof.c (files), http.c (the /debug/pprof/ server, whose descriptors have
+ * tags of its own).
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -18,17 +19,17 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/timerfd.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include "collector.h"
 #include "execs.h"
-#include "inspect.h"
 #include "http.h"
+#include "http_server.h"
+#include "inspect.h"
+#include "options.h"
 #include "pprof_builder.h"
+#include "setup.h"
 #include "symbolize.h"
 #include "util.h"
 #include "vdso.h"
@@ -37,7 +38,7 @@ static int epfd = -1;
 
 /* Tags for epoll_event.data.u64 other than connections (which use the
  * pointer). */
-enum { TAG_LISTEN = 1, TAG_SIGNAL = 2, TAG_INTERVAL = 3, TAG_IDLE = 4 };
+enum { TAG_LISTEN = CONN_LISTEN_TAG, TAG_SIGNAL = 2, TAG_INTERVAL = 3, TAG_IDLE = 4 };
 
 /* Private mode: how long nobody must be connected before we leave. An
  * exec does not leave a gap (the old image's connection stays, detached,
@@ -65,141 +66,8 @@ static struct {
 	uint64_t leave_asked;   /* when USR1 came */
 	bool front_gone;        /* HUP: the front end left without us */
 	const char *own_dir;    /* --own-dir: removed after a HUP */
-	const char *socket;     /* the socket path, if we listen on a path */
+	const char *socket;     /* the socket path, if we listen on a path (setup.c) */
 } life = { -1, -1, -1, -1, 0, false, false, 0, false, NULL, NULL };
-
-static void usage(FILE *f)
-{
-	fprintf(f,
-		"usage: memprof-collector [--socket PATH] [--dir DIR] [--interval SEC]\n"
-		"                         [--http ADDR:PORT] [--verbose]\n"
-		"       memprof-collector --version\n"
-		"\n"
-		"Collects heap and CPU samples from programs run with\n"
-		"  MEMPROF_SOCKET=PATH LD_PRELOAD=/path/to/libmemprof.so program ...\n"
-		"and writes pprof profiles DIR/<prog>.<pid>.<seq>.heap.pb.gz on kill -USR2 of a\n"
-		"program (that program) or of the collector (every program), every SEC seconds,\n"
-		"and when a program exits.\n"
-		"\n"
-		"  --socket PATH    where to listen (default $XDG_RUNTIME_DIR/memprof.sock,\n"
-		"                   else /tmp/memprof-$UID/sock)\n"
-		"  --dir DIR        where profiles go (default ./memprof-out)\n"
-		"  --interval SEC   also dump every SEC seconds (default 0: off)\n"
-		"  --http ADDR:PORT serve Go's /debug/pprof/ endpoints there (ADDR: an IP\n"
-		"                   address or localhost; 127.0.0.1 if left out; PORT 0:\n"
-		"                   any free port, printed at startup)\n"
-		"  --verbose        say what connects and which files are written, and which\n"
-		"                   processes ran programs memprof cannot see\n"
-		"\n"
-		"Signals:\n"
-		"  USR2      write every process's profiles now\n"
-		"  USR1      leave once no process is connected and no exec is still to\n"
-		"            be heard of (sent by memprof run/check when their command exits)\n"
-		"  HUP       the front end has left: let go of stdin, stdout and stderr, and\n"
-		"            remove its --own-dir on leaving\n"
-		"  TERM/INT  final profiles now, then exit; a process still connected is\n"
-		"            reported as not checked (\"unchecked PID running EXE\")\n"
-		"\n"
-		"For the front end: --report FILE (what was seen, one line per event),\n"
-		"--own-dir DIR (the front end's directory of socket and report), --inspect PATH\n"
-		"(print why memprof cannot see a program: static, setuid, 32-bit, not-found or\n"
-		"unknown), --private and --listen-fd FD (a collector started by the shim).\n");
-}
-
-static int parse_uint(const char *s, unsigned max, unsigned *out)
-{
-	char *end;
-	errno = 0;
-	unsigned long v = strtoul(s, &end, 10);
-	if (errno || end == s || *end || v > max || s[0] == '-')
-		return -1;
-	*out = (unsigned)v;
-	return 0;
-}
-
-static int mkdir_p(const char *path, mode_t mode)
-{
-	char tmp[PATH_MAX];
-	snprintf(tmp, sizeof(tmp), "%s", path);
-	for (char *p = tmp + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(tmp, mode) != 0 && errno != EEXIST)
-			return -1;
-		*p = '/';
-	}
-	if (mkdir(tmp, mode) != 0 && errno != EEXIST)
-		return -1;
-	struct stat st;
-	if (stat(tmp, &st) != 0)
-		return -1;
-	if (!S_ISDIR(st.st_mode)) {
-		errno = ENOTDIR;
-		return -1;
-	}
-	return 0;
-}
-
-static void default_socket(char *out, size_t size)
-{
-	const char *run = getenv("XDG_RUNTIME_DIR");
-	if (run && *run && strlen(run) < 80) {
-		snprintf(out, size, "%s/memprof.sock", run);
-		return;
-	}
-	char dir[64];
-	snprintf(dir, sizeof(dir), "/tmp/memprof-%u", (unsigned)getuid());
-	if (mkdir(dir, 0700) != 0 && errno != EEXIST)
-		log_msg("cannot create %s: %s", dir, strerror(errno));
-	snprintf(out, size, "%s/sock", dir);
-}
-
-/* Binds path, replacing a stale socket but never a live collector's. */
-static int listen_on(const char *path)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	if (strlen(path) >= sizeof(sa.sun_path)) {
-		log_msg("socket path too long (%zu bytes, at most %zu): %s", strlen(path),
-			sizeof(sa.sun_path) - 1, path);
-		return -1;
-	}
-	strcpy(sa.sun_path, path);
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0)
-		return -1;
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
-		log_msg("another collector is already listening on %s", path);
-		close(fd);
-		return -1;
-	}
-	close(fd);
-	unlink(path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0)
-		return -1;
-	/* bind makes the file, listen makes it answer: whoever waits for the
-	 * file (the front end) and connects in between is refused. So the
-	 * socket is bound under a name of its own and renamed once it
-	 * listens, where the name has room for that. */
-	struct sockaddr_un tmp = sa;
-	bool renamed = snprintf(tmp.sun_path, sizeof(tmp.sun_path), "%s.%d", path, (int)getpid()) <
-		       (int)sizeof(tmp.sun_path);
-	const struct sockaddr_un *at = renamed ? &tmp : &sa;
-	if (renamed)
-		unlink(tmp.sun_path);
-	mode_t old = umask(0177); /* the socket is for our own user only */
-	int rc = bind(fd, (const struct sockaddr *)at, sizeof(*at));
-	umask(old);
-	if (rc != 0 || listen(fd, 512) != 0 || (renamed && rename(tmp.sun_path, path) != 0)) {
-		log_msg("cannot listen on %s: %s", path, strerror(errno));
-		if (renamed)
-			unlink(tmp.sun_path);
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
 
 static void watch(int fd, uint64_t tag)
 {
@@ -304,10 +172,11 @@ static void on_tick(void)
 	uint64_t ticks, now = now_monotonic_ns();
 	if (read(life.idle_fd, &ticks, sizeof(ticks)) != sizeof(ticks))
 		return;
+	conn_tick(now);
 	conn_reap_detached();
 	if (conn_count())
 		return;
-	conn_accept(life.lfd); /* one in the backlog is connected */
+	conn_accept(); /* one in the backlog is connected */
 	if (conn_count() || execs_waiting(now, EXEC_WAIT_NS))
 		return;
 	uint64_t idle_since = conn_idle_since();
@@ -403,120 +272,6 @@ static void close_inherited(int keep)
 			close(fd);
 }
 
-struct options {
-	const char *socket_path, *dir, *http_addr, *inspect;
-	unsigned listen_fd;
-	bool have_listen_fd;
-};
-
-/* -1 to go on, or the status to exit with. */
-static int parse_options(int argc, char **argv, struct options *o)
-{
-	static const struct option opts[] = {
-		{ "socket", required_argument, NULL, 's' },
-		{ "dir", required_argument, NULL, 'd' },
-		{ "interval", required_argument, NULL, 'i' },
-		{ "http", required_argument, NULL, 'H' },
-		{ "listen-fd", required_argument, NULL, 'L' },
-		{ "private", no_argument, NULL, 'P' },
-		{ "report", required_argument, NULL, 'R' },
-		{ "own-dir", required_argument, NULL, 'O' },
-		{ "inspect", required_argument, NULL, 'I' },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "version", no_argument, NULL, 'V' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	int c;
-	while ((c = getopt_long(argc, argv, "s:d:i:vh", opts, NULL)) != -1) {
-		switch (c) {
-		case 's': o->socket_path = optarg; break;
-		case 'd': o->dir = optarg; break;
-		case 'i':
-			if (parse_uint(optarg, 86400 * 365, &cfg.interval) != 0) {
-				log_msg("--interval wants a number of seconds, not '%s'", optarg);
-				return 2;
-			}
-			break;
-		case 'L':
-			if (parse_uint(optarg, INT_MAX, &o->listen_fd) != 0) {
-				log_msg("--listen-fd wants a descriptor number, not '%s'", optarg);
-				return 2;
-			}
-			o->have_listen_fd = true;
-			break;
-		case 'H': {
-			const char *why;
-			if (http_check_addr(optarg, &why) != 0) {
-				log_msg("--http wants [ADDR:]PORT, not '%s': %s", optarg, why);
-				return 2;
-			}
-			o->http_addr = optarg;
-			break;
-		}
-		case 'P': cfg.private_mode = true; break;
-		case 'R': cfg.report = optarg; break;
-		case 'O': life.own_dir = optarg; break;
-		case 'I': o->inspect = optarg; break;
-		case 'v': log_verbose = 1; break;
-		case 'V': printf("memprof-collector %s\n", MEMPROF_VERSION); return 0;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
-		}
-	}
-	if (optind != argc) {
-		usage(stderr);
-		return 2;
-	}
-	return -1;
-}
-
-/* cfg.dir: dir made absolute (into abs) and created. 0 or -1 (said). */
-static int setup_dir(const char *dir, char *abs, size_t size)
-{
-	if (dir[0] == '/') {
-		snprintf(abs, size, "%s", dir);
-	} else {
-		char cwd[PATH_MAX];
-		if (!getcwd(cwd, sizeof(cwd))) {
-			log_msg("getcwd: %s", strerror(errno));
-			return -1;
-		}
-		if ((size_t)snprintf(abs, size, "%s/%s", cwd, dir) >= size) {
-			log_msg("profile directory path too long");
-			return -1;
-		}
-	}
-	if (mkdir_p(abs, 0755) != 0) {
-		log_msg("cannot create the profile directory %s: %s", abs, strerror(errno));
-		return -1;
-	}
-	cfg.dir = abs;
-	return 0;
-}
-
-/* The listening socket: the shim's descriptor, the path given, or our
- * default path (said aloud). -1 on failure (said). */
-static int setup_listener(const struct options *o, char *buf, size_t size, bool *chose)
-{
-	if (o->have_listen_fd) {
-		int fd = (int)o->listen_fd;
-		fcntl(fd, F_SETFD, FD_CLOEXEC);
-		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-		/* The shim made the socket; its path is ours to remove. */
-		life.socket = o->socket_path;
-		return fd;
-	}
-	const char *path = o->socket_path;
-	if (!path) {
-		default_socket(buf, size);
-		path = buf;
-		*chose = true;
-	}
-	life.socket = path;
-	return listen_on(path);
-}
-
 /* Signals arrive through a signalfd. An INT that was ignored when we
  * started (we run in the background of a shell script) stays ignored. */
 static int setup_signals(void)
@@ -563,7 +318,7 @@ static void event_loop(void)
 			 * entries of evs point to: handle them last in a batch and
 			 * start over (epoll is level-triggered, nothing is lost). */
 			if (tag == TAG_LISTEN) {
-				conn_accept(life.lfd);
+				conn_accept();
 			} else if (tag == TAG_SIGNAL) {
 				on_signals();
 				break;
@@ -582,55 +337,44 @@ static void event_loop(void)
 				break;
 			} else {
 				struct conn *c = evs[i].data.ptr;
-				if (conn_read(c) < 0)
+				if (conn_event(c, evs[i].events) < 0)
 					conn_close(c);
 			}
 		}
 	}
 }
 
-int main(int argc, char **argv)
+/* Everything the loop needs, in the order that makes a failure harmless:
+ * the directory and the HTTP port before the socket exists (whoever waits
+ * for it to appear, memprof run, must not find a collector that is about
+ * to fail). 0, or -1 after a message. */
+static int start_up(const struct options *o)
 {
-	struct options o = { .dir = "memprof-out" };
-	int rc = parse_options(argc, argv, &o);
-	if (rc >= 0)
-		return rc;
-	if (o.inspect) {
-		printf("%s\n", inspect_program(o.inspect, false));
-		return 0;
-	}
-	close_inherited(o.have_listen_fd ? (int)o.listen_fd : -1);
+	close_inherited(o->listen_fd);
 	/* Symbolization must not go to the network or be profiled itself. */
 	unsetenv("DEBUGINFOD_URLS");
 	unsetenv("LD_PRELOAD");
-	mode_t um = umask(0);
-	umask(um);
-	pprof_file_mode = 0666 & ~um;
-
-	char abs_dir[PATH_MAX];
-	if (setup_dir(o.dir, abs_dir, sizeof(abs_dir)) != 0)
-		return 1;
-	/* Before the socket exists: whoever waits for it to appear (memprof
-	 * run) must not find a collector that is about to fail. */
+	pprof_file_mode = cfg.file_mode;
+	if (setup_profile_dir() != 0)
+		return -1;
 	epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (epfd < 0) {
 		log_msg("cannot set up the event loop: %s", strerror(errno));
-		return 1;
+		return -1;
 	}
-	if (o.http_addr && http_start(o.http_addr, epfd, log_verbose) != 0)
-		return 1;
-	char sock_buf[PATH_MAX];
-	bool chose_socket = false;
-	life.lfd = setup_listener(&o, sock_buf, sizeof(sock_buf), &chose_socket);
+	if (o->http_addr && http_start(o->http_addr, epfd, &pprof_http_handler, log_verbose) != 0)
+		return -1;
+	bool chose_socket;
+	life.lfd = setup_listener(o, &life.socket, &chose_socket);
 	if (life.lfd < 0)
-		return 1;
+		return -1;
 	if (cfg.private_mode)
 		detach();
-	conn_setup(epfd);
+	conn_setup(epfd, life.lfd, o->http_addr ? http_proc_gone : NULL);
 	life.sfd = setup_signals();
 	if (life.sfd < 0) {
 		log_msg("cannot set up the event loop: %s", strerror(errno));
-		return 1;
+		return -1;
 	}
 	watch(life.lfd, TAG_LISTEN);
 	watch(life.sfd, TAG_SIGNAL);
@@ -642,7 +386,23 @@ int main(int argc, char **argv)
 	life.started = now_monotonic_ns();
 	/* Whoever named the socket knows it; otherwise say where we are. */
 	if (chose_socket || log_verbose)
-		log_msg("listening on %s, writing profiles to %s", life.socket, abs_dir);
+		log_msg("listening on %s, writing profiles to %s", life.socket, cfg.dir);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct options o = { 0 };
+	int rc = options_parse(argc, argv, &o);
+	if (rc >= 0)
+		return rc;
+	if (o.inspect) {
+		printf("%s\n", inspect_program(o.inspect, false));
+		return 0;
+	}
+	life.own_dir = o.own_dir;
+	if (start_up(&o) != 0)
+		return 1;
 	event_loop();
 	finish();
 	return 0;

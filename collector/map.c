@@ -96,3 +96,14 @@ uint64_t hash_bytes(const void *p, size_t n)
 		h = (h ^ s[i]) * 1099511628211ULL;
 	return h | 1; /* never 0: usable as a first key word */
 }
+
+void map_copy(struct map *dst, const struct map *src)
+{
+	map_free(dst);
+	dst->cap = src->cap;
+	dst->count = src->count;
+	if (src->cap) {
+		dst->slots = xmalloc(src->cap * sizeof(*src->slots));
+		memcpy(dst->slots, src->slots, src->cap * sizeof(*src->slots));
+	}
+}

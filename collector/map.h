@@ -29,6 +29,8 @@ void map_put(struct map *m, uint64_t k1, uint64_t k2, uint64_t val);
 /* Removes (k1, k2); true (and *val, if val) if it was there. */
 bool map_remove(struct map *m, uint64_t k1, uint64_t k2, uint64_t *val);
 void map_clear(struct map *m);
+/* Makes dst (freed first) a copy of src. */
+void map_copy(struct map *dst, const struct map *src);
 void map_free(struct map *m);
 
 /* Iteration: for (size_t i = 0; i < m.cap; i++) if (m.slots[i].k1) ... */

@@ -287,6 +287,16 @@ void pb_process_comments(struct pb *b, const char *what)
 			 (unsigned long long)b->p->cpu_drops);
 		pb_comment(b, line);
 	}
+	if (b->p->over_limit_stacks || b->p->over_limit_samples) {
+		snprintf(line, sizeof(line),
+			 "%llu stacks and %llu samples not kept: the process passed the "
+			 "collector's limits (%u stacks, %u locations, %u buckets, %u live "
+			 "samples per process)",
+			 (unsigned long long)b->p->over_limit_stacks,
+			 (unsigned long long)b->p->over_limit_samples, PROC_MAX_STACKS,
+			 PROC_MAX_LOCATIONS, PROC_MAX_BUCKETS, PROC_MAX_LIVE);
+		pb_comment(b, line);
+	}
 }
 
 static int64_t round_value(double v)
@@ -337,8 +347,8 @@ unsigned char *pprof_heap(struct proc *p, const char *default_type, size_t *len)
 
 /* ---- CPU profiles ----------------------------------------------------------- */
 
-unsigned char *pprof_cpu_counts(struct proc *p, const struct map *counts, uint64_t since_ns,
-			       uint64_t duration_ns, size_t *len)
+unsigned char *pprof_cpu_since(struct proc *p, const struct map *base, uint64_t since_ns,
+			      uint64_t duration_ns, size_t *len)
 {
 	static const char *const types[] = { "samples", "count", "cpu", "nanoseconds" };
 	int64_t period = p->cpu_hz ? 1000000000LL / p->cpu_hz : 10000000LL;
@@ -350,11 +360,15 @@ unsigned char *pprof_cpu_counts(struct proc *p, const struct map *counts, uint64
 	b.prof.time_nanos = (int64_t)since_ns;
 	b.prof.duration_nanos = (int64_t)duration_ns;
 	pb_process_comments(&b, "CPU");
-	for (size_t i = 0; i < counts->cap; i++) {
-		const struct map_slot *s = &counts->slots[i];
+	for (size_t i = 0; i < p->cpu.cap; i++) {
+		const struct map_slot *s = &p->cpu.slots[i];
 		if (!s->k1)
 			continue;
-		int64_t v[2] = { (int64_t)s->val, (int64_t)s->val * period };
+		const uint64_t *before = map_find(base, s->k1, s->k2);
+		uint64_t n = s->val - (before ? *before : 0);
+		if (!n)
+			continue;
+		int64_t v[2] = { (int64_t)n, (int64_t)n * period };
 		pb_sample(&b, (uint32_t)(s->k1 - 1), v);
 	}
 	unsigned char *out = pb_finish(&b, len);
@@ -362,11 +376,6 @@ unsigned char *pprof_cpu_counts(struct proc *p, const struct map *counts, uint64
 	return out;
 }
 
-unsigned char *pprof_cpu(struct proc *p, size_t *len)
-{
-	return pprof_cpu_counts(p, &p->cpu, p->cpu_since_ns, now_realtime_ns() - p->cpu_since_ns,
-				len);
-}
 
 /* ---- gzip and files --------------------------------------------------------- */
 

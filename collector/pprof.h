@@ -17,16 +17,12 @@
  * /allocs). Returns a gzipped buffer the caller frees, or NULL. */
 unsigned char *pprof_heap(struct proc *p, const char *default_type, size_t *len);
 
-/* The CPU profile of p's current window: samples/count and cpu/nanoseconds,
- * period 1e9/HZ, time and duration of the window. The caller starts the
- * next window. */
-unsigned char *pprof_cpu(struct proc *p, size_t *len);
-
-/* A CPU profile of p from counts (stack index + 1 -> timer periods, as
- * p->cpu), covering duration_ns from since_ns (CLOCK_REALTIME): for windows
- * other than the dump window, such as /debug/pprof/profile's. */
-unsigned char *pprof_cpu_counts(struct proc *p, const struct map *counts, uint64_t since_ns,
-				uint64_t duration_ns, size_t *len);
+/* The CPU profile of p since the snapshot base of p->cpu was taken (an
+ * empty map: since the process began): samples/count and cpu/nanoseconds,
+ * period 1e9/HZ, covering duration_ns from since_ns (CLOCK_REALTIME). Dump
+ * files and /debug/pprof/profile keep snapshots of their own. */
+unsigned char *pprof_cpu_since(struct proc *p, const struct map *base, uint64_t since_ns,
+			      uint64_t duration_ns, size_t *len);
 
 /* Writes data to path through a temporary file in the same directory and
  * rename(2). 0, or -1 with errno set; nothing is left behind on failure. */

@@ -3,7 +3,8 @@
  * process a request is for (?pid=), heap and allocs (profile.proto, or the
  * legacy text with ?debug=1), cmdline, the index, and CPU profiles of the
  * next N seconds (profile?seconds=N), which are counted apart from the dump
- * windows so that USR2 and interval dumps do not cut them short. The HTTP
+ * windows (each diffs the process's cumulative counts against a snapshot
+ * of its own) so that USR2 and interval dumps do not cut them short. The HTTP
  * side is http.c's; the text pages are pprof_text.c's.
  */
 #include <stdio.h>
@@ -21,6 +22,15 @@
 
 #define PROFILE_DEFAULT_SECONDS 30 /* Go's */
 #define PROFILE_MAX_SECONDS 3600
+/*
+ * A CPU profile holds its connection for its seconds. Without a limit, 64
+ * requests for an hour's profile took every connection the server has
+ * (HTTP_MAX_CONNS) and every other request, the index included, was told
+ * 503 (issue 12). At most this many at once from one address, and in all,
+ * which leaves most connections to everything else.
+ */
+#define PROFILE_MAX_PER_CLIENT 4
+#define PROFILE_MAX_TOTAL 16
 
 /* A CPU profile being taken for a client. */
 struct window {
@@ -28,7 +38,8 @@ struct window {
 	struct proc *p;         /* valid until http_proc_gone(p) */
 	uint64_t since_ns;      /* CLOCK_REALTIME at the start */
 	uint64_t start_ns, end_ns; /* CLOCK_MONOTONIC */
-	struct map counts;      /* stack + 1 -> timer periods, as proc.cpu */
+	struct map base;        /* p->cpu when the window began */
+	char peer[48];          /* the client's address (PROFILE_MAX_PER_CLIENT) */
 	struct window *next;
 };
 
@@ -136,23 +147,6 @@ static int parse_query(const char *query, struct params *out)
 	return 0;
 }
 
-/* A decimal number in [min, max], digits only. */
-static bool parse_num(const char *s, uint64_t min, uint64_t max, uint64_t *out)
-{
-	uint64_t v = 0;
-	if (!*s)
-		return false;
-	for (; *s; s++) {
-		if (*s < '0' || *s > '9' || v > (UINT64_MAX - 9) / 10)
-			return false;
-		v = v * 10 + (uint64_t)(*s - '0');
-	}
-	if (v < min || v > max)
-		return false;
-	*out = v;
-	return true;
-}
-
 /* ---- which process -------------------------------------------------------------- */
 
 static struct proc *proc_by_pid(uint32_t pid)
@@ -171,7 +165,7 @@ static struct proc *pick_proc(struct http_conn *c, const struct params *q)
 {
 	if (q->pid.present) {
 		uint64_t pid;
-		if (!parse_num(q->pid.value, 1, UINT32_MAX, &pid)) {
+		if (parse_u64(q->pid.value, 1, UINT32_MAX, &pid) != 0) {
 			http_error(c, 400, "pid wants a process id, not '%s'", q->pid.value);
 			return NULL;
 		}
@@ -229,7 +223,7 @@ static void serve_heap(struct http_conn *c, const struct params *q, const char *
 		       const char *default_type)
 {
 	uint64_t debug = 0;
-	if (q->debug.present && !parse_num(q->debug.value, 0, 2, &debug)) {
+	if (q->debug.present && parse_u64(q->debug.value, 0, 2, &debug) != 0) {
 		http_error(c, 400, "debug wants 0 (profile.proto) or 1 (text), not '%s'",
 			   q->debug.value);
 		return;
@@ -272,11 +266,36 @@ static void serve_cmdline(struct http_conn *c, const struct params *q)
 	http_respond(c, 200, "text/plain; charset=utf-8", NULL, xstrndup(p->cmdline, len), len);
 }
 
-static void serve_profile(struct http_conn *c, const struct params *q)
+/* Whether another CPU profile may start for peer; if not, answers 503
+ * saying which limit it reached. */
+static bool profile_allowed(struct http_conn *c, const char *peer)
+{
+	unsigned all = 0, theirs = 0;
+	for (struct window *w = windows; w; w = w->next) {
+		all++;
+		theirs += strcmp(w->peer, peer) == 0;
+	}
+	if (theirs >= PROFILE_MAX_PER_CLIENT) {
+		http_error(c, 503,
+			   "%u CPU profiles are being taken for %s already (at most %d per "
+			   "client); try again when one has ended", theirs, peer,
+			   PROFILE_MAX_PER_CLIENT);
+		return false;
+	}
+	if (all >= PROFILE_MAX_TOTAL) {
+		http_error(c, 503,
+			   "%u CPU profiles are being taken already (at most %d in all); try "
+			   "again when one has ended", all, PROFILE_MAX_TOTAL);
+		return false;
+	}
+	return true;
+}
+
+static void serve_profile(struct http_conn *c, const struct params *q, const char *peer)
 {
 	uint64_t seconds = PROFILE_DEFAULT_SECONDS;
 	if (q->seconds.present &&
-	    !parse_num(q->seconds.value, 1, PROFILE_MAX_SECONDS, &seconds)) {
+	    parse_u64(q->seconds.value, 1, PROFILE_MAX_SECONDS, &seconds) != 0) {
 		http_error(c, 400, "seconds wants a number from 1 to %d, not '%s'",
 			   PROFILE_MAX_SECONDS, q->seconds.value);
 		return;
@@ -290,18 +309,22 @@ static void serve_profile(struct http_conn *c, const struct params *q)
 			   p->pid);
 		return;
 	}
+	if (!profile_allowed(c, peer))
+		return;
 	struct window *w = xcalloc(1, sizeof(*w));
+	snprintf(w->peer, sizeof(w->peer), "%s", peer);
 	w->c = c;
 	w->p = p;
 	w->since_ns = now_realtime_ns();
 	w->start_ns = now_monotonic_ns();
 	w->end_ns = w->start_ns + seconds * 1000000000ULL;
+	map_copy(&w->base, &p->cpu);
 	w->next = windows;
 	windows = w;
 	log_debug("http: CPU profile of pid %u for %llu s", p->pid, (unsigned long long)seconds);
 }
 
-void pprof_http_serve(struct http_conn *c, const struct http_request *rq)
+static void pprof_http_serve(struct http_conn *c, const struct http_request *rq)
 {
 	static const char prefix[] = "/debug/pprof/";
 	const char *path = rq->path;
@@ -330,7 +353,7 @@ void pprof_http_serve(struct http_conn *c, const struct http_request *rq)
 	} else if (strcmp(name, "allocs") == 0) {
 		serve_heap(c, &q, "allocs", "alloc_space");
 	} else if (strcmp(name, "profile") == 0) {
-		serve_profile(c, &q);
+		serve_profile(c, &q, rq->peer);
 	} else if (strcmp(name, "cmdline") == 0) {
 		serve_cmdline(c, &q);
 	} else {
@@ -348,7 +371,7 @@ static void unlink_window(struct window *w)
 			break;
 		}
 	}
-	map_free(&w->counts);
+	map_free(&w->base);
 	free(w);
 }
 
@@ -358,7 +381,7 @@ static void finish(struct window *w, uint64_t now_ns)
 	uint64_t until = now_ns < w->end_ns ? now_ns : w->end_ns;
 	size_t len;
 	unsigned char *data =
-		pprof_cpu_counts(w->p, &w->counts, w->since_ns, until - w->start_ns, &len);
+		pprof_cpu_since(w->p, &w->base, w->since_ns, until - w->start_ns, &len);
 	respond_profile(w->c, "profile", data, len);
 	unlink_window(w);
 }
@@ -380,7 +403,7 @@ static void answer_stats(uint64_t now_ns, const struct proc *gone)
 	}
 }
 
-void pprof_http_cancel(struct http_conn *c)
+static void pprof_http_cancel(struct http_conn *c)
 {
 	for (struct stats_wait **pp = &stats_waits, *w; (w = *pp);) {
 		if (w->c == c) {
@@ -398,7 +421,7 @@ void pprof_http_cancel(struct http_conn *c)
 	}
 }
 
-uint64_t pprof_http_next_deadline(void)
+static uint64_t pprof_http_next_deadline(void)
 {
 	uint64_t next = stats_waits ? now_monotonic_ns() + STATS_POLL_NS : 0;
 	for (struct window *w = windows; w; w = w->next)
@@ -407,7 +430,7 @@ uint64_t pprof_http_next_deadline(void)
 	return next;
 }
 
-void pprof_http_tick(uint64_t now_ns)
+static void pprof_http_tick(uint64_t now_ns)
 {
 	answer_stats(now_ns, NULL);
 	for (struct window *w = windows, *next; w; w = next) {
@@ -417,18 +440,12 @@ void pprof_http_tick(uint64_t now_ns)
 	}
 }
 
-void http_cpu_sample(const struct proc *p, uint32_t stack, uint32_t weight)
-{
-	for (struct window *w = windows; w; w = w->next) {
-		if (w->p != p)
-			continue;
-		uint64_t *v = map_find(&w->counts, (uint64_t)stack + 1, 0);
-		if (v)
-			*v += weight;
-		else
-			map_put(&w->counts, (uint64_t)stack + 1, 0, weight);
-	}
-}
+const struct http_handler pprof_http_handler = {
+	.serve = pprof_http_serve,
+	.cancel = pprof_http_cancel,
+	.next_deadline = pprof_http_next_deadline,
+	.tick = pprof_http_tick,
+};
 
 void http_proc_gone(struct proc *p)
 {

@@ -160,6 +160,8 @@ static void add_stats(struct strbuf *b, const struct proc *p)
 	sb_printf(b, "# SampleRate = %" PRIu64 "\n", p->rate);
 	sb_printf(b, "# DroppedEvents = %" PRIu64 "\n", p->drops);
 	sb_printf(b, "# DroppedCPUSamples = %" PRIu64 "\n", p->cpu_drops);
+	sb_printf(b, "# OverLimitStacks = %" PRIu64 "\n", p->over_limit_stacks);
+	sb_printf(b, "# OverLimitSamples = %" PRIu64 "\n", p->over_limit_samples);
 }
 
 /*
@@ -272,8 +274,10 @@ char *pprof_text_index(size_t *len)
 			sb_printf(&b, "<a href='profile?pid=%u'>profile</a> ", p->pid);
 		sb_printf(&b,
 			  "<a href='cmdline?pid=%u'>cmdline</a></td><td>%" PRIu64 "</td>"
-			  "<td>%" PRIu64 " heap, %" PRIu64 " CPU</td></tr>\n",
-			  p->pid, p->samples, p->drops, p->cpu_drops);
+			  "<td>%" PRIu64 " heap, %" PRIu64 " CPU; %" PRIu64 " stacks and %"
+			  PRIu64 " samples over the limits</td></tr>\n",
+			  p->pid, p->samples, p->drops, p->cpu_drops, p->over_limit_stacks,
+			  p->over_limit_samples);
 	}
 	map_free(&seen);
 	sb_adds(&b, "</table>\n<br>\n<p>\nProfile Descriptions:\n<ul>\n"

@@ -4,11 +4,14 @@
  * the process has sent before; a bad record is an error for this process
  * only (conn.c then drops its connection).
  */
+#include <fcntl.h>
+#include <inttypes.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
-#include "http.h"
 #include "proc.h"
 #include "unwind.h"
 #include "util.h"
@@ -49,7 +52,28 @@ static bool safe_name(const char *s, size_t n)
 	return true;
 }
 
-struct proc *proc_new(const void *payload, uint32_t len, const char **why)
+/* The parent of pid as our /proc sees it; 0 if it cannot tell. */
+static uint32_t ppid_of(uint32_t pid)
+{
+	char path[64], stat[512];
+	snprintf(path, sizeof(path), "/proc/%u/stat", pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t n = read(fd, stat, sizeof(stat) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	stat[n] = '\0';
+	/* "pid (comm) state ppid ...": comm may hold spaces and parentheses. */
+	char *paren = strrchr(stat, ')');
+	unsigned ppid;
+	if (!paren || sscanf(paren + 1, " %*c %u", &ppid) != 1)
+		return 0;
+	return ppid;
+}
+
+struct proc *proc_new(const void *payload, uint32_t len, uint32_t peer_pid, const char **why)
 {
 	struct mp_hello h;
 	const unsigned char *p = payload;
@@ -77,6 +101,13 @@ struct proc *proc_new(const void *payload, uint32_t len, const char **why)
 	struct proc *pr = xcalloc(1, sizeof(*pr));
 	pr->pid = h.pid;
 	pr->ppid = h.ppid;
+	/* The kernel's word for who this is, not the client's (see proc.h). */
+	if (peer_pid && peer_pid != h.pid) {
+		log_debug("a client says it is pid %u, the kernel says %u (another pid "
+			  "namespace?): it is known as %u", h.pid, peer_pid, peer_pid);
+		pr->pid = peer_pid;
+		pr->ppid = ppid_of(peer_pid);
+	}
 	pr->rate = h.rate;
 	pr->cpu_hz = h.cpu_hz;
 	pr->flags = h.flags;
@@ -84,7 +115,7 @@ struct proc *proc_new(const void *payload, uint32_t len, const char **why)
 	pr->exe = xstrndup(exe, h.exe_len);
 	pr->name = xstrndup(name, h.name_len);
 	pr->cmdline = join_cmdline(cmd, h.cmdline_len);
-	pr->cpu_since_ns = now_realtime_ns();
+	pr->cpu_dumped_ns = now_realtime_ns();
 	return pr;
 }
 
@@ -108,6 +139,7 @@ void proc_free(struct proc *p)
 	map_free(&p->bucket_by_key);
 	map_free(&p->live);
 	map_free(&p->cpu);
+	map_free(&p->cpu_dumped);
 	unwind_free(p->unwinder);
 	free(p->leaks);
 	free(p->leak_profile);
@@ -115,17 +147,6 @@ void proc_free(struct proc *p)
 	free(p->name);
 	free(p->cmdline);
 	free(p);
-}
-
-static void copy_map(struct map *dst, const struct map *src)
-{
-	map_free(dst);
-	dst->cap = src->cap;
-	dst->count = src->count;
-	if (src->cap) {
-		dst->slots = xmalloc(src->cap * sizeof(*src->slots));
-		memcpy(dst->slots, src->slots, src->cap * sizeof(*src->slots));
-	}
 }
 
 void proc_inherit(struct proc *child, const struct proc *parent)
@@ -142,13 +163,17 @@ void proc_inherit(struct proc *child, const struct proc *parent)
 	child->nlocs = child->cap_locs = parent->nlocs;
 	for (size_t i = 0; i < parent->nlocs; i++) {
 		child->locs[i] = parent->locs[i];
-		if (parent->locs[i].nlines) {
+		if (parent->locs[i].mapping < 0) {
+			/* Its name lives in the parent's block: named again. */
+			child->locs[i].lines = NULL;
+			child->locs[i].nlines = 0;
+		} else if (parent->locs[i].nlines) {
 			size_t n = parent->locs[i].nlines * sizeof(struct sym_line);
 			child->locs[i].lines = xmalloc(n);
 			memcpy(child->locs[i].lines, parent->locs[i].lines, n);
 		}
 	}
-	copy_map(&child->loc_by_addr, &parent->loc_by_addr);
+	map_copy(&child->loc_by_addr, &parent->loc_by_addr);
 	child->stacks = xcalloc(parent->nstacks ? parent->nstacks : 1, sizeof(*child->stacks));
 	child->nstacks = child->cap_stacks = parent->nstacks;
 	for (size_t i = 0; i < parent->nstacks; i++) {
@@ -157,7 +182,7 @@ void proc_inherit(struct proc *child, const struct proc *parent)
 		memcpy(child->stacks[i].locs, parent->stacks[i].locs,
 		       parent->stacks[i].depth * sizeof(uint32_t));
 	}
-	copy_map(&child->stack_by_hash, &parent->stack_by_hash);
+	map_copy(&child->stack_by_hash, &parent->stack_by_hash);
 	/* Only what is live comes along, counted once as allocated. */
 	child->buckets = xcalloc(parent->nbuckets ? parent->nbuckets : 1, sizeof(*child->buckets));
 	child->nbuckets = child->cap_buckets = parent->nbuckets;
@@ -165,8 +190,8 @@ void proc_inherit(struct proc *child, const struct proc *parent)
 		child->buckets[i] = parent->buckets[i];
 		child->buckets[i].alloc_samples = parent->buckets[i].inuse_samples;
 	}
-	copy_map(&child->bucket_by_key, &parent->bucket_by_key);
-	copy_map(&child->live, &parent->live);
+	map_copy(&child->bucket_by_key, &parent->bucket_by_key);
+	map_copy(&child->live, &parent->live);
 }
 
 double proc_sample_weight(const struct proc *p, uint64_t size)
@@ -248,6 +273,16 @@ uint32_t proc_intern_stack(struct proc *p, const uint64_t *addrs, uint32_t depth
 	uint32_t locs[MP_MAX_FRAMES * 4];
 	if (depth > sizeof(locs) / sizeof(locs[0]))
 		depth = sizeof(locs) / sizeof(locs[0]);
+	/* Room for every new location this stack may bring, else none is
+	 * made: a stack is kept whole or not at all. */
+	if (p->nlocs + depth > PROC_MAX_LOCATIONS) {
+		for (uint32_t i = 0; i < depth; i++) {
+			if (!map_find(&p->loc_by_addr, addrs[i] + 1, 0)) {
+				p->over_limit_stacks++;
+				return PROC_STACK_OVER_LIMIT;
+			}
+		}
+	}
 	for (uint32_t i = 0; i < depth; i++)
 		locs[i] = location_of(p, addrs[i]);
 	uint64_t h = hash_bytes(locs, depth * sizeof(uint32_t));
@@ -261,6 +296,10 @@ uint32_t proc_intern_stack(struct proc *p, const uint64_t *addrs, uint32_t depth
 		struct stack *s = &p->stacks[*v];
 		if (s->depth == depth && memcmp(s->locs, locs, depth * sizeof(uint32_t)) == 0)
 			return (uint32_t)*v;
+	}
+	if (p->nstacks >= PROC_MAX_STACKS) {
+		p->over_limit_stacks++;
+		return PROC_STACK_OVER_LIMIT;
 	}
 	uint64_t probe = 0;
 	while (map_find(&p->stack_by_hash, h, probe))
@@ -285,7 +324,19 @@ void proc_symbolize(struct proc *p, struct location *loc)
 		n = sym_lookup(m->file ? m->file : m->path, m->build_id, m->build_id_len,
 			       loc->addr - m->load_bias, lines, 16);
 	} else {
-		n = sym_lookup("[unknown]", NULL, 0, loc->addr, lines, 16);
+		/* In no mapping: the name is the address, which a client can
+		 * choose at will. It is kept with the location, not in the
+		 * symbolizer's collector-wide caches, so that it goes when the
+		 * process goes (issue 12). lines is the block's first member. */
+		struct unknown_frame {
+			struct sym_line line;
+			char name[32];
+		} *u = xmalloc(sizeof(*u));
+		snprintf(u->name, sizeof(u->name), "[unknown]+0x%" PRIx64, loc->addr);
+		u->line = (struct sym_line){ .function = u->name, .system_name = "", .file = "" };
+		loc->lines = &u->line;
+		loc->nlines = 1;
+		return;
 	}
 	if (n < 1)
 		n = 0;
@@ -314,8 +365,17 @@ static int add_stack(struct proc *p, const void *payload, uint32_t len, const ch
 	/* Every frame is a return address: step back into the call. */
 	for (uint32_t i = 0; i < s.depth; i++)
 		addrs[i] -= 1;
-	GROW(p->wire_stacks, p->cap_wire_stacks, p->nwire_stacks + 1);
-	p->wire_stacks[p->nwire_stacks++] = proc_intern_stack(p, addrs, s.depth);
+	/* Ids are sequential: once one is not kept, none after it is, and the
+	 * table of the shim's ids stops growing with it. */
+	uint32_t stack = p->nwire_stacks == p->nwire_stacks_kept
+				 ? proc_intern_stack(p, addrs, s.depth) : PROC_STACK_OVER_LIMIT;
+	if (stack != PROC_STACK_OVER_LIMIT) {
+		GROW(p->wire_stacks, p->cap_wire_stacks, p->nwire_stacks + 1);
+		p->wire_stacks[p->nwire_stacks_kept++] = stack;
+	} else if (p->nwire_stacks != p->nwire_stacks_kept) {
+		p->over_limit_stacks++;
+	}
+	p->nwire_stacks++;
 	return 0;
 }
 
@@ -338,8 +398,18 @@ static int add_alloc(struct proc *p, const void *payload, uint32_t len, const ch
 		*why = "alloc names an unknown stack";
 		return -1;
 	}
-	uint32_t stack = p->wire_stacks[a.stack_id - 1];
-	uint64_t *v = map_find(&p->bucket_by_key, (uint64_t)stack + 1, a.size);
+	uint32_t stack = a.stack_id <= p->nwire_stacks_kept ? p->wire_stacks[a.stack_id - 1]
+							   : PROC_STACK_OVER_LIMIT;
+	/* A block we still think live at this address was freed without us
+	 * hearing of it (a dropped event): forget it. */
+	release_block(p, a.addr);
+	uint64_t *v = stack == PROC_STACK_OVER_LIMIT
+			      ? NULL : map_find(&p->bucket_by_key, (uint64_t)stack + 1, a.size);
+	if (stack == PROC_STACK_OVER_LIMIT || p->live.count >= PROC_MAX_LIVE ||
+	    (!v && p->nbuckets >= PROC_MAX_BUCKETS)) {
+		p->over_limit_samples++;
+		return 0;
+	}
 	uint64_t b;
 	if (v) {
 		b = *v;
@@ -349,9 +419,6 @@ static int add_alloc(struct proc *p, const void *payload, uint32_t len, const ch
 		p->buckets[b] = (struct bucket){ .stack = stack, .size = a.size };
 		map_put(&p->bucket_by_key, (uint64_t)stack + 1, a.size, b);
 	}
-	/* A block we still think live at this address was freed without us
-	 * hearing of it (a dropped event): forget it. */
-	release_block(p, a.addr);
 	p->buckets[b].alloc_samples++;
 	p->buckets[b].inuse_samples++;
 	map_put(&p->live, a.addr, 0, b);
@@ -371,13 +438,16 @@ static int add_cpu_sample(struct proc *p, const void *payload, uint32_t len, con
 	uint64_t addrs[MP_MAX_FRAMES];
 	uint32_t depth = unwind_sample(p, &s, q, addrs, MP_MAX_FRAMES);
 	uint32_t stack = proc_intern_stack(p, addrs, depth);
+	if (stack == PROC_STACK_OVER_LIMIT) {
+		p->over_limit_samples += s.weight;
+		return 0;
+	}
 	uint64_t *v = map_find(&p->cpu, (uint64_t)stack + 1, 0);
 	if (v)
 		*v += s.weight;
 	else
 		map_put(&p->cpu, (uint64_t)stack + 1, 0, s.weight);
 	p->cpu_samples += s.weight;
-	http_cpu_sample(p, stack, s.weight);
 	return 0;
 }
 

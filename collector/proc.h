@@ -44,6 +44,20 @@ struct bucket {
 	uint64_t inuse_samples;
 };
 
+/*
+ * What one process may make the collector keep (issue 12: 400,000 distinct
+ * stacks from one client took 450 MB). Past a limit, new stacks and the
+ * samples that name them, new (stack, size) buckets and live samples are
+ * not kept but counted (proc.over_limit_*), and the count is said in the
+ * profiles' comments and on the /debug/pprof/ page. Real programs stay far
+ * below: a compiler under a leak check makes some 20,000 stacks.
+ */
+#define PROC_MAX_STACKS 200000      /* distinct call stacks */
+#define PROC_MAX_LOCATIONS 1000000  /* distinct frame addresses */
+#define PROC_MAX_BUCKETS 1000000    /* (stack, size) pairs */
+#define PROC_MAX_LIVE 4000000       /* live sampled blocks (~200 MB) */
+#define PROC_STACK_OVER_LIMIT UINT32_MAX /* a stack that was not kept */
+
 struct unwinder; /* unwind.c */
 
 struct proc {
@@ -56,8 +70,9 @@ struct proc {
 	uint64_t drops;       /* heap events the shim dropped */
 	uint64_t cpu_drops;   /* CPU samples the shim dropped */
 	uint64_t samples;     /* heap samples received */
-	uint64_t cpu_samples; /* CPU samples received since the last CPU profile */
-	uint64_t cpu_since_ns; /* start of the current CPU profile's window */
+	uint64_t over_limit_stacks;  /* stacks not kept (PROC_MAX_*) */
+	uint64_t over_limit_samples; /* heap and CPU samples not kept (PROC_MAX_*) */
+	uint64_t cpu_samples; /* CPU samples received, since the process began */
 	struct mp_malloc_stats malloc_stats; /* the latest the process sent */
 	bool have_malloc_stats;
 	uint32_t malloc_stats_seq; /* counts the statistics received */
@@ -71,14 +86,22 @@ struct proc {
 	struct map loc_by_addr;  /* addr -> index into locs */
 	struct stack *stacks;
 	size_t nstacks, cap_stacks;
-	uint32_t *wire_stacks;   /* the shim's stack id - 1 -> index into stacks */
-	size_t nwire_stacks, cap_wire_stacks;
+	uint32_t *wire_stacks;   /* the shim's stack id - 1 -> index into stacks,
+				  * for the first nwire_stacks_kept ids */
+	size_t nwire_stacks;     /* ids the shim has defined */
+	size_t nwire_stacks_kept, cap_wire_stacks;
 	struct map stack_by_hash; /* hash of locs -> index into stacks */
 	struct bucket *buckets;
 	size_t nbuckets, cap_buckets;
 	struct map bucket_by_key; /* (stack + 1, size) -> index into buckets */
 	struct map live;          /* address -> index into buckets */
-	struct map cpu;           /* stack + 1 -> timer periods, this window */
+	/* CPU time by stack, cumulative: stack + 1 -> timer periods since the
+	 * process began. Nothing here knows of windows: a dump's CPU profile
+	 * and an HTTP profile?seconds=N each diff against a snapshot of their
+	 * own (cpu_dumped below; the endpoints' windows). */
+	struct map cpu;
+	struct map cpu_dumped;    /* dump.c's: cpu as of the last CPU profile file */
+	uint64_t cpu_dumped_ns;   /* dump.c's: when that was (CLOCK_REALTIME) */
 	struct unwinder *unwinder;
 	/* leak check */
 	struct mp_leak *leaks;    /* what the process reported unreachable */
@@ -88,9 +111,18 @@ struct proc {
 	bool checked;             /* its final profiles went out with the report */
 };
 
-/* Creates the record for a process from its hello; NULL with *why set if
- * the hello is malformed. */
-struct proc *proc_new(const void *payload, uint32_t len, const char **why);
+/*
+ * Creates the record for a process from its hello; NULL with *why set if
+ * the hello is malformed. peer_pid is the pid SO_PEERCRED gave for the
+ * connection, and it wins over the hello's: it is the kernel's word, in the
+ * collector's pid namespace, where /proc, kill -USR2 and ?pid= live, so a
+ * client cannot pass for another process. A client in a pid namespace of
+ * its own (a container) legitimately knows itself by another number; it is
+ * known here by ours, and its parent is read from our /proc. Only when the
+ * kernel cannot name the peer in our namespace (peer_pid 0: it runs in an
+ * ancestor namespace) is the hello taken at its word.
+ */
+struct proc *proc_new(const void *payload, uint32_t len, uint32_t peer_pid, const char **why);
 void proc_free(struct proc *p);
 
 /* A fork child starts with its parent's heap: copies the parent's mappings,
@@ -103,7 +135,8 @@ int proc_apply(struct proc *p, uint32_t type, const void *payload, uint32_t len,
 	       const char **why);
 
 /* Interns a stack of locations (addresses already adjusted); returns its
- * index in p->stacks. */
+ * index in p->stacks, or PROC_STACK_OVER_LIMIT (counted) when a new stack
+ * or location would pass PROC_MAX_STACKS or PROC_MAX_LOCATIONS. */
 uint32_t proc_intern_stack(struct proc *p, const uint64_t *addrs, uint32_t depth);
 
 /* Symbolizes a location if that has not been done yet. */

@@ -1,8 +1,6 @@
 /*
  * Reading suppression files and matching their patterns; see suppress.h.
  */
-#include <errno.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -58,34 +56,37 @@ bool suppress_match(const char *pattern, const char *name)
 	}
 }
 
-int suppress_load(struct suppressions *s, const char *path)
+int suppress_load(struct suppressions *s, const char *path, const char **why)
 {
-	FILE *f = fopen(path, "re");
-	if (!f) {
-		log_msg("cannot read suppressions %s: %s", path, strerror(errno));
+	/* The path comes from the client (MEMPROF_SUPPRESSIONS): see
+	 * read_regular_file for why it is not simply fopen'd. */
+	size_t len;
+	char *text = read_regular_file(path, SUPPRESS_MAX_BYTES, &len, why);
+	if (!text)
 		return -1;
-	}
-	char line[4096];
 	unsigned lineno = 0;
-	while (fgets(line, sizeof(line), f)) {
+	for (char *line = text, *next; line < text + len; line = next) {
+		next = memchr(line, '\n', (size_t)(text + len - line));
+		next = next ? next + 1 : text + len;
 		lineno++;
 		char *p = line;
-		while (*p == ' ' || *p == '\t')
+		while (p < next && (*p == ' ' || *p == '\t'))
 			p++;
-		size_t n = strcspn(p, "\r\n");
-		while (n && (p[n - 1] == ' ' || p[n - 1] == '\t'))
+		size_t n = (size_t)(next - p);
+		while (n && (p[n - 1] == '\n' || p[n - 1] == '\r' || p[n - 1] == ' ' ||
+			     p[n - 1] == '\t'))
 			n--;
-		p[n] = '\0';
-		if (!*p || *p == '#')
+		if (!n || *p == '#')
 			continue;
-		if (strncmp(p, "leak:", 5) != 0 || !p[5]) {
-			log_msg("%s:%u: not a leak:PATTERN line, ignored: %s", path, lineno, p);
+		if (n <= 5 || strncmp(p, "leak:", 5) != 0 || memchr(p, '\0', n)) {
+			log_msg("%s:%u: not a leak:PATTERN line, ignored: %.*s", path, lineno,
+				(int)(n > 200 ? 200 : n), p);
 			continue;
 		}
 		GROW(s->items, s->cap, s->n + 1);
 		s->items[s->n++] = (struct suppression){ xstrndup(p + 5, n - 5), 0, 0 };
 	}
-	fclose(f);
+	free(text);
 	return 0;
 }
 

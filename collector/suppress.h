@@ -9,6 +9,7 @@
 #define MEMPROF_COLLECTOR_SUPPRESS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct suppression {
@@ -21,9 +22,14 @@ struct suppressions {
 	size_t n, cap;
 };
 
-/* Reads path; unusable lines are reported (one message each) and skipped.
- * 0, or -1 if the file cannot be read (reported). */
-int suppress_load(struct suppressions *s, const char *path);
+/* A suppressions file larger than this is refused: LSan's own are a few
+ * KiB, and the file is read inside the collector's event loop. */
+#define SUPPRESS_MAX_BYTES (1U << 20)
+
+/* Reads path (named by a client: a FIFO, a device or a huge file is
+ * refused, never waited for). Unusable lines are reported (one message
+ * each) and skipped. 0, or -1 with *why saying why the file was not read. */
+int suppress_load(struct suppressions *s, const char *path, const char **why);
 void suppress_free(struct suppressions *s);
 
 /* Does pattern match name (LSan's template rules above)? */

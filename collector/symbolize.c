@@ -8,6 +8,7 @@
 #include "symbolize.h"
 #include "debug_cache.h"
 #include "dwarf_index.h"
+#include "util.h"
 
 #include <dwarf.h>
 #include <elfutils/libdw.h>
@@ -336,30 +337,29 @@ static void close_obj(struct sym_obj *obj)
  */
 static struct sym_obj *open_obj(const char *path, const char **why)
 {
-	struct stat st;
 	struct sym_obj *obj;
 	const unsigned char *bits;
 	GElf_Addr bits_vaddr;
 	int len;
 
-	/* A FIFO or device named in /proc/pid/maps would block or make no sense. */
-	if (stat(path, &st) < 0) {
-		*why = strerror(errno);
+	/* A client names the path: a FIFO or a device would block or make no
+	 * sense. Opened here, checked, and handed to libdw (which owns the
+	 * descriptor once it has made the module), so that the file checked
+	 * is the file read. */
+	int fd = open_regular_file(path, why);
+	if (fd < 0)
 		return NULL;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		*why = "not a regular file";
-		return NULL;
-	}
 	obj = calloc(1, sizeof(*obj));
 	if (!obj) {
 		*why = strerror(ENOMEM);
+		close(fd);
 		return NULL;
 	}
 	obj->path = path;
 	obj->dwfl = dwfl_begin(&sym_callbacks);
 	if (!obj->dwfl) {
 		*why = dwfl_errmsg(-1);
+		close(fd);
 		goto fail_obj;
 	}
 	dwfl_report_begin(obj->dwfl);
@@ -369,7 +369,9 @@ static struct sym_obj *open_obj(const char *path, const char **why)
 	 * libraries; ET_EXEC ignores both. The bias read back below covers
 	 * anything else.
 	 */
-	obj->mod = dwfl_report_elf(obj->dwfl, path, path, -1, 0, true);
+	obj->mod = dwfl_report_elf(obj->dwfl, path, path, fd, 0, true);
+	if (!obj->mod)
+		close(fd); /* still ours: libdw took it only with the module */
 	if (!obj->mod || dwfl_report_end(obj->dwfl, NULL, NULL) != 0)
 		goto fail_dwfl;
 	if (!dwfl_module_getelf(obj->mod, &obj->bias))

@@ -6,6 +6,7 @@
  * process reports new mappings.
  */
 #include <elfutils/libdwfl.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -117,8 +118,17 @@ static int build(struct unwinder *u, const struct proc *p)
 		if (seen)
 			continue;
 		const char *base = strrchr(m->path, '/');
-		dwfl_report_elf(u->dwfl, base ? base + 1 : m->path, m->file, -1, m->load_bias,
-				false);
+		/* The path is a client's: a FIFO there would hold us in open(). */
+		const char *why;
+		int fd = open_regular_file(m->file, &why);
+		if (fd < 0) {
+			log_debug("pid %u: not unwinding through %s: %s", p->pid, m->file, why);
+			continue;
+		}
+		/* libdw owns fd once it has made the module. */
+		if (!dwfl_report_elf(u->dwfl, base ? base + 1 : m->path, m->file, fd,
+				     m->load_bias, false))
+			close(fd);
 	}
 	dwfl_report_end(u->dwfl, NULL, NULL);
 	if (!dwfl_attach_state(u->dwfl, NULL, (pid_t)p->pid, &thread_callbacks, u)) {

@@ -2,11 +2,13 @@
  * Messages, checked allocation and clocks for the collector.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -113,4 +115,89 @@ bool pid_alive(uint32_t pid)
 	if (errno == ENOENT && access("/proc/self/exe", F_OK) == 0)
 		return false;
 	return kill((pid_t)pid, 0) == 0 || errno == EPERM; /* no /proc */
+}
+
+int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+	uint64_t v = 0;
+	if (!*s)
+		return -1;
+	for (; *s; s++) {
+		if (*s < '0' || *s > '9')
+			return -1;
+		uint64_t d = (uint64_t)(*s - '0');
+		if (v > (UINT64_MAX - d) / 10) /* v * 10 + d would wrap */
+			return -1;
+		v = v * 10 + d;
+	}
+	if (v < min || v > max)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+int open_regular_file(const char *path, const char **why)
+{
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	if (fd < 0) {
+		*why = strerror(errno);
+		return -1;
+	}
+	struct stat st;
+	if (fstat(fd, &st) != 0) {
+		*why = strerror(errno);
+		close(fd);
+		return -1;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		*why = "not a regular file";
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+char *read_regular_file(const char *path, size_t max, size_t *len, const char **why)
+{
+	int fd = open_regular_file(path, why);
+	if (fd < 0)
+		return NULL;
+	struct stat st;
+	if (fstat(fd, &st) != 0) {
+		*why = strerror(errno);
+		goto fail_fd;
+	}
+	if ((uint64_t)st.st_size > max) {
+		*why = "too large";
+		goto fail_fd;
+	}
+	/* The size may change under us: read at most max + 1 bytes, and a
+	 * file that grew past max is refused as one that was too large. */
+	char *buf = xmalloc(max + 2);
+	size_t got = 0;
+	while (got <= max) {
+		ssize_t n = read(fd, buf + got, max + 1 - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			*why = strerror(errno);
+			goto fail_buf;
+		}
+		if (n == 0)
+			break;
+		got += (size_t)n;
+	}
+	if (got > max) {
+		*why = "too large";
+		goto fail_buf;
+	}
+	close(fd);
+	buf[got] = '\0';
+	*len = got;
+	return buf;
+fail_buf:
+	free(buf);
+fail_fd:
+	close(fd);
+	return NULL;
 }

@@ -30,6 +30,26 @@ void grow_array(void **arr, size_t *cap, size_t need, size_t elem);
  * anything again, and a parent that does not reap it must not hold us up). */
 bool pid_alive(uint32_t pid);
 
+/* The one number parser of the collector (options, queries, ports): a
+ * decimal number of digits only (no sign, no spaces, no suffix) in
+ * [min, max]. 0, or -1 if s is anything else. */
+int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out);
+
+/*
+ * Reads a file someone else named (a client's suppressions): opened
+ * non-blocking and without following it into a terminal, so that a FIFO or
+ * a device cannot hold the event loop in open(); refused unless fstat says
+ * it is a regular file, so that /dev/zero cannot feed it for ever; and at
+ * most max bytes. Returns a malloc'd, NUL-terminated copy (*len bytes), or
+ * NULL with *why saying what was wrong (errno's text or our own words).
+ */
+char *read_regular_file(const char *path, size_t max, size_t *len, const char **why);
+/* Opens path for reading as read_regular_file does (non-blocking, regular
+ * files only): the descriptor, or -1 with *why set. For libraries that
+ * would open a path themselves (libdw), so that the file checked is the
+ * file read. */
+int open_regular_file(const char *path, const char **why);
+
 uint64_t now_realtime_ns(void);
 uint64_t now_monotonic_ns(void);
 

@@ -97,6 +97,22 @@ static int parse_signal(const char *s, int *out)
 	return -1;
 }
 
+/* The collector's --mode rule (collector/options.c): octal, read and write
+ * bits only, the owner's among them. */
+static bool valid_mode(const char *s)
+{
+	unsigned v = 0;
+	size_t n = strlen(s);
+	if (n == 0 || n > 4)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '7')
+			return false;
+		v = v * 8 + (unsigned)(s[i] - '0');
+	}
+	return !(v & ~0666U) && (v & 0600U) == 0600U;
+}
+
 static void reject(const char *name, const char *value, const char *want, const char *dflt)
 {
 	mp_log("%s=%s is not %s; using %s", name, value, want, dflt);
@@ -107,7 +123,7 @@ static const char *const known[] = {
 	"MEMPROF_RATE", "MEMPROF_CPU_HZ", "MEMPROF_DIR", "MEMPROF_INTERVAL",
 	"MEMPROF_SOCKET", "MEMPROF_DUMP_SIGNAL", "MEMPROF_SEED",
 	"MEMPROF_COLLECTOR", "MEMPROF_QUIET", "MEMPROF_LEAK_CHECK", "MEMPROF_LEAK_EXITCODE",
-	"MEMPROF_SUPPRESSIONS", "MEMPROF_CACHE_DIR", NULL,
+	"MEMPROF_SUPPRESSIONS", "MEMPROF_MODE", "MEMPROF_CACHE_DIR", NULL,
 };
 
 /* A misspelt setting silently doing nothing is the worst kind of failure for
@@ -184,6 +200,12 @@ void mp_config_load(void)
 			memcpy(mp_cfg.dir, v, strlen(v) + 1);
 		else
 			reject("MEMPROF_DIR", v, "a path shorter than 1024 bytes", "./memprof-out");
+	}
+	if ((v = getenv("MEMPROF_MODE")) && *v) {
+		if (valid_mode(v))
+			memcpy(mp_cfg.mode, v, strlen(v) + 1);
+		else
+			reject("MEMPROF_MODE", v, "a file mode such as 0600, 0640 or 0644", "0600");
 	}
 	mp_cfg.leak_exitcode = 23;
 	if ((v = getenv("MEMPROF_LEAK_CHECK")) && *v) {

@@ -95,6 +95,7 @@ struct mp_config {
 	char suppressions[1024]; /* MEMPROF_SUPPRESSIONS: LSan-style file */
 	char socket[108];     /* MEMPROF_SOCKET, "" = start a private collector */
 	char dir[1024];       /* MEMPROF_DIR, for a private collector */
+	char mode[8];         /* MEMPROF_MODE: --mode of a private collector, "" = its default */
 };
 extern struct mp_config mp_cfg;
 

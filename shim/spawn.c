@@ -106,8 +106,12 @@ int mp_spawn_collector(void)
 	mp_format(interval_arg, sizeof(interval_arg), "%u", mp_cfg.interval);
 	char *argv[] = {
 		exe, "--private", "--listen-fd", fd_arg, "--socket", mp_cfg.socket,
-		"--dir", out_dir, "--interval", interval_arg, NULL,
+		"--dir", out_dir, "--interval", interval_arg, NULL, NULL, NULL,
 	};
+	if (mp_cfg.mode[0]) {
+		argv[10] = "--mode";
+		argv[11] = mp_cfg.mode;
+	}
 	/* The collector must not itself be profiled. */
 	static char *env[] = { "PATH=/usr/bin:/bin", NULL };
 	pid_t pid;

@@ -209,6 +209,24 @@ static int connect_collector(void)
 		errno = e;
 		return -1;
 	}
+	/* Nothing is sent before we know who listens: whoever binds the path
+	 * first (another user, in a shared directory) would otherwise get
+	 * our command line, addresses and stack copies, and could answer a
+	 * leak check (issue 12). The kernel says who called listen(). */
+	struct ucred cred;
+	socklen_t clen = sizeof(cred);
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) != 0 || clen != sizeof(cred) ||
+	    cred.uid != geteuid()) {
+		static bool said;
+		if (!said)
+			mp_log("the collector at %s runs as uid %u, not as you (uid %u); "
+			       "nothing is sent to it", mp_cfg.socket,
+			       clen == sizeof(cred) ? (unsigned)cred.uid : ~0U, (unsigned)geteuid());
+		said = true;
+		close(fd);
+		errno = EACCES;
+		return -1;
+	}
 	/* Keep out of the low numbers programs expect to get from open(). */
 	fd = mp_fd_high(fd);
 	struct stat st;

@@ -1,0 +1,162 @@
+/*
+ * The collector's command line: options, their defaults (options.h) and
+ * the usage text that states them. Directories and sockets are set up
+ * elsewhere (setup.c); this only checks and records what was asked.
+ */
+#include <getopt.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "http.h"
+#include "options.h"
+#include "util.h"
+
+struct collector_cfg cfg = {
+	.dir = OPT_DEFAULT_DIR,
+	.file_mode = OPT_DEFAULT_MODE,
+	.dir_mode = 0700,
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: memprof-collector [--socket PATH] [--dir DIR] [--interval SEC]\n"
+		"                         [--http ADDR:PORT] [--mode MODE] [--verbose]\n"
+		"       memprof-collector --version\n"
+		"\n"
+		"Collects heap and CPU samples from programs run with\n"
+		"  MEMPROF_SOCKET=PATH LD_PRELOAD=/path/to/libmemprof.so program ...\n"
+		"and writes pprof profiles DIR/<prog>.<pid>.<seq>.heap.pb.gz on kill -USR2 of a\n"
+		"program (that program) or of the collector (every program), every SEC seconds,\n"
+		"and when a program exits.\n"
+		"\n"
+		"  --socket PATH    where to listen (default $XDG_RUNTIME_DIR/memprof.sock,\n"
+		"                   else ${TMPDIR:-/tmp}/memprof-$UID/sock; that directory must\n"
+		"                   be yours and mode 0700, or it is refused)\n"
+		"  --dir DIR        where profiles go (default ./" OPT_DEFAULT_DIR "; made mode 0700\n"
+		"                   if it does not exist, used as it is if it does)\n"
+		"  --interval SEC   also dump every SEC seconds (default 0: off)\n"
+		"  --http ADDR:PORT serve Go's /debug/pprof/ endpoints there (ADDR: an IP\n"
+		"                   address or localhost; 127.0.0.1 if left out; PORT 0:\n"
+		"                   any free port, printed at startup)\n"
+		"  --mode MODE      file mode of profiles and reports (default 0%o: yours\n"
+		"                   only); 0640 or 0644 shares them, and a directory we make\n"
+		"                   gets x wherever MODE has r\n"
+		"  --verbose        say what connects and which files are written, and which\n"
+		"                   processes ran programs memprof cannot see\n"
+		"\n"
+		"Signals:\n"
+		"  USR2      write every process's profiles now\n"
+		"  USR1      leave once no process is connected and no exec is still to\n"
+		"            be heard of (sent by memprof run/check when their command exits)\n"
+		"  HUP       the front end has left: let go of stdin, stdout and stderr, and\n"
+		"            remove its --own-dir on leaving\n"
+		"  TERM/INT  final profiles now, then exit; a process still connected is\n"
+		"            reported as not checked (\"unchecked PID running EXE\")\n"
+		"\n"
+		"For the front end: --report FILE (what was seen, one line per event),\n"
+		"--own-dir DIR (the front end's directory of socket and report), --inspect PATH\n"
+		"(print why memprof cannot see a program: static, setuid, 32-bit, not-found or\n"
+		"unknown), --private and --listen-fd FD (a collector started by the shim).\n",
+		OPT_DEFAULT_MODE);
+}
+
+int options_parse_mode(const char *s, mode_t *out)
+{
+	unsigned v = 0;
+	size_t n = strlen(s);
+	if (n == 0 || n > 4)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '7')
+			return -1;
+		v = v * 8 + (unsigned)(s[i] - '0');
+	}
+	/* No x, setuid or sticky bits on a data file; and a file its owner
+	 * cannot read back is no use. */
+	if ((v & ~0666U) || (v & 0600U) != 0600U)
+		return -1;
+	*out = (mode_t)v;
+	return 0;
+}
+
+/* The directory's mode for a file mode: searchable wherever readable. */
+static mode_t dir_mode_for(mode_t file_mode)
+{
+	return file_mode | ((file_mode & 0444) >> 2);
+}
+
+int options_parse(int argc, char **argv, struct options *o)
+{
+	static const struct option opts[] = {
+		{ "socket", required_argument, NULL, 's' },
+		{ "dir", required_argument, NULL, 'd' },
+		{ "interval", required_argument, NULL, 'i' },
+		{ "http", required_argument, NULL, 'H' },
+		{ "mode", required_argument, NULL, 'M' },
+		{ "listen-fd", required_argument, NULL, 'L' },
+		{ "private", no_argument, NULL, 'P' },
+		{ "report", required_argument, NULL, 'R' },
+		{ "own-dir", required_argument, NULL, 'O' },
+		{ "inspect", required_argument, NULL, 'I' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	o->listen_fd = -1;
+	int c;
+	uint64_t n;
+	while ((c = getopt_long(argc, argv, "s:d:i:vh", opts, NULL)) != -1) {
+		switch (c) {
+		case 's': o->socket_path = optarg; break;
+		case 'd': cfg.dir = optarg; break;
+		case 'i':
+			if (parse_u64(optarg, 0, OPT_MAX_INTERVAL, &n) != 0) {
+				log_msg("--interval wants a number of seconds, not '%s'", optarg);
+				return 2;
+			}
+			cfg.interval = (unsigned)n;
+			break;
+		case 'L':
+			if (parse_u64(optarg, 0, INT_MAX, &n) != 0) {
+				log_msg("--listen-fd wants a descriptor number, not '%s'", optarg);
+				return 2;
+			}
+			o->listen_fd = (int)n;
+			break;
+		case 'H': {
+			const char *why;
+			if (http_check_addr(optarg, &why) != 0) {
+				log_msg("--http wants [ADDR:]PORT, not '%s': %s", optarg, why);
+				return 2;
+			}
+			o->http_addr = optarg;
+			break;
+		}
+		case 'M':
+			if (options_parse_mode(optarg, &cfg.file_mode) != 0) {
+				log_msg("--mode wants an octal file mode with rw for the owner and "
+					"no x bits (0600, 0640, 0644), not '%s'", optarg);
+				return 2;
+			}
+			cfg.dir_mode = dir_mode_for(cfg.file_mode);
+			break;
+		case 'P': cfg.private_mode = true; break;
+		case 'R': cfg.report = optarg; break;
+		case 'O': o->own_dir = optarg; break;
+		case 'I': o->inspect = optarg; break;
+		case 'v': log_verbose = 1; break;
+		case 'V': printf("memprof-collector %s\n", MEMPROF_VERSION); return 0;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	return -1;
+}
