@@ -773,10 +773,6 @@ int mp_writer_start(void)
 	}
 	pthread_setname_np(writer_thread, "memprof-writer");
 	pthread_detach(writer_thread);
-	/* Wait until the thread has said who it is: a leak check at exit must
-	 * know which thread not to stop, however short the program. */
-	for (int i = 0; i < 100 && !atomic_load(&writer_tid); i++)
-		futex_wait((_Atomic uint32_t *)&writer_tid, 0, 10);
 	return 0;
 }
 
@@ -839,6 +835,12 @@ void mp_writer_finish(int stall_ms)
 
 pid_t mp_writer_tid(void)
 {
+	/* The thread says who it is when it first runs, which on a busy
+	 * machine may be milliseconds after it was made: the leak check,
+	 * which must know which thread not to stop, waits for that here
+	 * rather than every program's start. */
+	for (int i = 0; i < 100 && atomic_load(&alive) && !atomic_load(&writer_tid); i++)
+		futex_wait((_Atomic uint32_t *)&writer_tid, 0, 10);
 	return atomic_load(&writer_tid);
 }
 
