@@ -147,6 +147,93 @@ $(B)/tests/unit_unwind: tests/c/unit_unwind.c $(B)/shim/unwind.o
 targets: $(TARGETS)
 units: $(UNITS)
 
+# ---- fuzzing and sanitizers -------------------------------------------------
+# The collector's objects again, built by clang with libFuzzer's coverage
+# and ASan + UBSan (build/fuzz/), linked into the harnesses in tests/fuzz/;
+# and built by $(CC) with ASan + UBSan (build/asan/) into a collector and
+# the unit tests, which make asan runs with the collector-side tests.
+FUZZ_CC := clang
+SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+FUZZ_SECONDS ?= 60
+FB := $(B)/fuzz
+FUZZ_COLL_OBJ := $(filter-out $(FB)/collector/main.o,$(COLL_SRC:%.c=$(FB)/%.o)) $(FB)/gen/profile.pb-c.o
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZERS := $(FUZZ_SRC:tests/fuzz/%.c=$(FB)/%)
+
+$(FB)/collector/%.o: collector/%.c $(GEN)/profile.pb-c.h
+	$(call say,FUZZCC,$@)
+	@mkdir -p $(@D)
+	$(Q)$(FUZZ_CC) $(BASE_CFLAGS) -I$(GEN) -O1 -g -fsanitize=fuzzer-no-link $(SAN_FLAGS) -c -o $@ $<
+
+$(FB)/gen/profile.pb-c.o: $(GEN)/profile.pb-c.c
+	$(call say,FUZZCC,$@)
+	@mkdir -p $(@D)
+	$(Q)$(FUZZ_CC) -O1 -g -I$(GEN) $(SAN_FLAGS) -c -o $@ $<
+
+$(FB)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_COLL_OBJ)
+	$(call say,FUZZLD,$@)
+	$(Q)$(FUZZ_CC) $(BASE_CFLAGS) -Icollector -I$(GEN) -O1 -g -fsanitize=fuzzer $(SAN_FLAGS) \
+		-o $@ $< $(FUZZ_COLL_OBJ) $(COLL_LIBS) -lpthread
+
+# Not intermediate: make would delete them after each link.
+.SECONDARY: $(FUZZ_COLL_OBJ) $(ASAN_COLL_OBJ) $(AB)/shim/unwind.o
+
+fuzzers: $(FUZZERS)
+
+# Each harness for FUZZ_SECONDS, from the seeds in tests/fuzz/corpus/.
+fuzz: $(FUZZERS)
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz/run $(FUZZERS)
+
+AB := $(B)/asan
+ASAN_COLL_OBJ := $(COLL_SRC:%.c=$(AB)/%.o) $(AB)/gen/profile.pb-c.o
+ASAN_UNITS := $(UNIT_SRC:tests/c/%.c=$(AB)/tests/%)
+
+$(AB)/collector/%.o: collector/%.c $(GEN)/profile.pb-c.h
+	$(call say,ASANCC,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(BASE_CFLAGS) -I$(GEN) -O1 -g $(SAN_FLAGS) -c -o $@ $<
+
+$(AB)/collector/main.o: VERSION
+$(AB)/collector/main.o: BASE_CFLAGS += -DMEMPROF_VERSION='"$(VERSION)"'
+
+$(AB)/shim/%.o: shim/%.c
+	$(call say,ASANCC,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(BASE_CFLAGS) $(SHIM_CFLAGS) -O1 -g $(SAN_FLAGS) -c -o $@ $<
+
+$(AB)/gen/profile.pb-c.o: $(GEN)/profile.pb-c.c
+	$(call say,ASANCC,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) -O1 -g -I$(GEN) $(SAN_FLAGS) -c -o $@ $<
+
+$(AB)/memprof-collector: $(ASAN_COLL_OBJ)
+	$(call say,ASANLD,$@)
+	$(Q)$(CC) $(SAN_FLAGS) -o $@ $^ $(COLL_LIBS)
+
+ASAN_UNIT_COLL_OBJ := $(filter-out $(AB)/collector/main.o,$(ASAN_COLL_OBJ))
+$(AB)/tests/unit_%: tests/c/unit_%.c $(ASAN_UNIT_COLL_OBJ) $(AB)/tests/libfixture_cxx.so
+	$(call say,ASANLD,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(BASE_CFLAGS) -Icollector -Ishim -I$(GEN) -Itests/c -g -O1 $(SAN_FLAGS) -o $@ $< \
+		$(ASAN_UNIT_COLL_OBJ) $(COLL_LIBS) -ldl -lpthread
+
+$(AB)/tests/unit_unwind: tests/c/unit_unwind.c $(AB)/shim/unwind.o
+	$(call say,ASANLD,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(BASE_CFLAGS) -Ishim -Itests/c -g -O1 $(SAN_FLAGS) -o $@ $< $(AB)/shim/unwind.o -lpthread
+
+$(AB)/tests/libfixture_cxx.so: $(B)/tests/libfixture_cxx.so
+	@mkdir -p $(@D)
+	$(Q)cp $< $@
+
+# The unit tests, then the end-to-end tests of the collector's side
+# (ASAN_BATS) with this collector; any report of either sanitizer (they
+# write to build/asan/log.*) fails it.
+ASAN_BATS ?= tests/bats/robust.bats tests/bats/http.bats tests/bats/leak.bats \
+	tests/bats/heap.bats tests/bats/cpu.bats tests/bats/frontend.bats
+asan: all targets $(AB)/memprof-collector $(ASAN_UNITS)
+	@tests/fuzz/asan-run $(AB) "$(ASAN_UNITS)" $(ASAN_BATS)
+
 # ---- dependencies, tests, demo ---------------------------------------------
 deps:
 	@scripts/install-deps
@@ -155,8 +242,9 @@ unit: all units
 	@set -e; for t in $(UNITS); do echo "  UNIT     $$t"; $$t; done
 
 test: deps
-	@$(MAKE) --no-print-directory all targets units
+	@$(MAKE) --no-print-directory all targets units fuzzers
 	@$(MAKE) --no-print-directory unit
+	@FUZZ_SECONDS=20 tests/fuzz/run $(FUZZERS)
 	bats tests/bats
 
 # Long soaks and many-repetition runs (tests/stress/), about half an hour.
@@ -185,6 +273,6 @@ install: all
 clean:
 	rm -rf $(B)
 
-.PHONY: all deps test unit units targets stress demo bench install clean
+.PHONY: all deps test unit units targets stress demo bench install clean fuzz fuzzers asan
 
 -include $(shell find $(B) -name '*.d' 2>/dev/null)
