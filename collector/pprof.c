@@ -289,9 +289,16 @@ void pb_process_comments(struct pb *b, const char *what)
 	}
 }
 
+/* Sizes and counts come from clients: a size near 2^64, or unsampling at a
+ * huge rate, can stand for more than an int64 holds. Saturate (converting
+ * an out-of-range double is undefined behaviour; found by fuzz_wire). */
 static int64_t round_value(double v)
 {
-	return v <= 0 ? 0 : (int64_t)(v + 0.5);
+	if (!(v > 0))
+		return 0;
+	if (v >= 9223372036854775807.0)
+		return INT64_MAX;
+	return (int64_t)(v + 0.5);
 }
 
 unsigned char *pprof_heap(struct proc *p, const char *default_type, size_t *len)
