@@ -177,11 +177,24 @@ static int listen_on(const char *path)
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return -1;
+	/* Bound under a temporary name, renamed into place once listening:
+	 * whoever sees the socket can connect to it (the front end starts the
+	 * program as soon as it appears; under make asan listen came 2 ms
+	 * after bind, and programs were refused). In place if that name is
+	 * too long. */
+	struct sockaddr_un tmp = sa;
+	int n = snprintf(tmp.sun_path, sizeof(tmp.sun_path), "%s.%d", path, (int)getpid());
+	if (n < 0 || (size_t)n >= sizeof(tmp.sun_path))
+		tmp = sa;
+	unlink(tmp.sun_path);
 	mode_t old = umask(0177); /* the socket is for our own user only */
-	int rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+	int rc = bind(fd, (struct sockaddr *)&tmp, sizeof(tmp));
 	umask(old);
-	if (rc != 0 || listen(fd, 512) != 0) {
+	if (rc != 0 || listen(fd, 512) != 0 ||
+	    (strcmp(tmp.sun_path, path) != 0 && rename(tmp.sun_path, path) != 0)) {
 		log_msg("cannot listen on %s: %s", path, strerror(errno));
+		if (rc == 0)
+			unlink(tmp.sun_path);
 		close(fd);
 		return -1;
 	}
