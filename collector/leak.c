@@ -249,7 +249,8 @@ int leak_finish(struct conn *c, const void *payload, uint32_t len, const char **
 			r.leaked_count += g[i].count;
 		}
 	}
-	qsort(g, ng, sizeof(*g), by_size);
+	if (ng) /* g is NULL when nothing leaked, and qsort's may not be */
+		qsort(g, ng, sizeof(*g), by_size);
 
 	struct text t = { 0 };
 	if (r.leaked_count) {
