@@ -150,9 +150,12 @@ units: $(UNITS)
 # ---- fuzzing and sanitizers -------------------------------------------------
 # The collector's objects again, built by clang with libFuzzer's coverage
 # and ASan + UBSan (build/fuzz/), linked into the harnesses in tests/fuzz/;
-# and built by $(CC) with ASan + UBSan (build/asan/) into a collector and
+# and built by clang with ASan + UBSan (build/asan/) into a collector and
 # the unit tests, which make asan runs with the collector-side tests.
 FUZZ_CC := clang
+# clang for make asan too: its runtime has ASan and UBSan in one, which
+# both take their options from tests/asan/options.c (GCC's UBSan does not).
+SAN_CC := clang
 SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 FUZZ_SECONDS ?= 60
 FB := $(B)/fuzz
@@ -191,7 +194,7 @@ ASAN_UNITS := $(UNIT_SRC:tests/c/%.c=$(AB)/tests/%)
 $(AB)/collector/%.o: collector/%.c $(GEN)/profile.pb-c.h
 	$(call say,ASANCC,$@)
 	@mkdir -p $(@D)
-	$(Q)$(CC) $(BASE_CFLAGS) -I$(GEN) -O1 -g $(SAN_FLAGS) -c -o $@ $<
+	$(Q)$(SAN_CC) $(BASE_CFLAGS) -I$(GEN) -O1 -g $(SAN_FLAGS) -c -o $@ $<
 
 $(AB)/collector/main.o: VERSION
 $(AB)/collector/main.o: BASE_CFLAGS += -DMEMPROF_VERSION='"$(VERSION)"'
@@ -199,28 +202,34 @@ $(AB)/collector/main.o: BASE_CFLAGS += -DMEMPROF_VERSION='"$(VERSION)"'
 $(AB)/shim/%.o: shim/%.c
 	$(call say,ASANCC,$@)
 	@mkdir -p $(@D)
-	$(Q)$(CC) $(BASE_CFLAGS) $(SHIM_CFLAGS) -O1 -g $(SAN_FLAGS) -c -o $@ $<
+	$(Q)$(SAN_CC) $(BASE_CFLAGS) $(SHIM_CFLAGS) -O1 -g $(SAN_FLAGS) -c -o $@ $<
 
 $(AB)/gen/profile.pb-c.o: $(GEN)/profile.pb-c.c
 	$(call say,ASANCC,$@)
 	@mkdir -p $(@D)
-	$(Q)$(CC) -O1 -g -I$(GEN) $(SAN_FLAGS) -c -o $@ $<
+	$(Q)$(SAN_CC) -O1 -g -I$(GEN) $(SAN_FLAGS) -c -o $@ $<
 
-$(AB)/memprof-collector: $(ASAN_COLL_OBJ)
+$(AB)/options.o: tests/asan/options.c
+	$(call say,ASANCC,$@)
+	@mkdir -p $(@D)
+	$(Q)$(SAN_CC) $(BASE_CFLAGS) -DASAN_LOG='"$(abspath $(AB))/log"' -c -o $@ $<
+
+$(AB)/memprof-collector: $(ASAN_COLL_OBJ) $(AB)/options.o
 	$(call say,ASANLD,$@)
-	$(Q)$(CC) $(SAN_FLAGS) -o $@ $^ $(COLL_LIBS)
+	$(Q)$(SAN_CC) $(SAN_FLAGS) -o $@ $^ $(COLL_LIBS)
 
 ASAN_UNIT_COLL_OBJ := $(filter-out $(AB)/collector/main.o,$(ASAN_COLL_OBJ))
-$(AB)/tests/unit_%: tests/c/unit_%.c $(ASAN_UNIT_COLL_OBJ) $(AB)/tests/libfixture_cxx.so
+$(AB)/tests/unit_%: tests/c/unit_%.c $(ASAN_UNIT_COLL_OBJ) $(AB)/options.o $(AB)/tests/libfixture_cxx.so
 	$(call say,ASANLD,$@)
 	@mkdir -p $(@D)
-	$(Q)$(CC) $(BASE_CFLAGS) -Icollector -Ishim -I$(GEN) -Itests/c -g -O1 $(SAN_FLAGS) -o $@ $< \
-		$(ASAN_UNIT_COLL_OBJ) $(COLL_LIBS) -ldl -lpthread
+	$(Q)$(SAN_CC) $(BASE_CFLAGS) -Icollector -Ishim -I$(GEN) -Itests/c -g -O1 $(SAN_FLAGS) -o $@ $< \
+		$(ASAN_UNIT_COLL_OBJ) $(AB)/options.o $(COLL_LIBS) -ldl -lpthread
 
-$(AB)/tests/unit_unwind: tests/c/unit_unwind.c $(AB)/shim/unwind.o
+$(AB)/tests/unit_unwind: tests/c/unit_unwind.c $(AB)/shim/unwind.o $(AB)/options.o
 	$(call say,ASANLD,$@)
 	@mkdir -p $(@D)
-	$(Q)$(CC) $(BASE_CFLAGS) -Ishim -Itests/c -g -O1 $(SAN_FLAGS) -o $@ $< $(AB)/shim/unwind.o -lpthread
+	$(Q)$(SAN_CC) $(BASE_CFLAGS) -Ishim -Itests/c -g -O1 $(SAN_FLAGS) -o $@ $< $(AB)/shim/unwind.o \
+		$(AB)/options.o -lpthread
 
 $(AB)/tests/libfixture_cxx.so: $(B)/tests/libfixture_cxx.so
 	@mkdir -p $(@D)
@@ -228,11 +237,11 @@ $(AB)/tests/libfixture_cxx.so: $(B)/tests/libfixture_cxx.so
 
 # The unit tests, then the end-to-end tests of the collector's side
 # (ASAN_BATS) with this collector; any report of either sanitizer (they
-# write to build/asan/log.*) fails it.
+# write to build/asan/log.PID, tests/asan/options.c) fails it.
 ASAN_BATS ?= tests/bats/robust.bats tests/bats/http.bats tests/bats/leak.bats \
-	tests/bats/heap.bats tests/bats/cpu.bats tests/bats/frontend.bats
-asan: all targets $(AB)/memprof-collector $(ASAN_UNITS)
-	@tests/fuzz/asan-run $(AB) "$(ASAN_UNITS)" $(ASAN_BATS)
+	tests/bats/heap.bats tests/bats/cpu.bats
+asan: all targets units $(AB)/memprof-collector $(ASAN_UNITS)
+	@tests/asan/run $(AB) "$(ASAN_UNITS)" $(ASAN_BATS)
 
 # ---- dependencies, tests, demo ---------------------------------------------
 deps:

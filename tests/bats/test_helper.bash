@@ -7,11 +7,16 @@ BUILD=$ROOT/build
 MEMPROF=$ROOT/scripts/memprof
 SHIM=$BUILD/libmemprof.so
 COLLECTOR=$BUILD/memprof-collector
+# make asan runs the tests with another collector (tests/asan/run).
+TEST_COLLECTOR=${TEST_COLLECTOR:-}
+[ -n "$TEST_COLLECTOR" ] && COLLECTOR=$TEST_COLLECTOR
 T=$BUILD/tests
 
 setup() {
 	while read -r name; do unset "$name"; done < <(compgen -e | grep '^MEMPROF_' || true)
 	unset LD_PRELOAD DEBUGINFOD_URLS
+	# The front end and the shim start this collector too.
+	[ -z "$TEST_COLLECTOR" ] || export MEMPROF_COLLECTOR=$TEST_COLLECTOR
 	TEST_TMP=$(mktemp -d /tmp/mpt.XXXXXX)
 	cd "$TEST_TMP" || return 1
 	BG_PIDS=()
