@@ -11,7 +11,8 @@
  * connections stay open until every stream is in (a fork child finds its
  * parent), then each ends (EOF) and is closed as the event loop closes it.
  * Replies the collector writes back (leak reports) are read and thrown away
- * by a thread per connection, as a waiting shim would read them.
+ * by a thread per connection, as a waiting shim would read them. Before
+ * the ends, the index and heap text pages (?debug=1) are made as well.
  *
  * The peer pid (SO_PEERCRED in the collector) is taken to be the pid the
  * stream's hello claims, so that reconnection can be reached; profiles go
@@ -28,6 +29,7 @@
 
 #include "collector.h"
 #include "memprof_wire.h"
+#include "pprof_text.h"
 
 #define FUZZ_CONN_SEP "\xffMPCONN\xff" /* 8 bytes between connections */
 #define FUZZ_SEP_LEN 8
@@ -142,6 +144,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		fcntl(sv[1], F_SETFL, O_NONBLOCK);
 		feed(f);
 	}
+	/* What the HTTP pages make of it: the index and each process's
+	 * ?debug=1 heap page (client names, sizes and counts in text). */
+	size_t len;
+	free(pprof_text_index(&len));
+	for (struct conn *c = conns; c; c = c->next)
+		if (c->proc)
+			free(pprof_text_heap(c->proc, &len));
 	/* Every stream ends, in order; the event loop closes each. */
 	for (int i = 0; i < nfc; i++) {
 		struct fuzz_conn *f = &fc[i];
