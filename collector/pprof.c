@@ -361,7 +361,10 @@ unsigned char *pprof_cpu_counts(struct proc *p, const struct map *counts, uint64
 		const struct map_slot *s = &counts->slots[i];
 		if (!s->k1)
 			continue;
-		int64_t v[2] = { (int64_t)s->val, (int64_t)s->val * period };
+		/* Weights come from clients: saturate, as round_value does
+		 * (a signed overflow otherwise; found by fuzz_wire). */
+		int64_t n = s->val > INT64_MAX ? INT64_MAX : (int64_t)s->val;
+		int64_t v[2] = { n, period && n > INT64_MAX / period ? INT64_MAX : n * period };
 		pb_sample(&b, (uint32_t)(s->k1 - 1), v);
 	}
 	unsigned char *out = pb_finish(&b, len);
