@@ -178,9 +178,6 @@ $(FB)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_COLL_OBJ)
 	$(Q)$(FUZZ_CC) $(BASE_CFLAGS) -Icollector -I$(GEN) -O1 -g -fsanitize=fuzzer $(SAN_FLAGS) \
 		-o $@ $< $(FUZZ_COLL_OBJ) $(COLL_LIBS) -lpthread
 
-# Not intermediate: make would delete them after each link.
-.SECONDARY: $(FUZZ_COLL_OBJ) $(ASAN_COLL_OBJ) $(AB)/shim/unwind.o
-
 fuzzers: $(FUZZERS)
 
 # Each harness for FUZZ_SECONDS, from the seeds in tests/fuzz/corpus/.
@@ -234,6 +231,9 @@ $(AB)/tests/unit_unwind: tests/c/unit_unwind.c $(AB)/shim/unwind.o $(AB)/options
 $(AB)/tests/libfixture_cxx.so: $(B)/tests/libfixture_cxx.so
 	@mkdir -p $(@D)
 	$(Q)cp $< $@
+
+# Not intermediate: make would delete them after each link.
+.SECONDARY: $(FUZZ_COLL_OBJ) $(ASAN_COLL_OBJ) $(AB)/shim/unwind.o
 
 # The unit tests, then the end-to-end tests of the collector's side
 # (ASAN_BATS) with this collector; any report of either sanitizer (they

@@ -131,7 +131,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
 			abort();
 		f->fd = sv[0];
-		/* As conn_accept makes it. */
+		/* As conn_accept makes it (but for its connection count, which
+		 * only the private collector's idle timer reads). */
 		struct conn *c = calloc(1, sizeof(*c));
 		c->fd = sv[1];
 		c->peer_pid = hello_pid(f->data, f->len);
