@@ -21,7 +21,15 @@
 #include <unistd.h>
 
 #define MAX 64
-#ifdef __SANITIZE_ADDRESS__
+/* ASan (make asan): GCC says __SANITIZE_ADDRESS__, clang __has_feature. */
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UNDER_ASAN 1
+#endif
+#endif
+#ifdef UNDER_ASAN
 #define EXTRA 8 /* see compare */
 #else
 #define EXTRA 0
@@ -61,11 +69,12 @@ static __attribute__((noinline)) void compare(const char *what, int min_depth)
 	for (int pass = 0; pass < 2; pass++) {
 		uint32_t n = mp_unwind(ours, MAX, stack_lo, stack_hi);
 		int m = backtrace(theirs, MAX + EXTRA);
-#ifdef __SANITIZE_ADDRESS__
+#ifdef UNDER_ASAN
 		/* make asan: ASan's backtrace() interceptor adds frames of its
-		 * own above this function's: drop them. */
+		 * own above this function's: drop them, up to the first near
+		 * our own frame 0 (both are return addresses in this function). */
 		int skip = 0;
-		while (skip < m && (uintptr_t)theirs[skip] - (uintptr_t)compare > 4096)
+		while (skip < m && (uintptr_t)theirs[skip] - ((uintptr_t)ours[0] - 4096) > 8192)
 			skip++;
 		if (skip < m) {
 			memmove(theirs, theirs + skip, (size_t)(m - skip) * sizeof(*theirs));
