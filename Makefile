@@ -153,8 +153,9 @@ units: $(UNITS)
 # and built by clang with ASan + UBSan (build/asan/) into a collector and
 # the unit tests, which make asan runs with the collector-side tests.
 FUZZ_CC := clang
-# clang for make asan too: its runtime has ASan and UBSan in one, which
-# both take their options from tests/asan/options.c (GCC's UBSan does not).
+# clang for make asan's collector too: its runtime has ASan and UBSan in
+# one, which both take their options from tests/asan/options.c (GCC's
+# UBSan does not), so a private collector's reports reach the log.
 SAN_CC := clang
 SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 FUZZ_SECONDS ?= 60
@@ -196,11 +197,6 @@ $(AB)/collector/%.o: collector/%.c $(GEN)/profile.pb-c.h
 $(AB)/collector/main.o: VERSION
 $(AB)/collector/main.o: BASE_CFLAGS += -DMEMPROF_VERSION='"$(VERSION)"'
 
-$(AB)/shim/%.o: shim/%.c
-	$(call say,ASANCC,$@)
-	@mkdir -p $(@D)
-	$(Q)$(SAN_CC) $(BASE_CFLAGS) $(SHIM_CFLAGS) -O1 -g $(SAN_FLAGS) -c -o $@ $<
-
 $(AB)/gen/profile.pb-c.o: $(GEN)/profile.pb-c.c
 	$(call say,ASANCC,$@)
 	@mkdir -p $(@D)
@@ -209,25 +205,44 @@ $(AB)/gen/profile.pb-c.o: $(GEN)/profile.pb-c.c
 $(AB)/options.o: tests/asan/options.c
 	$(call say,ASANCC,$@)
 	@mkdir -p $(@D)
-	$(Q)$(SAN_CC) $(BASE_CFLAGS) -DASAN_LOG='"$(abspath $(AB))/log"' -c -o $@ $<
+	$(Q)$(CC) $(BASE_CFLAGS) -DASAN_LOG='"$(abspath $(AB))/log"' -c -o $@ $<
 
 $(AB)/memprof-collector: $(ASAN_COLL_OBJ) $(AB)/options.o
 	$(call say,ASANLD,$@)
 	$(Q)$(SAN_CC) $(SAN_FLAGS) -o $@ $^ $(COLL_LIBS)
 
-ASAN_UNIT_COLL_OBJ := $(filter-out $(AB)/collector/main.o,$(ASAN_COLL_OBJ))
+# The unit tests are built by $(CC) (GCC), with objects of their own
+# (build/asan/gcc/): unit_symbolize checks the line tables GCC writes for
+# it. GCC's UBSan reports go to stderr (and stop the test); ASan's to the log.
+AGB := $(AB)/gcc
+ASAN_UNIT_COLL_OBJ := $(filter-out $(AGB)/collector/main.o,$(COLL_SRC:%.c=$(AGB)/%.o)) \
+	$(AGB)/gen/profile.pb-c.o
+
+$(AGB)/collector/%.o: collector/%.c $(GEN)/profile.pb-c.h
+	$(call say,ASANCC,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(BASE_CFLAGS) -I$(GEN) -O1 -g $(SAN_FLAGS) -c -o $@ $<
+
+$(AGB)/shim/%.o: shim/%.c
+	$(call say,ASANCC,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(BASE_CFLAGS) $(SHIM_CFLAGS) -O1 -g $(SAN_FLAGS) -c -o $@ $<
+
+$(AGB)/gen/profile.pb-c.o: $(GEN)/profile.pb-c.c
+	$(call say,ASANCC,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) -O1 -g -I$(GEN) $(SAN_FLAGS) -c -o $@ $<
+
 $(AB)/tests/unit_%: tests/c/unit_%.c $(ASAN_UNIT_COLL_OBJ) $(AB)/options.o $(AB)/tests/libfixture_cxx.so
 	$(call say,ASANLD,$@)
 	@mkdir -p $(@D)
-	$(Q)$(SAN_CC) $(BASE_CFLAGS) -Icollector -Ishim -I$(GEN) -Itests/c -g -O1 $(SAN_FLAGS) -o $@ $< \
+	$(Q)$(CC) $(BASE_CFLAGS) -Icollector -Ishim -I$(GEN) -Itests/c -g -O1 $(SAN_FLAGS) -o $@ $< \
 		$(ASAN_UNIT_COLL_OBJ) $(AB)/options.o $(COLL_LIBS) -ldl -lpthread
 
-# (clang ignores GCC's optimize attribute; SAN_FLAGS keep frame pointers.)
-$(AB)/tests/unit_unwind: tests/c/unit_unwind.c $(AB)/shim/unwind.o $(AB)/options.o
+$(AB)/tests/unit_unwind: tests/c/unit_unwind.c $(AGB)/shim/unwind.o $(AB)/options.o
 	$(call say,ASANLD,$@)
 	@mkdir -p $(@D)
-	$(Q)$(SAN_CC) $(BASE_CFLAGS) -Wno-unknown-attributes -Ishim -Itests/c -g -O1 $(SAN_FLAGS) \
-		-o $@ $< $(AB)/shim/unwind.o \
+	$(Q)$(CC) $(BASE_CFLAGS) -Ishim -Itests/c -g -O1 $(SAN_FLAGS) -o $@ $< $(AGB)/shim/unwind.o \
 		$(AB)/options.o -lpthread
 
 $(AB)/tests/libfixture_cxx.so: $(B)/tests/libfixture_cxx.so
@@ -235,7 +250,7 @@ $(AB)/tests/libfixture_cxx.so: $(B)/tests/libfixture_cxx.so
 	$(Q)cp $< $@
 
 # Not intermediate: make would delete them after each link.
-.SECONDARY: $(FUZZ_COLL_OBJ) $(ASAN_COLL_OBJ) $(AB)/shim/unwind.o
+.SECONDARY: $(FUZZ_COLL_OBJ) $(ASAN_COLL_OBJ) $(ASAN_UNIT_COLL_OBJ) $(AGB)/shim/unwind.o
 
 # The unit tests, then the end-to-end tests of the collector's side
 # (ASAN_BATS) with this collector; any report of either sanitizer (they
