@@ -154,6 +154,119 @@ $(B)/tests/unit_unwind: tests/c/unit_unwind.c $(B)/shim/unwind.o
 targets: $(TARGETS)
 units: $(UNITS)
 
+# ---- fuzzing and sanitizers -------------------------------------------------
+# The collector's objects again, built by clang with libFuzzer's coverage
+# and ASan + UBSan (build/fuzz/), linked into the harnesses in tests/fuzz/;
+# and built by clang with ASan + UBSan (build/asan/) into a collector and
+# the unit tests, which make asan runs with the collector-side tests.
+FUZZ_CC := clang
+# clang for make asan's collector too: its runtime has ASan and UBSan in
+# one, which both take their options from tests/asan/options.c (GCC's
+# UBSan does not), so a private collector's reports reach the log.
+SAN_CC := clang
+SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+FUZZ_SECONDS ?= 60
+FB := $(B)/fuzz
+FUZZ_COLL_OBJ := $(filter-out $(FB)/collector/main.o,$(COLL_SRC:%.c=$(FB)/%.o)) $(FB)/gen/profile.pb-c.o
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZERS := $(FUZZ_SRC:tests/fuzz/%.c=$(FB)/%)
+
+$(FB)/collector/%.o: collector/%.c $(GEN)/profile.pb-c.h
+	$(call say,FUZZCC,$@)
+	@mkdir -p $(@D)
+	$(Q)$(FUZZ_CC) $(BASE_CFLAGS) -I$(GEN) -O1 -g -fsanitize=fuzzer-no-link $(SAN_FLAGS) -c -o $@ $<
+
+$(FB)/gen/profile.pb-c.o: $(GEN)/profile.pb-c.c
+	$(call say,FUZZCC,$@)
+	@mkdir -p $(@D)
+	$(Q)$(FUZZ_CC) -O1 -g -I$(GEN) $(SAN_FLAGS) -c -o $@ $<
+
+$(FB)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_COLL_OBJ)
+	$(call say,FUZZLD,$@)
+	$(Q)$(FUZZ_CC) $(BASE_CFLAGS) -Icollector -I$(GEN) -O1 -g -fsanitize=fuzzer $(SAN_FLAGS) \
+		-o $@ $< $(FUZZ_COLL_OBJ) $(COLL_LIBS) -lpthread
+
+fuzzers: $(FUZZERS)
+
+# Each harness for FUZZ_SECONDS, from the seeds in tests/fuzz/corpus/.
+fuzz: $(FUZZERS)
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz/run $(FUZZERS)
+
+AB := $(B)/asan
+ASAN_COLL_OBJ := $(COLL_SRC:%.c=$(AB)/%.o) $(AB)/gen/profile.pb-c.o
+ASAN_UNITS := $(UNIT_SRC:tests/c/%.c=$(AB)/tests/%)
+
+$(AB)/collector/%.o: collector/%.c $(GEN)/profile.pb-c.h
+	$(call say,ASANCC,$@)
+	@mkdir -p $(@D)
+	$(Q)$(SAN_CC) $(BASE_CFLAGS) -I$(GEN) -O1 -g $(SAN_FLAGS) -c -o $@ $<
+
+$(AB)/collector/main.o: VERSION
+$(AB)/collector/main.o: BASE_CFLAGS += -DMEMPROF_VERSION='"$(VERSION)"'
+
+$(AB)/gen/profile.pb-c.o: $(GEN)/profile.pb-c.c
+	$(call say,ASANCC,$@)
+	@mkdir -p $(@D)
+	$(Q)$(SAN_CC) -O1 -g -I$(GEN) $(SAN_FLAGS) -c -o $@ $<
+
+$(AB)/options.o: tests/asan/options.c
+	$(call say,ASANCC,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(BASE_CFLAGS) -DASAN_LOG='"$(abspath $(AB))/log"' -c -o $@ $<
+
+$(AB)/memprof-collector: $(ASAN_COLL_OBJ) $(AB)/options.o
+	$(call say,ASANLD,$@)
+	$(Q)$(SAN_CC) $(SAN_FLAGS) -o $@ $^ $(COLL_LIBS)
+
+# The unit tests are built by $(CC) (GCC), with objects of their own
+# (build/asan/gcc/): unit_symbolize checks the line tables GCC writes for
+# it. GCC's UBSan reports go to stderr (and stop the test); ASan's to the log.
+AGB := $(AB)/gcc
+ASAN_UNIT_COLL_OBJ := $(filter-out $(AGB)/collector/main.o,$(COLL_SRC:%.c=$(AGB)/%.o)) \
+	$(AGB)/gen/profile.pb-c.o
+
+$(AGB)/collector/%.o: collector/%.c $(GEN)/profile.pb-c.h
+	$(call say,ASANCC,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(BASE_CFLAGS) -I$(GEN) -O1 -g $(SAN_FLAGS) -c -o $@ $<
+
+$(AGB)/shim/%.o: shim/%.c
+	$(call say,ASANCC,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(BASE_CFLAGS) $(SHIM_CFLAGS) -O1 -g $(SAN_FLAGS) -c -o $@ $<
+
+$(AGB)/gen/profile.pb-c.o: $(GEN)/profile.pb-c.c
+	$(call say,ASANCC,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) -O1 -g -I$(GEN) $(SAN_FLAGS) -c -o $@ $<
+
+$(AB)/tests/unit_%: tests/c/unit_%.c $(ASAN_UNIT_COLL_OBJ) $(AB)/options.o $(AB)/tests/libfixture_cxx.so
+	$(call say,ASANLD,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(BASE_CFLAGS) -Icollector -Ishim -I$(GEN) -Itests/c -g -O1 $(SAN_FLAGS) -o $@ $< \
+		$(ASAN_UNIT_COLL_OBJ) $(AB)/options.o $(COLL_LIBS) -ldl -lpthread
+
+$(AB)/tests/unit_unwind: tests/c/unit_unwind.c $(AGB)/shim/unwind.o $(AB)/options.o
+	$(call say,ASANLD,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(BASE_CFLAGS) -Ishim -Itests/c -g -O1 $(SAN_FLAGS) -o $@ $< $(AGB)/shim/unwind.o \
+		$(AB)/options.o -lpthread
+
+$(AB)/tests/libfixture_cxx.so: $(B)/tests/libfixture_cxx.so
+	@mkdir -p $(@D)
+	$(Q)cp $< $@
+
+# Not intermediate: make would delete them after each link.
+.SECONDARY: $(FUZZ_COLL_OBJ) $(ASAN_COLL_OBJ) $(ASAN_UNIT_COLL_OBJ) $(AGB)/shim/unwind.o
+
+# The unit tests, then the end-to-end tests of the collector's side
+# (ASAN_BATS) with this collector; any report of either sanitizer (they
+# write to build/asan/log.PID, tests/asan/options.c) fails it.
+ASAN_BATS ?= tests/bats/robust.bats tests/bats/http.bats tests/bats/leak.bats \
+	tests/bats/heap.bats tests/bats/cpu.bats
+asan: all targets units $(AB)/memprof-collector $(ASAN_UNITS)
+	@tests/asan/run $(AB) "$(ASAN_UNITS)" $(ASAN_BATS)
+
 # ---- dependencies, tests, demo ---------------------------------------------
 deps:
 	@scripts/install-deps
@@ -162,8 +275,9 @@ unit: all units
 	@set -e; for t in $(UNITS); do echo "  UNIT     $$t"; $$t; done
 
 test: deps
-	@$(MAKE) --no-print-directory all targets units
+	@$(MAKE) --no-print-directory all targets units fuzzers
 	@$(MAKE) --no-print-directory unit
+	@FUZZ_SECONDS=20 tests/fuzz/run $(FUZZERS)
 	bats tests/bats
 
 # Long soaks and many-repetition runs (tests/stress/), about half an hour.
@@ -193,6 +307,6 @@ install: all
 clean:
 	rm -rf $(B)
 
-.PHONY: all deps test unit units targets stress demo bench install clean
+.PHONY: all deps test unit units targets stress demo bench install clean fuzz fuzzers asan
 
 -include $(shell find $(B) -name '*.d' 2>/dev/null)

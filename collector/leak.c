@@ -171,7 +171,8 @@ void leak_suppress(struct proc *p, struct leak_group *g, size_t ng, struct suppr
 			r->leaked_count += g[i].count;
 		}
 	}
-	qsort(g, ng, sizeof(*g), by_size);
+	if (ng) /* g is NULL when nothing leaked, and qsort's may not be */
+		qsort(g, ng, sizeof(*g), by_size);
 }
 
 void leak_format(struct strbuf *t, struct proc *p, const struct leak_group *g, size_t ng,

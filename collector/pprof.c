@@ -299,9 +299,16 @@ void pb_process_comments(struct pb *b, const char *what)
 	}
 }
 
+/* Sizes and counts come from clients: a size near 2^64, or unsampling at a
+ * huge rate, can stand for more than an int64 holds. Saturate (converting
+ * an out-of-range double is undefined behaviour; found by fuzz_wire). */
 static int64_t round_value(double v)
 {
-	return v <= 0 ? 0 : (int64_t)(v + 0.5);
+	if (!(v > 0))
+		return 0;
+	if (v >= 9223372036854775807.0)
+		return INT64_MAX;
+	return (int64_t)(v + 0.5);
 }
 
 unsigned char *pprof_heap(struct proc *p, const char *default_type, size_t *len)
@@ -365,10 +372,13 @@ unsigned char *pprof_cpu_since(struct proc *p, const struct map *base, uint64_t 
 		if (!s->k1)
 			continue;
 		const uint64_t *before = map_find(base, s->k1, s->k2);
-		uint64_t n = s->val - (before ? *before : 0);
-		if (!n)
+		uint64_t d = s->val - (before ? *before : 0);
+		if (!d)
 			continue;
-		int64_t v[2] = { (int64_t)n, (int64_t)n * period };
+		/* Weights come from clients: saturate, as round_value does
+		 * (a signed overflow otherwise; found by fuzz_wire). */
+		int64_t n = d > INT64_MAX ? INT64_MAX : (int64_t)d;
+		int64_t v[2] = { n, period && n > INT64_MAX / period ? INT64_MAX : n * period };
 		pb_sample(&b, (uint32_t)(s->k1 - 1), v);
 	}
 	unsigned char *out = pb_finish(&b, len);

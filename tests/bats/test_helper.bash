@@ -7,6 +7,9 @@ BUILD=$ROOT/build
 MEMPROF=$ROOT/scripts/memprof
 SHIM=$BUILD/libmemprof.so
 COLLECTOR=$BUILD/memprof-collector
+# make asan runs the tests with another collector (tests/asan/run).
+TEST_COLLECTOR=${TEST_COLLECTOR:-}
+[ -n "$TEST_COLLECTOR" ] && COLLECTOR=$TEST_COLLECTOR
 T=$BUILD/tests
 
 setup() {
@@ -15,6 +18,8 @@ setup() {
 	# Decompressed debug files are cached for every test's collectors in
 	# build/, not in the user's home.
 	export MEMPROF_CACHE_DIR=$BUILD/debug-cache
+	# The front end and the shim start this collector too.
+	[ -z "$TEST_COLLECTOR" ] || export MEMPROF_COLLECTOR=$TEST_COLLECTOR
 	TEST_TMP=$(mktemp -d /tmp/mpt.XXXXXX)
 	cd "$TEST_TMP" || return 1
 	BG_PIDS=()
