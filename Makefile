@@ -201,8 +201,6 @@ $(AB)/collector/%.o: collector/%.c $(GEN)/profile.pb-c.h
 	@mkdir -p $(@D)
 	$(Q)$(SAN_CC) $(BASE_CFLAGS) -I$(GEN) -O1 -g $(SAN_FLAGS) -c -o $@ $<
 
-$(AB)/collector/main.o: VERSION
-$(AB)/collector/main.o: BASE_CFLAGS += -DMEMPROF_VERSION='"$(VERSION)"'
 
 $(AB)/gen/profile.pb-c.o: $(GEN)/profile.pb-c.c
 	$(call say,ASANCC,$@)
@@ -266,6 +264,11 @@ ASAN_BATS ?= tests/bats/robust.bats tests/bats/http.bats tests/bats/leak.bats \
 	tests/bats/heap.bats tests/bats/cpu.bats
 asan: all targets units $(AB)/memprof-collector $(ASAN_UNITS)
 	@tests/asan/run $(AB) "$(ASAN_UNITS)" $(ASAN_BATS)
+
+# options.c prints the version, in the fuzzing and sanitizer builds too.
+$(FB)/collector/options.o $(AB)/collector/options.o $(AGB)/collector/options.o: VERSION
+$(FB)/collector/options.o $(AB)/collector/options.o $(AGB)/collector/options.o: \
+	BASE_CFLAGS += -DMEMPROF_VERSION='"$(VERSION)"'
 
 # ---- dependencies, tests, demo ---------------------------------------------
 deps:

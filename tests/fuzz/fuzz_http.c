@@ -24,6 +24,7 @@
 
 #include "collector.h"
 #include "http.h"
+#include "http_server.h"
 #include "memprof_wire.h"
 
 #define CLIENT_TAG 1 /* our end's epoll tag: none of the server's */
@@ -70,7 +71,7 @@ static void add_process(void)
 	memcpy(hello, &h, sizeof(h));
 	memcpy(hello + sizeof(h), name, sizeof(name) - 1);
 	const char *why;
-	struct proc *p = proc_new(&hello, sizeof(hello), &why);
+	struct proc *p = proc_new(&hello, sizeof(hello), 0, &why);
 	if (!p) {
 		fprintf(stderr, "fuzz_http: setup hello: %s\n", why);
 		abort();
@@ -107,7 +108,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	(void)argv;
 	cfg.dir = "/dev/null/memprof-fuzz";
 	epfd = epoll_create1(EPOLL_CLOEXEC);
-	if (epfd < 0 || http_start("127.0.0.1:0", epfd, false) != 0 || find_server() != 0) {
+	if (epfd < 0 || http_start("127.0.0.1:0", epfd, &pprof_http_handler, false) != 0 || find_server() != 0) {
 		fprintf(stderr, "fuzz_http: cannot start the HTTP server\n");
 		abort();
 	}

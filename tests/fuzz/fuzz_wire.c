@@ -107,7 +107,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct fuzz_conn fc[FUZZ_MAX_CONNS];
 	int nfc = 0;
-	conn_setup(-1); /* epoll_ctl on -1 fails harmlessly */
+	conn_setup(-1, -1, NULL); /* epoll_ctl on -1 fails harmlessly */
 
 	/* Split into streams. */
 	const uint8_t *p = data, *end = data + size;
