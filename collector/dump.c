@@ -62,6 +62,12 @@ void dump_proc(struct conn *c, bool final)
 	snprintf(path, sizeof(path), "%s/%s.%u.%04u.heap.pb.gz", cfg.dir, p->name, p->pid, seq);
 	unsigned char *heap = pprof_heap(p, "inuse_space", &len);
 	write_profile(path, heap, len);
+	/* The peak so far, under one name that each dump brings up to date. */
+	if (p->peak_est) {
+		snprintf(path, sizeof(path), "%s/%s.%u.peak.heap.pb.gz", cfg.dir, p->name, p->pid);
+		unsigned char *peak = pprof_heap_peak(p, "inuse_space", &len);
+		write_profile(path, peak, len);
+	}
 	if (p->cpu_hz) {
 		snprintf(path, sizeof(path), "%s/%s.%u.%04u.cpu.pb.gz", cfg.dir, p->name, p->pid,
 			 seq);

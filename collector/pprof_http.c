@@ -61,7 +61,7 @@ struct param {
 };
 
 struct params {
-	struct param pid, seconds, debug;
+	struct param pid, seconds, debug, peak;
 };
 
 static int hex_digit(char ch)
@@ -125,6 +125,8 @@ static int parse_query(const char *query, struct params *out)
 			p = &out->seconds;
 		else if (kr == 0 && strcmp(key, "debug") == 0)
 			p = &out->debug;
+		else if (kr == 0 && strcmp(key, "peak") == 0)
+			p = &out->peak;
 		if (p && !p->present) {
 			p->present = true;
 			strcpy(p->value, vr ? "(too long)" : value);
@@ -240,10 +242,25 @@ static void serve_heap(struct http_conn *c, const struct params *q, const char *
 			   "(compare two with go tool pprof -diff_base)", name);
 		return;
 	}
+	uint64_t peak = 0;
+	if (q->peak.present && !parse_num(q->peak.value, 0, 1, &peak)) {
+		http_error(c, 400, "peak wants 0 (now) or 1 (the in-use heap at its highest), not '%s'",
+			   q->peak.value);
+		return;
+	}
+	if (peak && debug) {
+		http_error(c, 400, "peak=1 is served as profile.proto only (leave out debug)");
+		return;
+	}
 	struct proc *p = pick_proc(c, q);
 	if (!p)
 		return;
 	size_t len;
+	if (peak) {
+		unsigned char *data = pprof_heap_peak(p, default_type, &len);
+		respond_profile(c, name, data, len);
+		return;
+	}
 	if (debug) {
 		if (conn_ask_stats(p) == 0) {
 			struct stats_wait *w = xcalloc(1, sizeof(*w));

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "http.h"
+#include "peak.h"
 #include "proc.h"
 #include "unwind.h"
 #include "util.h"
@@ -167,6 +168,9 @@ void proc_inherit(struct proc *child, const struct proc *parent)
 	}
 	copy_map(&child->bucket_by_key, &parent->bucket_by_key);
 	copy_map(&child->live, &parent->live);
+	child->inuse_est = parent->inuse_est;
+	child->peak_gen = parent->peak_gen; /* no bucket's is newer */
+	peak_inherit(child);
 }
 
 double proc_sample_weight(const struct proc *p, uint64_t size)
@@ -322,8 +326,11 @@ static int add_stack(struct proc *p, const void *payload, uint32_t len, const ch
 static void release_block(struct proc *p, uint64_t addr)
 {
 	uint64_t b;
-	if (map_remove(&p->live, addr, 0, &b) && p->buckets[b].inuse_samples)
+	if (map_remove(&p->live, addr, 0, &b) && p->buckets[b].inuse_samples) {
+		peak_save(p, &p->buckets[b]);
 		p->buckets[b].inuse_samples--;
+		peak_shrank(p, &p->buckets[b]);
+	}
 }
 
 static int add_alloc(struct proc *p, const void *payload, uint32_t len, const char **why)
@@ -347,13 +354,16 @@ static int add_alloc(struct proc *p, const void *payload, uint32_t len, const ch
 		GROW(p->buckets, p->cap_buckets, p->nbuckets + 1);
 		b = p->nbuckets++;
 		p->buckets[b] = (struct bucket){ .stack = stack, .size = a.size };
+		peak_new_bucket(p, &p->buckets[b]);
 		map_put(&p->bucket_by_key, (uint64_t)stack + 1, a.size, b);
 	}
 	/* A block we still think live at this address was freed without us
 	 * hearing of it (a dropped event): forget it. */
 	release_block(p, a.addr);
+	peak_save(p, &p->buckets[b]);
 	p->buckets[b].alloc_samples++;
 	p->buckets[b].inuse_samples++;
+	peak_grew(p, &p->buckets[b]);
 	map_put(&p->live, a.addr, 0, b);
 	p->samples++;
 	return 0;
