@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "collector.h"
+#include "keep.h"
 #include "map.h"
 #include "pprof.h"
 #include "util.h"
@@ -55,6 +56,8 @@ void dump_proc(struct conn *c, bool final)
 		return;
 	/* A leak-checked process's last profiles went out with its report. */
 	if (final && p->checked)
+		return;
+	if (!keep_files(p))
 		return;
 	unsigned seq = next_seq(p);
 	char path[4096];

@@ -28,6 +28,7 @@
 #include "execs.h"
 #include "inspect.h"
 #include "http.h"
+#include "keep.h"
 #include "pprof_builder.h"
 #include "symbolize.h"
 #include "util.h"
@@ -71,7 +72,8 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: memprof-collector [--socket PATH] [--dir DIR] [--interval SEC]\n"
-		"                         [--http ADDR:PORT] [--verbose]\n"
+		"                         [--http ADDR:PORT] [--all] [--only NAME[,NAME...]]\n"
+		"                         [--verbose]\n"
 		"       memprof-collector --version\n"
 		"\n"
 		"Collects heap and CPU samples from programs run with\n"
@@ -87,6 +89,10 @@ static void usage(FILE *f)
 		"  --http ADDR:PORT serve Go's /debug/pprof/ endpoints there (ADDR: an IP\n"
 		"                   address or localhost; 127.0.0.1 if left out; PORT 0:\n"
 		"                   any free port, printed at startup)\n"
+		"  --all            write files for processes that recorded nothing too\n"
+		"                   (default $MEMPROF_ALL, else 0: only those with samples)\n"
+		"  --only NAMES     write files only for these programs (comma separated\n"
+		"                   program names; default $MEMPROF_ONLY, else every one)\n"
 		"  --verbose        say what connects and which files are written, and which\n"
 		"                   processes ran programs memprof cannot see\n"
 		"\n"
@@ -408,6 +414,8 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{ "own-dir", required_argument, NULL, 'O' },
 		{ "inspect", required_argument, NULL, 'I' },
 		{ "verbose", no_argument, NULL, 'v' },
+		{ "all", no_argument, NULL, 'A' },
+		{ "only", required_argument, NULL, 'N' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -444,6 +452,8 @@ static int parse_options(int argc, char **argv, struct options *o)
 		case 'O': life.own_dir = optarg; break;
 		case 'I': o->inspect = optarg; break;
 		case 'v': log_verbose = 1; break;
+		case 'A': cfg.all = true; break;
+		case 'N': cfg.only = optarg; break;
 		case 'V': printf("memprof-collector %s\n", MEMPROF_VERSION); return 0;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
@@ -577,6 +587,7 @@ static void event_loop(void)
 int main(int argc, char **argv)
 {
 	struct options o = { .dir = "memprof-out" };
+	keep_from_env();
 	int rc = parse_options(argc, argv, &o);
 	if (rc >= 0)
 		return rc;

@@ -108,8 +108,20 @@ int mp_spawn_collector(void)
 		exe, "--private", "--listen-fd", fd_arg, "--socket", mp_cfg.socket,
 		"--dir", out_dir, "--interval", interval_arg, NULL,
 	};
-	/* The collector must not itself be profiled. */
-	static char *env[] = { "PATH=/usr/bin:/bin", NULL };
+	/* The collector must not itself be profiled; of the settings, it
+	 * reads only which processes get files (the rest are options). */
+	char all_env[64], only_env[1024];
+	char *env[4] = { "PATH=/usr/bin:/bin", NULL, NULL, NULL };
+	int nenv = 1;
+	const char *v;
+	if ((v = getenv("MEMPROF_ALL")) && *v) {
+		mp_format(all_env, sizeof(all_env), "MEMPROF_ALL=%s", v);
+		env[nenv++] = all_env;
+	}
+	if ((v = getenv("MEMPROF_ONLY")) && *v) {
+		mp_format(only_env, sizeof(only_env), "MEMPROF_ONLY=%s", v);
+		env[nenv++] = only_env;
+	}
 	pid_t pid;
 	posix_spawn_file_actions_t fa;
 	int rc = posix_spawn_file_actions_init(&fa);

@@ -123,7 +123,7 @@ ratio_within() { # ratio_within A B LOW HIGH: A/(A+B) in [LOW, HIGH]
 	run pprof -raw out/target_cpu.*.cpu.pb.gz
 	[[ $output == *"Period: 1000000"* ]]
 	rm -rf out
-	run "$MEMPROF" run -o out --cpu-hz 0 -- "$T/target_cpu" split 0.2
+	run "$MEMPROF" run -o out --cpu-hz 0 --all -- "$T/target_cpu" split 0.2
 	[ "$status" -eq 0 ]
 	ls out/target_cpu.*.heap.pb.gz
 	! ls out/target_cpu.*.cpu.pb.gz
