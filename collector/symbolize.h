@@ -18,6 +18,9 @@ struct sym_line {
 	const char *file;        /* source file path from DWARF, "" when unknown */
 	int64_t line;            /* source line, 0 when unknown */
 	int64_t start_line;      /* declaration line of the function, 0 when unknown */
+	uint64_t entry;          /* where the function the code physically belongs to
+				  * starts (for an inlined frame too, as Go's
+				  * runtime.Frame.Entry), as a file vaddr; 0 when unknown */
 };
 
 /*
