@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "debuginfo.h"
 #include "peak.h"
 #include "pprof.h"
 #include "pprof_builder.h"
@@ -206,9 +207,33 @@ void pb_label_str(struct pb *b, Perftools__Profiles__Sample *sm, const char *key
 	add_label(b, sm, key)->str = pb_string(b, str);
 }
 
+static bool mapping_in_profile(size_t i, void *arg)
+{
+	struct pb *b = arg;
+	return map_find(&b->mapping_ids, (uint64_t)i + 1, 0) != NULL;
+}
+
+/* Says which files of the profile have no debug information, and how to
+ * get it. */
+static void debuginfo_comment(struct pb *b)
+{
+	struct strbuf list = { 0 };
+	struct map seen = { 0 };
+	unsigned n = debuginfo_missing(b->p, mapping_in_profile, b, &list, &seen);
+	if (n) {
+		struct strbuf line = { 0 };
+		sb_printf(&line, "no debug information for %s: %s", list.s, debuginfo_advice);
+		pb_comment(b, line.s);
+		sb_free(&line);
+	}
+	sb_free(&list);
+	map_free(&seen);
+}
+
 unsigned char *pb_finish(struct pb *b, size_t *out_len)
 {
 	Perftools__Profiles__Profile *pr = &b->prof;
+	debuginfo_comment(b);
 	pr->sample = b->samples;
 	pr->n_sample = b->nsamples;
 	pr->mapping = b->mappings;

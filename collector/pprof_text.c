@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "collector.h"
+#include "debuginfo.h"
 #include "pprof_text.h"
 #include "strbuf.h"
 #include "util.h"
@@ -340,7 +341,23 @@ char *pprof_text_index(size_t *len)
 			  p->pid, p->samples, p->drops, p->cpu_drops);
 	}
 	map_free(&seen);
-	sb_adds(&b, "</table>\n<br>\n<p>\nProfile Descriptions:\n<ul>\n"
+	sb_adds(&b, "</table>\n");
+	/* Once for the page: the files whose names are partial. */
+	struct strbuf list = { 0 };
+	struct map files = { 0 };
+	for (struct conn *k = conns; k; k = k->next)
+		if (k->proc)
+			debuginfo_missing(k->proc, NULL, NULL, &list, &files);
+	if (list.len) {
+		sb_adds(&b, "<p>No debug information for ");
+		sb_add_html(&b, list.s);
+		sb_adds(&b, ": ");
+		sb_add_html(&b, debuginfo_advice);
+		sb_adds(&b, ".</p>\n");
+	}
+	sb_free(&list);
+	map_free(&files);
+	sb_adds(&b, "<br>\n<p>\nProfile Descriptions:\n<ul>\n"
 		    "<li><div class=profile-name>allocs: </div> A sampling of all past memory "
 		    "allocations</li>\n"
 		    "<li><div class=profile-name>cmdline: </div> The command line invocation of "

@@ -1008,3 +1008,15 @@ void sym_shutdown(void)
 	map_clear(&sym.quals);
 	map_clear(&sym.strings);
 }
+
+int sym_debuginfo(const char *path, const uint8_t *build_id, size_t build_id_len)
+{
+	struct file_key key = { path ? path : "", build_id, build_id ? build_id_len : 0 };
+	struct sym_file *file = get_file(&key);
+	Dwarf_Addr bias;
+
+	if (!file || !file->obj)
+		return -1;
+	/* libdw caches the answer: only the first call per file looks. */
+	return dwfl_module_getdwarf(file->obj->mod, &bias) != NULL;
+}

@@ -64,6 +64,15 @@ int sym_lookup(const char *path, const uint8_t *build_id, size_t build_id_len,
 size_t sym_file_build_id(const char *path, uint8_t *buf, size_t bufsize);
 
 /*
+ * Whether the file at path has DWARF debug information, its own or in a
+ * separate debug file found as sym_lookup finds them: 1 yes, 0 no (names
+ * come from the ELF symbol tables only: .symtab, else .dynsym, plus the
+ * MiniDebugInfo of .gnu_debugdata, which libdw reads where present), -1 if
+ * the file cannot be used at all. Loads the debug information if need be.
+ */
+int sym_debuginfo(const char *path, const uint8_t *build_id, size_t build_id_len);
+
+/*
  * Warming up. The first lookup in a file loads its debug information, which
  * for a separate debug file with compressed sections (libc6-dbg) takes tens
  * of milliseconds. The collector queues files as soon as a stack points
