@@ -183,11 +183,23 @@ static int listen_on(const char *path)
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return -1;
+	/* Bound under another name and renamed once listening: whoever sees
+	 * the socket (the front end waits for it, then starts the program)
+	 * can connect. Bound in place, a loaded machine could run the program
+	 * between bind and listen, and its connect be refused. */
+	struct sockaddr_un tmp = sa;
+	bool renamed = strlen(path) + 4 < sizeof(tmp.sun_path);
+	if (renamed) {
+		snprintf(tmp.sun_path, sizeof(tmp.sun_path), "%s.new", path);
+		unlink(tmp.sun_path);
+	}
 	mode_t old = umask(0177); /* the socket is for our own user only */
-	int rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+	int rc = bind(fd, (struct sockaddr *)&tmp, sizeof(tmp));
 	umask(old);
-	if (rc != 0 || listen(fd, 512) != 0) {
+	if (rc != 0 || listen(fd, 512) != 0 || (renamed && rename(tmp.sun_path, path) != 0)) {
 		log_msg("cannot listen on %s: %s", path, strerror(errno));
+		if (renamed)
+			unlink(tmp.sun_path);
 		close(fd);
 		return -1;
 	}
