@@ -120,7 +120,7 @@ print(len(json.dumps(d)), sum(len(x["v"]) for x in d))'
 	# Rate 1 counts exactly: everything round_of asked for, none of it
 	# left at exit; main's one block still live.
 	"$MEMPROF" run -o out1 --rate 1 -- "$T/target_alloc_api" leak >/dev/null
-	profile=$(ls out1/target_alloc_api.*.heap.pb.gz)
+	profile=$(ls out1/target_alloc_api.*.0001.heap.pb.gz)
 	[ "$(flat "$profile" alloc_space round_of)" = "${expected#ok }" ]
 	[ "$(flat "$profile" inuse_space round_of)" = 0 ]
 	[ "$(flat "$profile" inuse_space main)" = 40000 ]
