@@ -185,6 +185,52 @@ static bool read_rss(uint32_t pid, uint64_t *rss, uint64_t *peak)
 }
 
 /*
+ * glibc's arenas: the main one, plus one per thread arena. mallinfo2 does
+ * not count them; /proc/PID/maps shows them, as each thread arena lives in
+ * "heaps" of HEAP_MAX_SIZE (64 MiB on 64-bit systems), anonymous and
+ * aligned to that size: a rw-p part and the ---p reserve after it, or all
+ * rw-p once grown. An arena past 64 MiB has more than one heap and is
+ * counted once per heap. 0 if /proc does not say.
+ */
+static unsigned count_arenas(uint32_t pid)
+{
+	const uint64_t heap_max = 64ULL << 20;
+	char path[64], line[512];
+	snprintf(path, sizeof(path), "/proc/%u/maps", pid);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return 0;
+	unsigned n = 1;
+	uint64_t open_start = 0, open_end = 0; /* a rw-p heap start seen last */
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long long start, end, inode;
+		char perms[8];
+		int name = 0;
+		if (sscanf(line, "%llx-%llx %7s %*s %*s %llu %n", &start, &end, perms, &inode,
+			   &name) < 4 || inode != 0 || (line[name] != '\n' && line[name] != '\0')) {
+			open_end = 0;
+			continue;
+		}
+		if (strcmp(perms, "rw-p") == 0 && start % heap_max == 0) {
+			if (end - start == heap_max) {
+				n++;
+				open_end = 0;
+			} else {
+				open_start = start;
+				open_end = end;
+			}
+			continue;
+		}
+		if (open_end && start == open_end && strcmp(perms, "---p") == 0 &&
+		    end - open_start == heap_max)
+			n++;
+		open_end = 0;
+	}
+	fclose(f);
+	return n;
+}
+
+/*
  * Go's "# runtime.MemStats" block, headed and laid out as Go writes it
  * ("# Name = value" lines, which pprof skips as comments), filled with
  * what the process's allocator says of itself: glibc's mallinfo2, which
@@ -211,6 +257,9 @@ static void add_stats(struct strbuf *b, const struct proc *p)
 		sb_printf(b, "# MallocTopPad = %" PRIu64 "\n", m->keepcost);
 		sb_printf(b, "# MallocMmapped = %" PRIu64 "\n", m->hblkhd);
 		sb_printf(b, "# MallocFreeChunks = %" PRIu64 "\n", m->ordblks);
+		unsigned arenas = count_arenas(p->pid);
+		if (arenas)
+			sb_printf(b, "# MallocArenas = %u\n", arenas);
 	} else {
 		sb_printf(b, "# Malloc statistics: none (the program's malloc is not glibc's)\n");
 	}

@@ -135,7 +135,7 @@ cpu_ns() {
 	[ $((pc - 0x$base + 0x$off_file - 0x$start)) -eq $((off)) ]
 	# Go's runtime.MemStats block, with glibc's figures.
 	grep -q '^# runtime.MemStats$' heap.txt
-	for stat in Alloc Sys HeapAlloc HeapSys HeapIdle HeapInuse MallocFree MallocTopPad \
+	for stat in Alloc Sys HeapAlloc HeapSys HeapIdle HeapInuse MallocFree MallocTopPad MallocArenas \
 		MallocMmapped RSS MaxRSS HeapSamples SampleRate DroppedEvents DroppedCPUSamples; do
 		grep -Eq "^# $stat = [0-9]+$" heap.txt
 	done
