@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "collector.h"
+#include "keep.h"
 #include "map.h"
 #include "pprof.h"
 #include "util.h"
@@ -54,12 +55,20 @@ void dump_proc(struct conn *c, bool final)
 	/* A leak-checked process's last profiles went out with its report. */
 	if (final && p->checked)
 		return;
+	if (!keep_files(p))
+		return;
 	unsigned seq = next_seq(p);
 	char path[4096];
 	size_t len;
 	snprintf(path, sizeof(path), "%s/%s.%u.%04u.heap.pb.gz", cfg.dir, p->name, p->pid, seq);
 	unsigned char *heap = pprof_heap(p, "inuse_space", &len);
 	write_profile(path, heap, len);
+	/* The peak so far, under one name that each dump brings up to date. */
+	if (p->peak_est) {
+		snprintf(path, sizeof(path), "%s/%s.%u.peak.heap.pb.gz", cfg.dir, p->name, p->pid);
+		unsigned char *peak = pprof_heap_peak(p, "inuse_space", &len);
+		write_profile(path, peak, len);
+	}
 	if (p->cpu_hz) {
 		snprintf(path, sizeof(path), "%s/%s.%u.%04u.cpu.pb.gz", cfg.dir, p->name, p->pid,
 			 seq);

@@ -12,7 +12,9 @@
  * - at most HTTP_MAX_CONNS connections: another one replaces the oldest
  *   that has not sent a whole request (or has had its answer), and is told
  *   503 when every one is busy with a request;
- * - one request per connection (Connection: close), GET and HEAD only.
+ * - one request per connection (Connection: close), GET and HEAD, and POST
+ *   with a Content-Length body that fits in HTTP_MAX_REQUEST with the
+ *   headers (Go's /debug/pprof/symbol protocol).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -21,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
@@ -413,6 +416,7 @@ static const char *reason(int status)
 	case 400: return "Bad Request";
 	case 404: return "Not Found";
 	case 405: return "Method Not Allowed";
+	case 413: return "Content Too Large";
 	case 408: return "Request Timeout";
 	case 431: return "Request Header Fields Too Large";
 	case 500: return "Internal Server Error";
@@ -491,10 +495,38 @@ static bool is_token_char(char ch)
 	       strchr("!#$%&'*+-.^_`|~", ch) != NULL;
 }
 
-/* Checks the request in c->req[0, end) and hands it over, or answers the
- * error. Splits the buffer in place. */
-static void handle_request(struct http_conn *c, size_t end)
+/* The Content-Length of the request whose headers are s[0, end): 0 if
+ * none, -1 if malformed. */
+static long body_length(const char *s, size_t end)
 {
+	static const char name[] = "\ncontent-length:";
+	for (size_t i = 0; i + sizeof(name) - 1 < end; i++) {
+		if (strncasecmp(s + i, name, sizeof(name) - 1) != 0)
+			continue;
+		const char *v = s + i + sizeof(name) - 1;
+		while (*v == ' ' || *v == '\t')
+			v++;
+		long n = 0;
+		if (*v < '0' || *v > '9')
+			return -1;
+		for (; *v >= '0' && *v <= '9'; v++) {
+			n = n * 10 + (*v - '0');
+			if (n > HTTP_MAX_REQUEST)
+				return HTTP_MAX_REQUEST + 1;
+		}
+		return n;
+	}
+	return 0;
+}
+
+/* Checks the request in c->req[0, end) (and its body, body_len bytes
+ * after end) and hands it over, or answers the error. Splits the buffer
+ * in place. */
+static void handle_request(struct http_conn *c, size_t end, size_t body_len)
+{
+	char body[HTTP_MAX_REQUEST + 1];
+	memcpy(body, c->req + end, body_len);
+	body[body_len] = '\0';
 	char *s = c->req;
 	s[end] = '\0';
 	if (memchr(s, '\0', end)) {
@@ -547,9 +579,10 @@ static void handle_request(struct http_conn *c, size_t end)
 		line = next + 1;
 	}
 	bool get = strcmp(method, "GET") == 0;
+	bool post = strcmp(method, "POST") == 0;
 	c->head = strcmp(method, "HEAD") == 0;
-	if (!get && !c->head) {
-		http_error(c, 405, "method %s not allowed: only GET and HEAD", method);
+	if (!get && !c->head && !post) {
+		http_error(c, 405, "method %s not allowed: only GET, HEAD and POST", method);
 		return;
 	}
 	if (target[0] != '/') {
@@ -559,7 +592,12 @@ static void handle_request(struct http_conn *c, size_t end)
 	char *q = strchr(target, '?');
 	if (q)
 		*q++ = '\0';
-	struct http_request rq = { .path = target, .query = q ? q : "", .peer = c->peer };
+	if (memchr(body, '\0', body_len)) {
+		http_error(c, 400, "malformed request body");
+		return;
+	}
+	struct http_request rq = { .path = target, .query = q ? q : "", .peer = c->peer,
+				   .post = post, .body = body, .body_len = body_len };
 	c->state = HC_WAITING;
 	c->deadline_ns = 0; /* the endpoint answers in its own time */
 	set_events(c, EPOLLIN);
@@ -609,11 +647,24 @@ static void on_readable(struct http_conn *c)
 			close_http(c);
 			return;
 		}
-		size_t from = c->req_len > 2 ? c->req_len - 2 : 0;
 		c->req_len += (size_t)n;
-		char *end = header_end(c->req + from, c->req_len - from);
+		/* From the start: a POST's body may come after its headers. */
+		char *end = header_end(c->req, c->req_len);
 		if (end) {
-			handle_request(c, (size_t)(end - c->req));
+			size_t hlen = (size_t)(end - c->req);
+			long blen = body_length(c->req, hlen);
+			if (blen < 0) {
+				http_error(c, 400, "malformed Content-Length");
+				return;
+			}
+			if (hlen + (size_t)blen > HTTP_MAX_REQUEST) {
+				http_error(c, 413, "request headers and body exceed %d bytes",
+					   HTTP_MAX_REQUEST);
+				return;
+			}
+			if (c->req_len < hlen + (size_t)blen)
+				continue; /* the rest of the body is still to come */
+			handle_request(c, hlen, (size_t)blen);
 			return;
 		}
 	}

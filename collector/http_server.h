@@ -19,6 +19,10 @@ struct http_request {
 	const char *path;  /* as sent, starting with '/', without the query */
 	const char *query; /* after '?', not decoded; "" if none */
 	const char *peer;  /* the client's IP address, for per-client limits */
+	bool post;         /* POST (only /debug/pprof/symbol takes one) */
+	const char *body;  /* a POST's body, NUL-terminated, valid during the
+			    * call only; "" for GET and HEAD */
+	size_t body_len;
 };
 
 /* ---- provided by http.c --------------------------------------------------- */

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "http.h"
+#include "keep.h"
 #include "options.h"
 #include "util.h"
 
@@ -23,7 +24,8 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: memprof-collector [--socket PATH] [--dir DIR] [--interval SEC]\n"
-		"                         [--http ADDR:PORT] [--mode MODE] [--verbose]\n"
+		"                         [--http ADDR:PORT] [--mode MODE] [--all]\n"
+		"                         [--only NAME[,NAME...]] [--verbose]\n"
 		"       memprof-collector --version\n"
 		"\n"
 		"Collects heap and CPU samples from programs run with\n"
@@ -44,6 +46,10 @@ static void usage(FILE *f)
 		"  --mode MODE      file mode of profiles and reports (default 0%o: yours\n"
 		"                   only); 0640 or 0644 shares them, and a directory we make\n"
 		"                   gets x wherever MODE has r\n"
+		"  --all            write files for processes that recorded nothing too\n"
+		"                   (default $MEMPROF_ALL, else 0: only those with samples)\n"
+		"  --only NAMES     write files only for these programs (comma separated\n"
+		"                   program names; default $MEMPROF_ONLY, else every one)\n"
 		"  --verbose        say what connects and which files are written, and which\n"
 		"                   processes ran programs memprof cannot see\n"
 		"\n"
@@ -102,11 +108,14 @@ int options_parse(int argc, char **argv, struct options *o)
 		{ "own-dir", required_argument, NULL, 'O' },
 		{ "inspect", required_argument, NULL, 'I' },
 		{ "verbose", no_argument, NULL, 'v' },
+		{ "all", no_argument, NULL, 'A' },
+		{ "only", required_argument, NULL, 'N' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	o->listen_fd = -1;
+	keep_from_env(); /* the options, read next, override it */
 	int c;
 	uint64_t n;
 	while ((c = getopt_long(argc, argv, "s:d:i:vh", opts, NULL)) != -1) {
@@ -149,6 +158,8 @@ int options_parse(int argc, char **argv, struct options *o)
 		case 'O': o->own_dir = optarg; break;
 		case 'I': o->inspect = optarg; break;
 		case 'v': log_verbose = 1; break;
+		case 'A': cfg.all = true; break;
+		case 'N': cfg.only = optarg; break;
 		case 'V': printf("memprof-collector %s\n", MEMPROF_VERSION); return 0;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;

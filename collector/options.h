@@ -32,6 +32,9 @@ struct collector_cfg {
 			      * that still ran when told to stop (REASON
 			      * "running") */
 	bool announce_running; /* write "running" lines for new processes */
+	bool all;            /* files for processes that recorded nothing too */
+	const char *only;    /* NULL, or the only program names (comma
+			      * separated) that get files (keep.c) */
 };
 extern struct collector_cfg cfg;
 

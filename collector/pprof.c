@@ -6,6 +6,7 @@
  * cpu.c); symbolization happens on demand, for referenced locations only.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,8 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "debuginfo.h"
+#include "peak.h"
 #include "pprof.h"
 #include "pprof_builder.h"
 #include "profile.pb-c.h"
@@ -204,9 +207,33 @@ void pb_label_str(struct pb *b, Perftools__Profiles__Sample *sm, const char *key
 	add_label(b, sm, key)->str = pb_string(b, str);
 }
 
+static bool mapping_in_profile(size_t i, void *arg)
+{
+	struct pb *b = arg;
+	return map_find(&b->mapping_ids, (uint64_t)i + 1, 0) != NULL;
+}
+
+/* Says which files of the profile have no debug information, and how to
+ * get it. */
+static void debuginfo_comment(struct pb *b)
+{
+	struct strbuf list = { 0 };
+	struct map seen = { 0 };
+	unsigned n = debuginfo_missing(b->p, mapping_in_profile, b, &list, &seen);
+	if (n) {
+		struct strbuf line = { 0 };
+		sb_printf(&line, "no debug information for %s: %s", list.s, debuginfo_advice);
+		pb_comment(b, line.s);
+		sb_free(&line);
+	}
+	sb_free(&list);
+	map_free(&seen);
+}
+
 unsigned char *pb_finish(struct pb *b, size_t *out_len)
 {
 	Perftools__Profiles__Profile *pr = &b->prof;
+	debuginfo_comment(b);
 	pr->sample = b->samples;
 	pr->n_sample = b->nsamples;
 	pr->mapping = b->mappings;
@@ -311,7 +338,8 @@ static int64_t round_value(double v)
 	return (int64_t)(v + 0.5);
 }
 
-unsigned char *pprof_heap(struct proc *p, const char *default_type, size_t *len)
+static unsigned char *heap_profile(struct proc *p, const char *default_type, bool peak,
+				   size_t *len)
 {
 	static const char *const types[] = {
 		"alloc_objects", "count", "alloc_space", "bytes",
@@ -332,17 +360,26 @@ unsigned char *pprof_heap(struct proc *p, const char *default_type, size_t *len)
 					   "strn?dup|__strn?dup|wcsdup|asprintf|vasprintf");
 	b.prof.default_sample_type = pb_string(&b, default_type);
 	b.prof.time_nanos = (int64_t)now_realtime_ns();
-	pb_process_comments(&b, "heap");
+	pb_process_comments(&b, peak ? "peak heap" : "heap");
+	if (peak) {
+		char line[160];
+		snprintf(line, sizeof(line),
+			 "the in-use heap when it was at its highest: %" PRIu64
+			 " bytes (estimated from the samples)", p->peak_est);
+		pb_comment(&b, line);
+	}
 	for (size_t i = 0; i < p->nbuckets; i++) {
 		const struct bucket *bk = &p->buckets[i];
-		if (!bk->alloc_samples)
+		uint64_t alloc = peak ? peak_alloc(p, bk) : bk->alloc_samples;
+		uint64_t inuse = peak ? peak_inuse(p, bk) : bk->inuse_samples;
+		if (!alloc)
 			continue;
 		double w = proc_sample_weight(p, bk->size);
 		int64_t v[4] = {
-			round_value((double)bk->alloc_samples * w),
-			round_value((double)bk->alloc_samples * w * (double)bk->size),
-			round_value((double)bk->inuse_samples * w),
-			round_value((double)bk->inuse_samples * w * (double)bk->size),
+			round_value((double)alloc * w),
+			round_value((double)alloc * w * (double)bk->size),
+			round_value((double)inuse * w),
+			round_value((double)inuse * w * (double)bk->size),
 		};
 		Perftools__Profiles__Sample *sm = pb_sample(&b, bk->stack, v);
 		pb_label_num(&b, sm, "bytes", (int64_t)bk->size);
@@ -350,6 +387,16 @@ unsigned char *pprof_heap(struct proc *p, const char *default_type, size_t *len)
 	unsigned char *out = pb_finish(&b, len);
 	pb_free(&b);
 	return out;
+}
+
+unsigned char *pprof_heap(struct proc *p, const char *default_type, size_t *len)
+{
+	return heap_profile(p, default_type, false, len);
+}
+
+unsigned char *pprof_heap_peak(struct proc *p, const char *default_type, size_t *len)
+{
+	return heap_profile(p, default_type, true, len);
 }
 
 /* ---- CPU profiles ----------------------------------------------------------- */

@@ -17,6 +17,10 @@
  * /allocs). Returns a gzipped buffer the caller frees, or NULL. */
 unsigned char *pprof_heap(struct proc *p, const char *default_type, size_t *len);
 
+/* The same, with the counts as they were when p's in-use heap was at its
+ * highest (peak.h); the allocated figures are those of that moment too. */
+unsigned char *pprof_heap_peak(struct proc *p, const char *default_type, size_t *len);
+
 /* The CPU profile of p since the snapshot base of p->cpu was taken (an
  * empty map: since the process began): samples/count and cpu/nanoseconds,
  * period 1e9/HZ, covering duration_ns from since_ns (CLOCK_REALTIME). Dump

@@ -7,6 +7,7 @@
  * of its own) so that USR2 and interval dumps do not cut them short. The HTTP
  * side is http.c's; the text pages are pprof_text.c's.
  */
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,7 +73,7 @@ struct param {
 };
 
 struct params {
-	struct param pid, seconds, debug;
+	struct param pid, seconds, debug, peak;
 };
 
 static int hex_digit(char ch)
@@ -136,6 +137,8 @@ static int parse_query(const char *query, struct params *out)
 			p = &out->seconds;
 		else if (kr == 0 && strcmp(key, "debug") == 0)
 			p = &out->debug;
+		else if (kr == 0 && strcmp(key, "peak") == 0)
+			p = &out->peak;
 		if (p && !p->present) {
 			p->present = true;
 			strcpy(p->value, vr ? "(too long)" : value);
@@ -234,10 +237,25 @@ static void serve_heap(struct http_conn *c, const struct params *q, const char *
 			   "(compare two with go tool pprof -diff_base)", name);
 		return;
 	}
+	uint64_t peak = 0;
+	if (q->peak.present && parse_u64(q->peak.value, 0, 1, &peak) != 0) {
+		http_error(c, 400, "peak wants 0 (now) or 1 (the in-use heap at its highest), not '%s'",
+			   q->peak.value);
+		return;
+	}
+	if (peak && debug) {
+		http_error(c, 400, "peak=1 is served as profile.proto only (leave out debug)");
+		return;
+	}
 	struct proc *p = pick_proc(c, q);
 	if (!p)
 		return;
 	size_t len;
+	if (peak) {
+		unsigned char *data = pprof_heap_peak(p, default_type, &len);
+		respond_profile(c, name, data, len);
+		return;
+	}
 	if (debug) {
 		if (conn_ask_stats(p) == 0) {
 			struct stats_wait *w = xcalloc(1, sizeof(*w));
@@ -324,6 +342,78 @@ static void serve_profile(struct http_conn *c, const struct params *q, const cha
 	log_debug("http: CPU profile of pid %u for %llu s", p->pid, (unsigned long long)seconds);
 }
 
+/* ---- /debug/pprof/symbol ------------------------------------------------------- */
+
+/* The name of the function at addr in p, or NULL. As Go's FuncForPC, the
+ * innermost function where inlining put several at one address. */
+static const char *symbol_of(struct proc *p, uint64_t addr)
+{
+	for (size_t i = p->nmaps; i-- > 0;) {
+		const struct mapping *m = &p->maps[i];
+		if (addr < m->start || addr >= m->limit)
+			continue;
+		struct sym_line lines[16];
+		int n = sym_lookup(m->file ? m->file : m->path, m->build_id, m->build_id_len,
+				   addr - m->load_bias, lines, 16);
+		/* Without even a symbol, the name is the module's fallback,
+		 * "file+0xoff": Go has no name then, and says nothing. */
+		if (n < 1 || !lines[0].entry)
+			return NULL;
+		return lines[0].function;
+	}
+	return NULL;
+}
+
+/*
+ * Go's protocol (net/http/pprof Symbol): "num_symbols: 1" (pprof only asks
+ * whether it is 0), then for each address of the POST body or, for a GET,
+ * the query, separated by '+', one "0xADDR name" line for those that have
+ * a name. With ?pid= (or one process) the addresses are that process's;
+ * otherwise each is looked up in the processes in turn.
+ */
+static void serve_symbol(struct http_conn *c, const struct http_request *rq,
+			 const struct params *q)
+{
+	struct proc *only = NULL;
+	if (q->pid.present && !(only = pick_proc(c, q)))
+		return;
+	struct strbuf b = { 0 };
+	bool any = only != NULL;
+	for (struct conn *k = conns; k && !any; k = k->next)
+		any = k->proc != NULL;
+	sb_printf(&b, "num_symbols: %d\n", any ? 1 : 0);
+	const char *in = rq->post ? rq->body : rq->query;
+	for (const char *w = in; *w;) {
+		size_t n = strcspn(w, "+");
+		char word[32];
+		if (n < sizeof(word)) {
+			memcpy(word, w, n);
+			word[n] = '\0';
+			char *end;
+			uint64_t pc = strtoull(word, &end, 0);
+			const char *name = NULL;
+			if (pc && end != word && (*end == '\0' || *end == '\n' || *end == '\r')) {
+				if (only) {
+					name = symbol_of(only, pc);
+				} else {
+					for (struct conn *k = conns; k && !name; k = k->next)
+						if (k->proc)
+							name = symbol_of(k->proc, pc);
+				}
+			}
+			if (name)
+				sb_printf(&b, "%#" PRIx64 " %s\n", pc, name);
+		}
+		w += n;
+		if (*w == '+')
+			w++;
+	}
+	size_t len;
+	char *text = sb_take(&b, &len);
+	http_respond(c, 200, "text/plain; charset=utf-8", "X-Content-Type-Options: nosniff\r\n",
+		     text, len);
+}
+
 static void pprof_http_serve(struct http_conn *c, const struct http_request *rq)
 {
 	static const char prefix[] = "/debug/pprof/";
@@ -344,6 +434,11 @@ static void pprof_http_serve(struct http_conn *c, const struct http_request *rq)
 		http_error(c, 400, "malformed query string");
 		return;
 	}
+	if (rq->post && strcmp(name, "symbol") != 0) {
+		http_error(c, 405, "method POST not allowed: only GET and HEAD (POST is for "
+			   "/debug/pprof/symbol)");
+		return;
+	}
 	size_t len;
 	if (!*name) {
 		char *page = pprof_text_index(&len);
@@ -356,8 +451,10 @@ static void pprof_http_serve(struct http_conn *c, const struct http_request *rq)
 		serve_profile(c, &q, rq->peer);
 	} else if (strcmp(name, "cmdline") == 0) {
 		serve_cmdline(c, &q);
+	} else if (strcmp(name, "symbol") == 0) {
+		serve_symbol(c, rq, &q);
 	} else {
-		http_error(c, 404, "Unknown profile (memprof serves heap, allocs, profile and cmdline)");
+		http_error(c, 404, "Unknown profile (memprof serves heap, allocs, profile, cmdline and symbol)");
 	}
 }
 

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "collector.h"
+#include "debuginfo.h"
 #include "pprof_text.h"
 #include "strbuf.h"
 #include "util.h"
@@ -43,68 +44,120 @@ static size_t text_width(const char *s)
 }
 
 /*
- * Go writes the frames through text/tabwriter (minwidth 1, tabwidth 8,
- * padding 1, padchar '\t'): each column of a block of lines is as wide as
- * its widest cell plus one, rounded up to a multiple of 8, and cells are
- * padded with as many tabs as reach that width. A record's frame lines are
- * one block (the record line before it has no tab, the blank line after it
- * ends it).
+ * Go writes the text through text/tabwriter (minwidth 1, tabwidth 8,
+ * padding 1, padchar '\t'). A line is cells ended by tabs, then a last
+ * cell that is not aligned. A column block is a run of consecutive lines
+ * that all have a tab-ended cell in that column; each cell of it is padded
+ * with tabs to the widest cell of the block plus one, rounded up to a
+ * multiple of 8. Blocks nest: the next column's blocks are found within
+ * the lines of this one (tabwriter.go, format). A record's frame lines are
+ * what is aligned here (the record line before them has no tab, the blank
+ * line after them ends them).
  */
-static size_t tab_column(size_t widest)
-{
-	return (widest + 1 + 7) / 8 * 8;
-}
+#define TW_CELLS 4
 
-static void add_tabs(struct strbuf *b, size_t textw, size_t cellw)
-{
-	for (size_t n = (cellw - textw + 7) / 8; n > 0; n--)
-		sb_add(b, "\t", 1);
-}
-
-struct frame_line {
-	char pc[24];
-	const char *function;
-	const struct sym_line *line;
+struct tw_line {
+	const char *cell[TW_CELLS]; /* cell[ncells - 1] is the unaligned last */
+	int ncells;
 };
+
+static void tw_write_lines(struct strbuf *b, const struct tw_line *lines, size_t from,
+			   size_t to, const size_t *widths, int nwidths)
+{
+	for (size_t i = from; i < to; i++) {
+		const struct tw_line *l = &lines[i];
+		for (int j = 0; j < l->ncells; j++) {
+			sb_adds(b, l->cell[j]);
+			if (j == l->ncells - 1)
+				break;
+			/* A tab-ended cell beyond the known widths cannot
+			 * happen: format() found a block for each. */
+			size_t cellw = j < nwidths ? widths[j] : 0;
+			size_t textw = text_width(l->cell[j]);
+			cellw = (cellw + 7) / 8 * 8;
+			size_t n = cellw > textw ? (cellw - textw + 7) / 8 : 0;
+			if (n == 0)
+				n = 1; /* tabwriter always ends a cell with its tab */
+			while (n--)
+				sb_add(b, "\t", 1);
+		}
+		sb_add(b, "\n", 1);
+	}
+}
+
+static void tw_format(struct strbuf *b, const struct tw_line *lines, size_t line0, size_t line1,
+		      size_t *widths, int nwidths)
+{
+	int column = nwidths;
+	for (size_t this = line0; this < line1; this++) {
+		if (column >= lines[this].ncells - 1)
+			continue;
+		tw_write_lines(b, lines, line0, this, widths, nwidths);
+		line0 = this;
+		size_t width = 1; /* minwidth */
+		for (; this < line1 && column < lines[this].ncells - 1; this++) {
+			size_t w = text_width(lines[this].cell[column]) + 1; /* padding */
+			if (w > width)
+				width = w;
+		}
+		widths[nwidths] = width;
+		tw_format(b, lines, line0, this, widths, nwidths + 1);
+		line0 = this;
+		this--; /* the loop's increment looks at the line that ended the block */
+	}
+	tw_write_lines(b, lines, line0, line1, widths, nwidths);
+}
 
 /*
  * One line per frame, inlined ones included, innermost first, as Go's
- * printStackRecord writes them: "#", the pc (inside the call), the function
- * and file:line. Go writes the function as name+offset; the symbolizer
- * does not tell where a function starts, so memprof writes the name alone.
- * pprof reads none of this (it is a comment), people do.
+ * printStackRecord writes them: "#", the pc (inside the call), the
+ * function with the offset of the pc from the start of the function the
+ * code physically belongs to (for an inlined frame too, as Go's
+ * Frame.Entry), and file:line. Where nothing names the address, Go's form
+ * for a frame without a function: "#" and the pc alone. pprof reads none
+ * of this (it is a comment); people and tools that parse Go's text do.
  */
 static void add_frames(struct strbuf *b, struct proc *p, const struct stack *s)
 {
 	size_t n = 0, cap = 0;
-	struct frame_line *lines = NULL;
-	size_t pcw = 0, fnw = 0;
+	struct tw_line *lines = NULL;
+	struct strbuf text = { 0 }; /* the cells, NUL-separated */
+	size_t *offs = NULL, noffs = 0, cap_offs = 0;
 	for (uint32_t i = 0; i < s->depth; i++) {
 		struct location *loc = &p->locs[s->locs[i]];
 		proc_symbolize(p, loc);
+		uint64_t bias = loc->mapping >= 0 ? p->maps[loc->mapping].load_bias : 0;
 		for (uint16_t j = 0; j < loc->nlines; j++) {
+			const struct sym_line *l = &loc->lines[j];
 			GROW(lines, cap, n + 1);
-			struct frame_line *fl = &lines[n++];
-			snprintf(fl->pc, sizeof(fl->pc), "0x%" PRIx64, loc->addr);
-			fl->line = &loc->lines[j];
-			size_t w = strlen(fl->pc);
-			if (w > pcw)
-				pcw = w;
-			w = text_width(fl->line->function);
-			if (w > fnw)
-				fnw = w;
+			GROW(offs, cap_offs, noffs + 3);
+			struct tw_line *tl = &lines[n++];
+			tl->cell[0] = "#";
+			offs[noffs++] = text.len;
+			sb_printf(&text, "0x%" PRIx64, loc->addr);
+			sb_add(&text, "", 1);
+			if (!l->entry || loc->addr - bias < l->entry) {
+				tl->ncells = 2;
+				break; /* Go prints such a frame once */
+			}
+			offs[noffs++] = text.len;
+			sb_printf(&text, "%s+0x%" PRIx64, l->function, loc->addr - bias - l->entry);
+			sb_add(&text, "", 1);
+			offs[noffs++] = text.len;
+			sb_printf(&text, "%s:%" PRId64, l->file, l->line);
+			sb_add(&text, "", 1);
+			tl->ncells = 4;
 		}
 	}
-	size_t pc_cell = tab_column(pcw), fn_cell = tab_column(fnw);
-	for (size_t i = 0; i < n; i++) {
-		sb_add(b, "#\t", 2); /* "#" in a column of width 8: one tab */
-		sb_adds(b, lines[i].pc);
-		add_tabs(b, strlen(lines[i].pc), pc_cell);
-		sb_adds(b, lines[i].line->function);
-		add_tabs(b, text_width(lines[i].line->function), fn_cell);
-		sb_printf(b, "%s:%" PRId64 "\n", lines[i].line->file, lines[i].line->line);
-	}
+	/* The cells' addresses only now, the buffer having stopped moving. */
+	for (size_t i = 0, k = 0; i < n; i++)
+		for (int j = 1; j < lines[i].ncells; j++)
+			lines[i].cell[j] = text.s + offs[k++];
+	size_t widths[TW_CELLS];
+	tw_format(b, lines, 0, n, widths, 0);
 	sb_add(b, "\n", 1);
+	sb_free(&text);
+	free(offs);
 	free(lines);
 }
 
@@ -132,32 +185,93 @@ static bool read_rss(uint32_t pid, uint64_t *rss, uint64_t *peak)
 }
 
 /*
- * In the place of Go's runtime.MemStats: what the kernel and the process's
- * own malloc (mallinfo2, sent by the shim) say, and what memprof saw. Like
- * Go's, these are comment lines, which pprof skips.
+ * glibc's arenas: the main one, plus one per thread arena. mallinfo2 does
+ * not count them; /proc/PID/maps shows them, as each thread arena lives in
+ * "heaps" of HEAP_MAX_SIZE (64 MiB on 64-bit systems), anonymous and
+ * aligned to that size: a rw-p part and the ---p reserve after it, or all
+ * rw-p once grown. An arena past 64 MiB has more than one heap and is
+ * counted once per heap. 0 if /proc does not say.
+ */
+static unsigned count_arenas(uint32_t pid)
+{
+	const uint64_t heap_max = 64ULL << 20;
+	char path[64], line[512];
+	snprintf(path, sizeof(path), "/proc/%u/maps", pid);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return 0;
+	unsigned n = 1;
+	uint64_t open_start = 0, open_end = 0; /* a rw-p heap start seen last */
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long long start, end, inode;
+		char perms[8];
+		int name = 0;
+		if (sscanf(line, "%llx-%llx %7s %*s %*s %llu %n", &start, &end, perms, &inode,
+			   &name) < 4 || inode != 0 || (line[name] != '\n' && line[name] != '\0')) {
+			open_end = 0;
+			continue;
+		}
+		if (strcmp(perms, "rw-p") == 0 && start % heap_max == 0) {
+			if (end - start == heap_max) {
+				n++;
+				open_end = 0;
+			} else {
+				open_start = start;
+				open_end = end;
+			}
+			continue;
+		}
+		if (open_end && start == open_end && strcmp(perms, "---p") == 0 &&
+		    end - open_start == heap_max)
+			n++;
+		open_end = 0;
+	}
+	fclose(f);
+	return n;
+}
+
+/*
+ * Go's "# runtime.MemStats" block, headed and laid out as Go writes it
+ * ("# Name = value" lines, which pprof skips as comments), filled with
+ * what the process's allocator says of itself: glibc's mallinfo2, which
+ * the shim reads only when this page is asked for (it takes every arena's
+ * lock). Go's names where glibc has the same figure (Alloc, Sys,
+ * HeapAlloc, HeapSys, HeapIdle, HeapInuse), glibc's own after them, then
+ * the kernel's RSS and what memprof saw.
  */
 static void add_stats(struct strbuf *b, const struct proc *p)
 {
-	sb_printf(b, "\n# memprof process statistics\n");
-	sb_printf(b, "# Pid = %u\n", p->pid);
+	sb_printf(b, "\n# runtime.MemStats\n");
+	if (p->have_malloc_stats) {
+		const struct mp_malloc_stats *m = &p->malloc_stats;
+		/* in use; obtained from the system (arenas and mmapped blocks) */
+		sb_printf(b, "# Alloc = %" PRIu64 "\n", m->uordblks);
+		sb_printf(b, "# Sys = %" PRIu64 "\n", m->arena + m->hblkhd);
+		sb_printf(b, "# HeapAlloc = %" PRIu64 "\n", m->uordblks);
+		sb_printf(b, "# HeapSys = %" PRIu64 "\n", m->arena);
+		sb_printf(b, "# HeapIdle = %" PRIu64 "\n", m->fordblks);
+		sb_printf(b, "# HeapInuse = %" PRIu64 "\n", m->uordblks);
+		/* glibc's: free in the arenas, the top pad malloc_trim could
+		 * give back (keepcost), mmapped blocks, free chunks */
+		sb_printf(b, "# MallocFree = %" PRIu64 "\n", m->fordblks);
+		sb_printf(b, "# MallocTopPad = %" PRIu64 "\n", m->keepcost);
+		sb_printf(b, "# MallocMmapped = %" PRIu64 "\n", m->hblkhd);
+		sb_printf(b, "# MallocFreeChunks = %" PRIu64 "\n", m->ordblks);
+		unsigned arenas = count_arenas(p->pid);
+		if (arenas)
+			sb_printf(b, "# MallocArenas = %u\n", arenas);
+	} else {
+		sb_printf(b, "# Malloc statistics: none (the program's malloc is not glibc's)\n");
+	}
 	uint64_t rss, peak;
 	if (read_rss(p->pid, &rss, &peak)) {
 		sb_printf(b, "# RSS = %" PRIu64 "\n", rss);
 		sb_printf(b, "# MaxRSS = %" PRIu64 "\n", peak);
 	}
-	if (p->have_malloc_stats) {
-		const struct mp_malloc_stats *m = &p->malloc_stats;
-		sb_printf(b, "# MallocInuse = %" PRIu64 "\n", m->uordblks);
-		sb_printf(b, "# MallocFree = %" PRIu64 "\n", m->fordblks);
-		sb_printf(b, "# MallocArena = %" PRIu64 "\n", m->arena);
-		sb_printf(b, "# MallocMmapped = %" PRIu64 "\n", m->hblkhd);
-		sb_printf(b, "# MallocReleasable = %" PRIu64 "\n", m->keepcost);
-		sb_printf(b, "# MallocFreeChunks = %" PRIu64 "\n", m->ordblks);
-	} else {
-		sb_printf(b, "# Malloc statistics: none (the program's malloc is not glibc's)\n");
-	}
+	sb_printf(b, "# Pid = %u\n", p->pid);
 	sb_printf(b, "# HeapSamples = %" PRIu64 "\n", p->samples);
 	sb_printf(b, "# SampleRate = %" PRIu64 "\n", p->rate);
+	sb_printf(b, "# PeakInuse = %" PRIu64 "\n", p->peak_est);
 	sb_printf(b, "# DroppedEvents = %" PRIu64 "\n", p->drops);
 	sb_printf(b, "# DroppedCPUSamples = %" PRIu64 "\n", p->cpu_drops);
 	sb_printf(b, "# OverLimitStacks = %" PRIu64 "\n", p->over_limit_stacks);
@@ -280,7 +394,23 @@ char *pprof_text_index(size_t *len)
 			  p->over_limit_samples);
 	}
 	map_free(&seen);
-	sb_adds(&b, "</table>\n<br>\n<p>\nProfile Descriptions:\n<ul>\n"
+	sb_adds(&b, "</table>\n");
+	/* Once for the page: the files whose names are partial. */
+	struct strbuf list = { 0 };
+	struct map files = { 0 };
+	for (struct conn *k = conns; k; k = k->next)
+		if (k->proc)
+			debuginfo_missing(k->proc, NULL, NULL, &list, &files);
+	if (list.len) {
+		sb_adds(&b, "<p>No debug information for ");
+		sb_add_html(&b, list.s);
+		sb_adds(&b, ": ");
+		sb_add_html(&b, debuginfo_advice);
+		sb_adds(&b, ".</p>\n");
+	}
+	sb_free(&list);
+	map_free(&files);
+	sb_adds(&b, "<br>\n<p>\nProfile Descriptions:\n<ul>\n"
 		    "<li><div class=profile-name>allocs: </div> A sampling of all past memory "
 		    "allocations</li>\n"
 		    "<li><div class=profile-name>cmdline: </div> The command line invocation of "

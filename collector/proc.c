@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "peak.h"
 #include "proc.h"
 #include "unwind.h"
 #include "util.h"
@@ -192,6 +193,9 @@ void proc_inherit(struct proc *child, const struct proc *parent)
 	}
 	map_copy(&child->bucket_by_key, &parent->bucket_by_key);
 	map_copy(&child->live, &parent->live);
+	child->inuse_est = parent->inuse_est;
+	child->peak_gen = parent->peak_gen; /* no bucket's is newer */
+	peak_inherit(child);
 }
 
 double proc_sample_weight(const struct proc *p, uint64_t size)
@@ -382,8 +386,11 @@ static int add_stack(struct proc *p, const void *payload, uint32_t len, const ch
 static void release_block(struct proc *p, uint64_t addr)
 {
 	uint64_t b;
-	if (map_remove(&p->live, addr, 0, &b) && p->buckets[b].inuse_samples)
+	if (map_remove(&p->live, addr, 0, &b) && p->buckets[b].inuse_samples) {
+		peak_save(p, &p->buckets[b]);
 		p->buckets[b].inuse_samples--;
+		peak_shrank(p, &p->buckets[b]);
+	}
 }
 
 static int add_alloc(struct proc *p, const void *payload, uint32_t len, const char **why)
@@ -417,10 +424,13 @@ static int add_alloc(struct proc *p, const void *payload, uint32_t len, const ch
 		GROW(p->buckets, p->cap_buckets, p->nbuckets + 1);
 		b = p->nbuckets++;
 		p->buckets[b] = (struct bucket){ .stack = stack, .size = a.size };
+		peak_new_bucket(p, &p->buckets[b]);
 		map_put(&p->bucket_by_key, (uint64_t)stack + 1, a.size, b);
 	}
+	peak_save(p, &p->buckets[b]);
 	p->buckets[b].alloc_samples++;
 	p->buckets[b].inuse_samples++;
+	peak_grew(p, &p->buckets[b]);
 	map_put(&p->live, a.addr, 0, b);
 	p->samples++;
 	return 0;

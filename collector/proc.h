@@ -42,6 +42,9 @@ struct bucket {
 	uint64_t size;
 	uint64_t alloc_samples;
 	uint64_t inuse_samples;
+	uint64_t unit;        /* bytes one sample stands for (peak.h) */
+	uint64_t peak_gen;    /* see peak.h: when peak_* were saved */
+	uint64_t peak_inuse, peak_alloc;
 };
 
 /*
@@ -77,6 +80,9 @@ struct proc {
 	bool have_malloc_stats;
 	uint32_t malloc_stats_seq; /* counts the statistics received */
 	bool bye;         /* the process said it is exiting */
+	uint64_t inuse_est;   /* sampled in-use bytes, unsampled (peak.h) */
+	uint64_t peak_est;    /* its highest so far */
+	uint64_t peak_gen;    /* counts new highs (peak.h) */
 	bool active;      /* it sent anything beyond its hello */
 
 	struct mapping *maps;

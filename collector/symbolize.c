@@ -103,6 +103,7 @@ struct sym_frame {
 	int64_t line;
 	int64_t start_line;
 	Dwarf_Addr entry; /* module address of a C++ function without linkage name, else 0 */
+	Dwarf_Addr phys_entry; /* module address where the DW_TAG_subprogram starts, else 0 */
 };
 
 struct file_key {
@@ -696,8 +697,12 @@ static int resolve_dwarf(struct sym_obj *obj, Dwarf_Addr addr, struct sym_frame 
 		if (callee)
 			get_call_site(callee, f);
 		/* A nested function ends the chain: the code is physically its. */
-		if (tag == DW_TAG_subprogram)
+		if (tag == DW_TAG_subprogram) {
+			Dwarf_Addr e;
+			if (dwarf_entrypc(die, &e) == 0)
+				f->phys_entry = e + dwbias;
 			break;
+		}
 		callee = die;
 	}
 	return n;
@@ -804,6 +809,7 @@ static struct sym_result *resolve(const struct sym_file *file, uint64_t vaddr)
 	struct sym_str *fallback;
 	char buf[512];
 	int n = 0;
+	uint64_t entry = 0;
 
 	if (file->obj) {
 		Dwfl_Module *mod = file->obj->mod;
@@ -813,10 +819,18 @@ static struct sym_result *resolve(const struct sym_file *file, uint64_t vaddr)
 		n = resolve_dwarf(file->obj, addr, fr, SYM_MAX_FRAMES);
 		if (n == 0)
 			fr[n++] = (struct sym_frame){ 0 };
+		GElf_Addr start = 0;
+		const char *name = find_symbol(file->obj, addr, &start);
+		/* Where the function starts, for Go's name+0xOFF: DWARF's
+		 * entry unless the address lies before it (a .cold part, which
+		 * has a symbol of its own), else the symbol's. */
+		Dwarf_Addr fentry = fr[n - 1].phys_entry;
+		if (!fentry || fentry > addr)
+			fentry = name ? start : 0;
+		if (fentry >= file->obj->bias)
+			entry = fentry - file->obj->bias;
 		if (!fr[n - 1].sys || fr[n - 1].entry) {
 			struct sym_frame *f = &fr[n - 1];
-			GElf_Addr start = 0;
-			const char *name = find_symbol(file->obj, addr, &start);
 
 			/*
 			 * Without DWARF, the symbol table is all there is. With DWARF
@@ -853,9 +867,11 @@ static struct sym_result *resolve(const struct sym_file *file, uint64_t vaddr)
 	res->file = file;
 	res->vaddr = vaddr;
 	res->n = n;
-	for (int i = 0; i < n; i++)
+	for (int i = 0; i < n; i++) {
 		if (fill_line(&res->lines[i], &fr[i], fallback->s) < 0)
 			goto fail_res;
+		res->lines[i].entry = entry;
+	}
 	return res;
 
 fail_res:
@@ -994,4 +1010,16 @@ void sym_shutdown(void)
 	map_clear(&sym.results);
 	map_clear(&sym.quals);
 	map_clear(&sym.strings);
+}
+
+int sym_debuginfo(const char *path, const uint8_t *build_id, size_t build_id_len)
+{
+	struct file_key key = { path ? path : "", build_id, build_id ? build_id_len : 0 };
+	struct sym_file *file = get_file(&key);
+	Dwarf_Addr bias;
+
+	if (!file || !file->obj)
+		return -1;
+	/* libdw caches the answer: only the first call per file looks. */
+	return dwfl_module_getdwarf(file->obj->mod, &bias) != NULL;
 }

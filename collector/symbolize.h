@@ -18,6 +18,9 @@ struct sym_line {
 	const char *file;        /* source file path from DWARF, "" when unknown */
 	int64_t line;            /* source line, 0 when unknown */
 	int64_t start_line;      /* declaration line of the function, 0 when unknown */
+	uint64_t entry;          /* where the function the code physically belongs to
+				  * starts (for an inlined frame too, as Go's
+				  * runtime.Frame.Entry), as a file vaddr; 0 when unknown */
 };
 
 /*
@@ -59,6 +62,15 @@ int sym_lookup(const char *path, const uint8_t *build_id, size_t build_id_len,
  * Does not use or fill the lookup caches.
  */
 size_t sym_file_build_id(const char *path, uint8_t *buf, size_t bufsize);
+
+/*
+ * Whether the file at path has DWARF debug information, its own or in a
+ * separate debug file found as sym_lookup finds them: 1 yes, 0 no (names
+ * come from the ELF symbol tables only: .symtab, else .dynsym, plus the
+ * MiniDebugInfo of .gnu_debugdata, which libdw reads where present), -1 if
+ * the file cannot be used at all. Loads the debug information if need be.
+ */
+int sym_debuginfo(const char *path, const uint8_t *build_id, size_t build_id_len);
 
 /*
  * Warming up. The first lookup in a file loads its debug information, which

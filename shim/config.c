@@ -123,7 +123,9 @@ static const char *const known[] = {
 	"MEMPROF_RATE", "MEMPROF_CPU_HZ", "MEMPROF_DIR", "MEMPROF_INTERVAL",
 	"MEMPROF_SOCKET", "MEMPROF_DUMP_SIGNAL", "MEMPROF_SEED",
 	"MEMPROF_COLLECTOR", "MEMPROF_QUIET", "MEMPROF_LEAK_CHECK", "MEMPROF_LEAK_EXITCODE",
-	"MEMPROF_SUPPRESSIONS", "MEMPROF_MODE", "MEMPROF_CACHE_DIR", NULL,
+	"MEMPROF_SUPPRESSIONS", "MEMPROF_MODE", "MEMPROF_CACHE_DIR",
+	"MEMPROF_ALL", "MEMPROF_ONLY", /* read by the collector */
+	NULL,
 };
 
 /* A misspelt setting silently doing nothing is the worst kind of failure for

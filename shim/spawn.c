@@ -112,8 +112,21 @@ int mp_spawn_collector(void)
 		argv[10] = "--mode";
 		argv[11] = mp_cfg.mode;
 	}
-	/* The collector must not itself be profiled. */
-	static char *env[] = { "PATH=/usr/bin:/bin", NULL };
+	/* The collector must not itself be profiled; of the settings, it
+	 * reads which processes get files and where its cache of debug
+	 * files is (the rest are options). */
+	static const char *const pass[] = { "MEMPROF_ALL", "MEMPROF_ONLY", "MEMPROF_CACHE_DIR",
+					    "XDG_CACHE_HOME", "HOME" };
+	static char env_buf[5][1100];
+	char *env[7] = { "PATH=/usr/bin:/bin" };
+	int nenv = 1;
+	for (size_t i = 0; i < sizeof(pass) / sizeof(pass[0]); i++) {
+		const char *v = getenv(pass[i]);
+		if (v && *v && strlen(v) < 1024) {
+			mp_format(env_buf[i], sizeof(env_buf[i]), "%s=%s", pass[i], v);
+			env[nenv++] = env_buf[i];
+		}
+	}
 	pid_t pid;
 	posix_spawn_file_actions_t fa;
 	int rc = posix_spawn_file_actions_init(&fa);

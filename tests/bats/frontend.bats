@@ -106,10 +106,11 @@ wait_gone() {
 }
 
 @test "MEMPROF_INTERVAL and MEMPROF_DIR are the defaults of --interval and -o; options win" {
-	run -0 env MEMPROF_INTERVAL=1 MEMPROF_DIR=envdir "$MEMPROF" run -- sh -c 'sleep 2.5'
+	# sh records nothing: MEMPROF_ALL and --all ask for its files anyway.
+	run -0 env MEMPROF_INTERVAL=1 MEMPROF_DIR=envdir MEMPROF_ALL=1 "$MEMPROF" run -- sh -c 'sleep 2.5'
 	# Two periodic dumps, then the one at exit.
 	ls envdir/sh.*.0003.heap.pb.gz
-	run -0 env MEMPROF_INTERVAL=1 MEMPROF_DIR=envdir "$MEMPROF" run -o optdir --interval 0 -- sh -c 'sleep 1.5'
+	run -0 env MEMPROF_INTERVAL=1 MEMPROF_DIR=envdir "$MEMPROF" run -o optdir --interval 0 --all -- sh -c 'sleep 1.5'
 	ls optdir/sh.*.0001.heap.pb.gz
 	[ -z "$(ls optdir | grep '\.0002\.')" ]
 	run -0 env MEMPROF_INTERVAL=1h "$MEMPROF" run -o out -- true
@@ -119,7 +120,7 @@ wait_gone() {
 @test "MEMPROF_COLLECTOR names the collector; a bad one is named and the usual one used" {
 	printf '#!/bin/sh\ntouch "%s/used"\nexec "%s" "$@"\n' "$TEST_TMP" "$COLLECTOR" >collector.sh
 	chmod +x collector.sh
-	run -0 env MEMPROF_COLLECTOR="$TEST_TMP/collector.sh" "$MEMPROF" run -o out -- true
+	run -0 env MEMPROF_COLLECTOR="$TEST_TMP/collector.sh" "$MEMPROF" run -o out --all -- true
 	[ -e used ]
 	ls out/true.*.heap.pb.gz
 	run -0 env MEMPROF_COLLECTOR=/nonexistent "$MEMPROF" run -o out -- true

@@ -86,7 +86,7 @@ load harmless_helper
 		"$MEMPROF" run -o out --rate 1 -- "$T/target_fd_closefrom" a.out b.out
 	[ "$status" -eq 0 ]
 	[ "$stderr" = "" ]
-	f=$(ls out/target_fd_closefrom.*.heap.pb.gz)
+	f=$(ls out/target_fd_closefrom.*.[0-9]*.heap.pb.gz)
 	[ "$(echo "$f" | wc -l)" -eq 1 ]
 	[ "$(cum "$f" alloc_objects churn)" -eq 20100 ]
 }

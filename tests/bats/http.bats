@@ -123,9 +123,20 @@ cpu_ns() {
 	# Twice the rate, as Go writes it.
 	head -1 heap.txt | grep -Eq '^heap profile: [0-9]+: [0-9]+ \[[0-9]+: [0-9]+\] @ heap/131072$'
 	grep -Eq '^[0-9]+: [0-9]+ \[[0-9]+: [0-9]+\] @( 0x[0-9a-f]+)+$' heap.txt
-	grep -Eq $'^#\t0x[0-9a-f]+\t+hold_big\t+.*tests/c/target_heap.c:[0-9]+$' heap.txt
-	for stat in RSS MaxRSS MallocInuse MallocFree MallocArena MallocMmapped HeapSamples \
-		SampleRate DroppedEvents DroppedCPUSamples; do
+	# Go's frame lines: pc, function+offset from its start, file:line.
+	grep -Eq $'^#\t0x[0-9a-f]+\thold_big\\+0x[0-9a-f]+\t+.*tests/c/target_heap.c:[0-9]+$' heap.txt
+	# The offset is the pc's from the symbol's start in the file.
+	line=$(grep -m1 -P '^#\t0x[0-9a-f]+\thold_big\+' heap.txt)
+	pc=$(echo "$line" | cut -f2)
+	off=$(echo "$line" | cut -f3 | sed 's/.*+//')
+	start=$(nm "$T/target_heap" | awk '$3 == "hold_big" { print $1 }')
+	base=$(awk -v f="$T/target_heap" '$2 ~ /x/ && $6 == f { split($1, r, "-"); print r[1]; exit }' /proc/"$PID"/maps)
+	off_file=$(awk -v f="$T/target_heap" '$2 ~ /x/ && $6 == f { print $3; exit }' /proc/"$PID"/maps)
+	[ $((pc - 0x$base + 0x$off_file - 0x$start)) -eq $((off)) ]
+	# Go's runtime.MemStats block, with glibc's figures.
+	grep -q '^# runtime.MemStats$' heap.txt
+	for stat in Alloc Sys HeapAlloc HeapSys HeapIdle HeapInuse MallocFree MallocTopPad MallocArenas \
+		MallocMmapped RSS MaxRSS HeapSamples SampleRate DroppedEvents DroppedCPUSamples; do
 		grep -Eq "^# $stat = [0-9]+$" heap.txt
 	done
 	grep -q '^# SampleRate = 65536$' heap.txt
@@ -137,6 +148,18 @@ cpu_ns() {
 	within "$text" $((48 * 1024 * 1024)) 15
 	within "$text" "$(flat heap.pb.gz inuse_space hold_big)" 1
 	within "$(flat heap.txt alloc_space churn)" "$(flat heap.pb.gz alloc_space churn)" 1
+	# go tool pprof -top of the text names what the binary profile names.
+	# pprof reads the frame lines as comments and names addresses from the
+	# files in the memory map; what it cannot name there (glibc's static
+	# functions, whose names are in libc6-dbg's separate file; _start,
+	# which has no DWARF) it shows as [module] and is left out here.
+	top_names() { pprof -top -nodecount=10 "$1" | awk '/^ *flat / { t = 1; next } t { print $6 }' | grep -v '^\[' | sort; }
+	top_names heap.txt | sed 's/^/# text: /' >&3
+	[ -n "$(top_names heap.txt)" ]
+	[ -z "$(comm -23 <(top_names heap.txt) <(top_names heap.pb.gz))" ]
+	for fn in hold_big hold_small main; do
+		top_names heap.txt | grep -qx "$fn"
+	done
 	# allocs?debug=1 is the same text.
 	curl -sS "$URL/allocs?debug=1&pid=$PID" | head -1 | grep -q '^heap profile: '
 }
@@ -182,6 +205,28 @@ cpu_ns() {
 	[ $(($(date +%s) - start)) -lt 15 ]
 	[ "$(cum cpu.pb.gz cpu burn_a)" -gt 0 ]
 	kill -0 "$COLLECTOR_PID"
+}
+
+@test "/debug/pprof/symbol speaks Go's protocol: curl -d 0xADDR names the function" {
+	start_collector
+	start_target_heap
+	curl -sS "$URL/heap?debug=1&pid=$PID" >heap.txt
+	pc=$(grep -m1 -P '^#\t0x[0-9a-f]+\thold_big\+' heap.txt | cut -f2)
+	run curl -sS "$URL/symbol"
+	[ "$output" = "num_symbols: 1" ]
+	run curl -sS -d "$pc" "$URL/symbol"
+	[ "$output" = "num_symbols: 1
+$pc hold_big" ]
+	# Several, '+'-separated; an address nothing names gets no line; the
+	# query of a GET works as a body does.
+	run curl -sS -d "$pc+0x10+$pc" "$URL/symbol?pid=$PID"
+	[ "$output" = "num_symbols: 1
+$pc hold_big
+$pc hold_big" ]
+	run curl -sS "$URL/symbol?$pc"
+	[ "${lines[1]}" = "$pc hold_big" ]
+	run curl -sS -o /dev/null -w '%{http_code}' -d x "$URL/heap"
+	[ "$output" = 405 ]
 }
 
 @test "the index lists every process with its links; cmdline gives its command line" {

@@ -158,7 +158,7 @@ EOF
 }
 
 @test "memprof run follows fork and exec, names each file after its program, and exits with the command's status" {
-	run "$MEMPROF" run -o out -- sh -c 'python3 -c "print(42)"; echo hello | wc -c; exit 3'
+	run "$MEMPROF" run -o out --all -- sh -c 'python3 -c "print(42)"; echo hello | wc -c; exit 3'
 	[ "$status" -eq 3 ]
 	[ "${lines[0]}" = 42 ]
 	[ "${lines[1]}" = 6 ]
@@ -230,7 +230,7 @@ EOF
 }
 
 @test "no half-written or temporary files are left in the profile directory" {
-	"$MEMPROF" run -o out --interval 1 -- sh -c 'sleep 1.5'
+	"$MEMPROF" run -o out --interval 1 --all -- sh -c 'sleep 1.5'
 	[ -z "$(ls -A out | grep -Ev '^[^.].*\.(heap|cpu)\.pb\.gz$')" ]
 }
 

@@ -75,7 +75,7 @@ print("rounds", n > 10)'
 	run env PYTHONMALLOC=malloc "$MEMPROF" run -o out --interval 5 -- python3 -c "$script"
 	[ "$status" -eq 0 ]
 	[ "$output" = "rounds True" ]
-	n=$(ls out/python3*.heap.pb.gz | wc -l)
+	n=$(ls out/python3*.[0-9]*.heap.pb.gz | wc -l)
 	echo "# $n heap profiles" >&3
 	[ "$n" -ge 20 ]
 	all_locations_named out/python3*.pb.gz
