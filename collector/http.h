@@ -9,6 +9,7 @@
 #define MEMPROF_COLLECTOR_HTTP_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "proc.h"
@@ -33,6 +34,10 @@ int http_check_addr(const char *spec, const char **why);
 int http_start(const char *spec, int epfd, bool verbose);
 
 bool http_owns_tag(uint64_t tag);
+
+/* Where the server listens, as "127.0.0.1:PORT" or "[::1]:PORT"; 0, or
+ * -1 if it does not. */
+int http_local_addr(char *buf, size_t size);
 
 /* Handles one epoll event for an http tag. Returns true when it closed a
  * connection other than the one the event was for: later entries of the

@@ -30,6 +30,7 @@
 #include "http.h"
 #include "pprof_builder.h"
 #include "symbolize.h"
+#include "ui.h"
 #include "util.h"
 #include "vdso.h"
 
@@ -72,6 +73,8 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: memprof-collector [--socket PATH] [--dir DIR] [--interval SEC]\n"
 		"                         [--http ADDR:PORT] [--verbose]\n"
+		"       memprof-collector --view [--http ADDR:PORT] [--base FILE] FILE...\n"
+		"       memprof-collector --top [-cum] [-nodecount N] [-sample_index NAME] FILE...\n"
 		"       memprof-collector --version\n"
 		"\n"
 		"Collects heap and CPU samples from programs run with\n"
@@ -577,6 +580,11 @@ static void event_loop(void)
 int main(int argc, char **argv)
 {
 	struct options o = { .dir = "memprof-out" };
+	/* Reading files rather than collecting: ui_view.c. */
+	if (argc > 1 && strcmp(argv[1], "--view") == 0)
+		return ui_view_main(argc - 1, argv + 1);
+	if (argc > 1 && strcmp(argv[1], "--top") == 0)
+		return ui_top_main(argc - 1, argv + 1);
 	int rc = parse_options(argc, argv, &o);
 	if (rc >= 0)
 		return rc;

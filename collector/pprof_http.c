@@ -17,6 +17,7 @@
 #include "pprof.h"
 #include "pprof_text.h"
 #include "strbuf.h"
+#include "ui.h"
 #include "util.h"
 
 #define PROFILE_DEFAULT_SECONDS 30 /* Go's */
@@ -315,6 +316,10 @@ void pprof_http_serve(struct http_conn *c, const struct http_request *rq)
 		http_error(c, 404, "404 page not found (memprof serves /debug/pprof/)");
 		return;
 	}
+	if (ui_owns_path(path)) {
+		ui_serve(c, rq);
+		return;
+	}
 	const char *name = path + sizeof(prefix) - 1;
 	struct params q;
 	if (parse_query(rq->query, &q) != 0) {
@@ -419,6 +424,7 @@ void pprof_http_tick(uint64_t now_ns)
 
 void http_cpu_sample(const struct proc *p, uint32_t stack, uint32_t weight)
 {
+	ui_cpu_sample(p, stack, weight);
 	for (struct window *w = windows; w; w = w->next) {
 		if (w->p != p)
 			continue;
@@ -434,6 +440,7 @@ void http_proc_gone(struct proc *p)
 {
 	bool any = stats_waits != NULL;
 	uint64_t now = now_monotonic_ns();
+	ui_proc_gone(p);
 	answer_stats(now, p);
 	for (struct window *w = windows, *next; w; w = next) {
 		next = w->next;
