@@ -229,7 +229,9 @@ function renderFlame(p, t) {
 		return;
 	}
 	const total = p.flame.value;
-	const chart = flamegraph()
+	// d3-flame-graph 5's UMD build exports {default, tooltip, colorMapper}.
+	const make = typeof flamegraph === "function" ? flamegraph : flamegraph.default;
+	const chart = make()
 		.width(width)
 		.cellHeight(18)
 		.transitionDuration(0)
