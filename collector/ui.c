@@ -348,7 +348,7 @@ static void serve_baselines(struct http_conn *c, struct proc *p)
 	size_t n = 0, cap = 0;
 	for (struct dirent *e; d && (e = readdir(d));) {
 		size_t len = strlen(e->d_name);
-		if (strncmp(e->d_name, prefix, (size_t)plen) != 0 || len != (size_t)plen + 16 ||
+		if (strncmp(e->d_name, prefix, (size_t)plen) != 0 || len != (size_t)plen + 15 ||
 		    strcmp(e->d_name + plen + 4, ".heap.pb.gz") != 0)
 			continue;
 		GROW(names, cap, n + 1);

@@ -164,8 +164,9 @@ function profileURL() {
 		if ($("kind").value === "heap" && $("base").value && $("base").value !== "now")
 			q.set("base", $("base").value);
 	}
-	if ($("type").value)
-		q.set("type", $("type").value);
+	const type = $("type").value || query.get("type");
+	if (type)
+		q.set("type", type);
 	return "api/profile?" + q.toString();
 }
 
