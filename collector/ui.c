@@ -21,9 +21,6 @@
 #include "ui_prof.h"
 #include "util.h"
 
-/* The peak heap profile, where the collector keeps one (written by the
- * peak-profile work as heap?peak=1): offered when linked in. */
-unsigned char *pprof_heap_peak(struct proc *p, size_t *len) __attribute__((weak));
 
 #define UI_PREFIX "/debug/pprof/ui"
 #define UI_CPU_SLOTS 61          /* one per second: "the last N s", N <= 60 */
@@ -273,7 +270,7 @@ static bool has_peak(const struct proc *p)
 {
 	char path[4096];
 	FILE *f;
-	if (pprof_heap_peak)
+	if (ui_peak_heap)
 		return true;
 	if (!cfg.dir || !(f = fopen(peak_path(p, path, sizeof(path)), "rb")))
 		return false;
@@ -496,8 +493,8 @@ static void serve_profile(struct http_conn *c, const char *query)
 					 "process: %.0f s so far", have);
 		} else if (strcmp(kind, "peak") == 0) {
 			char path[4096], err[4400];
-			if (pprof_heap_peak) {
-				data = pprof_heap_peak(p, &len);
+			if (ui_peak_heap) {
+				data = ui_peak_heap(p, &len);
 			} else if (ui_prof_add_file(&pr, peak_path(p, path, sizeof(path)), false, err,
 						    sizeof(err)) != 0) {
 				http_error(c, 404, "no peak profile: %s", err);

@@ -25,6 +25,15 @@ void ui_serve(struct http_conn *c, const struct http_request *rq);
 void ui_cpu_sample(const struct proc *p, uint32_t stack, uint32_t weight);
 void ui_proc_gone(const struct proc *p);
 
+/*
+ * The hook for peak heap profiles (heap?peak=1, kept by another part of
+ * the collector): where something defines ui_peak_heap (a gzipped heap
+ * profile of p at its peak, as pprof_heap returns; NULL on failure), the
+ * page offers "peak heap" live. Until then it offers the peak file of the
+ * last dump, DIR/<prog>.<pid>.peak.heap.pb.gz, where there is one.
+ */
+unsigned char *ui_peak_heap(struct proc *p, size_t *len) __attribute__((weak));
+
 /* View mode: the page serves these files (merged, less base) instead of
  * live processes. The strings must outlive the server. */
 void ui_set_view(char **files, int nfiles, const char *base);

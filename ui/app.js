@@ -64,6 +64,8 @@ function saveState() {
 		q.set("seconds", $("seconds").value);
 	if ($("base").value && $("base").value !== "now")
 		q.set("base", $("base").value);
+	if ($("search").value)
+		q.set("search", $("search").value);
 	history.replaceState(null, "", "?" + q.toString());
 }
 
@@ -307,6 +309,8 @@ async function init() {
 		if (state.chart)
 			state.chart.resetZoom();
 	});
+	if (query.get("search"))
+		$("search").value = query.get("search");
 	if (query.get("auto")) {
 		$("auto").checked = true;
 		$("every").value = query.get("auto");
