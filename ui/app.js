@@ -244,6 +244,12 @@ function renderFlame(p, t) {
 		.setDetailsElement($("details"))
 		.label((d) => d.data.name + ": " + formatValue(d.value, t.unit) + " (" +
 			(100 * d.value / total).toFixed(2) + "%)");
+	chart.setSearchHandler((results, sum, all) => {
+		$("details").textContent = $("search").value
+			? "search: " + formatValue(sum, t.unit) + " of " + formatValue(all, t.unit) +
+				" (" + (all ? (100 * sum / all).toFixed(2) : "0") + "%)"
+			: "";
+	});
 	if (p.diff)
 		chart.setColorHue("green");
 	d3.select(el).datum(p.flame).call(chart);

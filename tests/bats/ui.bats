@@ -76,10 +76,12 @@ stop_grow() {
 	[[ $output == *"\"pid\":$PID,\"name\":\"target_grow\""* ]]
 	sleep 4
 
-	browse "${URL}?pid=$PID&kind=heap&type=inuse_space" heap
+	browse "${URL}?pid=$PID&kind=heap&type=inuse_space&search=keep_beta" heap
 	top_are heap.html keep_alpha keep_beta keep_gamma
 	table_names heap.html | head -1 | grep -qx keep_alpha # 32 of 56 MiB
 	grep -q 'inuse_space, total 5[0-9]\.[0-9]*MB' heap.html
+	# The search says what share keep_beta holds: 16 of 56 MiB.
+	grep -qE 'search: 1[4-8](\.[0-9]+)?MB of 5[0-9.]+MB \((2[5-9]|3[0-3])\.[0-9]+%\)' heap.html
 
 	browse "${URL}?pid=$PID&kind=cpu&seconds=10" cpu
 	top_are cpu.html spin_red spin_green spin_blue
