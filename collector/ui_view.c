@@ -6,6 +6,7 @@
  * collector proper.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -175,6 +176,9 @@ int ui_view_main(int argc, char **argv)
 	ui_prof_free(&pr);
 	ui_set_view(files, nfiles, base);
 
+	/* Ctrl-C ends it even when started in the background of a script
+	 * (which leaves SIGINT ignored). */
+	signal(SIGINT, SIG_DFL);
 	sigset_t mask;
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGINT);
@@ -190,7 +194,21 @@ int ui_view_main(int argc, char **argv)
 	}
 	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = 1 };
 	epoll_ctl(epfd, EPOLL_CTL_ADD, sfd, &ev);
-	if (http_start(http, epfd, false) != 0)
+	/* http_start says "listening on ... go tool pprof ..." for a port the
+	 * kernel chose, which is the wrong advice here: our own line says
+	 * where the page is. Its reasons for failing are said on a second
+	 * try. */
+	int saved = dup(STDERR_FILENO), null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+	if (saved >= 0 && null >= 0)
+		dup2(null, STDERR_FILENO);
+	int rc = http_start(http, epfd, false);
+	if (saved >= 0 && null >= 0)
+		dup2(saved, STDERR_FILENO);
+	if (saved >= 0)
+		close(saved);
+	if (null >= 0)
+		close(null);
+	if (rc != 0 && http_start(http, epfd, false) != 0)
 		return 1;
 	char where[128];
 	if (http_local_addr(where, sizeof(where)) != 0)
