@@ -33,16 +33,12 @@ rows() {
 }
 
 @test "memprof top's flat and cum match go tool pprof -top's top 10 for a fresh profile, every sample type" {
-	"$MEMPROF" run -o out --rate 65536 -- "$T/target_heap" >/dev/null 2>&1 &
+	"$MEMPROF" run -o out --rate 65536 -- "$T/target_heap" >prog.out 2>&1 &
+	wait_for_line prog.out '^ready [0-9]+'
 	local pid
-	for ((i = 0; i < 200; i++)); do
-		pid=$(pgrep -f "^$T/target_heap$" | head -1) && [ -n "$pid" ] && break
-		sleep 0.05
-	done
-	[ -n "$pid" ]
-	sleep 2
+	pid=$(awk '/^ready/ { print $2 }' prog.out)
 	kill -USR2 "$pid"
-	sleep 1
+	wait_for_file "out/target_heap.$pid.0001.heap.pb.gz" 20
 	kill -USR1 "$pid"
 	wait
 	for f in out/target_heap.*.pb.gz; do
