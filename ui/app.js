@@ -6,7 +6,7 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { mode: "live", procs: [], timer: null, chart: null, loading: false };
+const state = { mode: "live", procs: [], timer: null, chart: null, loading: false, zoom: "" };
 const query = new URLSearchParams(location.search);
 
 const TYPES = {
@@ -66,6 +66,8 @@ function saveState() {
 		q.set("base", $("base").value);
 	if ($("search").value)
 		q.set("search", $("search").value);
+	if (state.zoom)
+		q.set("zoom", state.zoom);
 	history.replaceState(null, "", "?" + q.toString());
 }
 
@@ -252,8 +254,19 @@ function renderFlame(p, t) {
 	});
 	if (p.diff)
 		chart.setColorHue("green");
+	// A click zooms into a frame (the library's); the URL remembers which,
+	// so that a refresh or a shared link shows the same frame.
+	chart.onClick((d) => {
+		state.zoom = d.parent ? d.data.name : "";
+		saveState();
+	});
 	d3.select(el).datum(p.flame).call(chart);
 	state.chart = chart;
+	if (state.zoom) {
+		const node = d3.select(el).selectAll("g").data().find((d) => d.data.name === state.zoom);
+		if (node)
+			chart.zoomTo(node);
+	}
 	const term = $("search").value;
 	if (term)
 		chart.search(term);
@@ -315,6 +328,7 @@ async function init() {
 		if (state.chart)
 			state.chart.resetZoom();
 	});
+	state.zoom = query.get("zoom") || "";
 	if (query.get("search"))
 		$("search").value = query.get("search");
 	if (query.get("auto")) {

@@ -13,7 +13,7 @@ setup_file() {
 }
 
 # browse URL NAME: the DOM the page has after its scripts ran, into
-# NAME.html, and a screenshot, into $SHOTS/NAME.png. Nothing but the
+# NAME.html (and $SHOTS/NAME.html), and a screenshot, into $SHOTS/NAME.png. Nothing but the
 # page's own server is reached.
 browse() {
 	local url=$1 name=$2
@@ -23,6 +23,7 @@ browse() {
 		--disable-default-apps --window-size=1400,900 --virtual-time-budget=8000)
 	timeout 120 chromium "${flags[@]}" --dump-dom --screenshot="$SHOTS/$name.png" "$url" \
 		>"$name.html" 2>/dev/null
+	cp "$name.html" "$SHOTS/$name.html"
 	[ -s "$name.html" ] && [ -s "$SHOTS/$name.png" ]
 }
 
@@ -49,6 +50,19 @@ top_are() {
 	done
 }
 
+# until_served URL TEXT: waits up to 10 s for URL's answer to contain TEXT.
+until_served() {
+	local i answer
+	for ((i = 0; i < 100; i++)); do
+		answer=$(curl -sS --max-time 5 "$1")
+		[[ $answer == *"$2"* ]] && return 0
+		sleep 0.1
+	done
+	echo "# $1 never said $2; it said:" >&3
+	echo "$answer" | sed 's/^/#   /' >&3
+	return 1
+}
+
 # Starts target_grow under memprof run --http; sets PID, PORT, URL.
 start_grow() {
 	"$MEMPROF" run -o out --rate 65536 --http 127.0.0.1:0 -- "$T/target_grow" 100 >prog.out 2>run.err &
@@ -68,20 +82,24 @@ stop_grow() {
 @test "the page shows a running program's heap and CPU: its top three functions in the table and the flame graph" {
 	command -v chromium >/dev/null || { echo "# chromium is missing: make deps" >&3 && false; }
 	start_grow
-	# The index links to the page, for this process.
-	run curl -sS "http://127.0.0.1:$PORT/debug/pprof/"
-	[[ $output == *"<a href='ui/?pid=$PID'>ui</a>"* ]]
+	# The index links to the page, for this process (once the collector
+	# has taken in its hello, which a loaded machine may delay).
+	until_served "http://127.0.0.1:$PORT/debug/pprof/" "<a href='ui/?pid=$PID'>ui</a>"
 	# Listing the processes starts keeping their CPU samples.
-	run curl -sS "${URL}api/procs"
-	[[ $output == *"\"pid\":$PID,\"name\":\"target_grow\""* ]]
+	until_served "${URL}api/procs" "\"pid\":$PID,\"name\":\"target_grow\""
 	sleep 4
 
-	browse "${URL}?pid=$PID&kind=heap&type=inuse_space&search=keep_beta" heap
+	browse "${URL}?pid=$PID&kind=heap&type=inuse_space&search=keep_beta&zoom=keep_beta" heap
 	top_are heap.html keep_alpha keep_beta keep_gamma
 	table_names heap.html | head -1 | grep -qx keep_alpha # 32 of 56 MiB
 	grep -q 'inuse_space, total 5[0-9]\.[0-9]*MB' heap.html
 	# The search says what share keep_beta holds: 16 of 56 MiB.
 	grep -qE 'search: 1[4-8](\.[0-9]+)?MB of 5[0-9.]+MB \((2[5-9]|3[0-3])\.[0-9]+%\)' heap.html
+	# Zoomed into keep_beta: its frame is as wide as the graph, its siblings' are gone.
+	local svg_width
+	svg_width=$(grep -o '<svg width="[0-9]*" class="partition' heap.html | grep -o '[0-9]*')
+	grep -q "name=\"keep_beta\" class=\"frame\"><rect [^>]*width=\"$svg_width\"" heap.html
+	grep -q 'name="keep_alpha" class="frame"><rect [^>]*width="0"' heap.html
 
 	browse "${URL}?pid=$PID&kind=cpu&seconds=10" cpu
 	top_are cpu.html spin_red spin_green spin_blue
