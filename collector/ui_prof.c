@@ -479,7 +479,8 @@ static void scaled_label(int64_t value, const char *from, const char *to, char *
 		snprintf(buf, size, "%s%s", num, u);
 }
 
-void ui_percent(int64_t v, int64_t total, char *buf, size_t size)
+/* A share as pprof prints it ("97.47%", "  100%", " 0.5%"). */
+static void ui_percent(int64_t v, int64_t total, char *buf, size_t size)
 {
 	double r = total ? fabs((double)v / (double)total) * 100 : 0;
 	if (r >= 99.95 && r <= 100.05)
@@ -491,6 +492,23 @@ void ui_percent(int64_t v, int64_t total, char *buf, size_t size)
 }
 
 /* ---- the -top table ------------------------------------------------------------ */
+
+struct ui_top_row {
+	uint32_t name;
+	int64_t flat, cum;
+	unsigned char how; /* 1: only ever called inlined, 2: never, 3: both */
+};
+
+struct ui_top {
+	struct ui_top_row *rows;
+	size_t nrows;
+	int64_t total;       /* as pprof's: the sum of |value| (of the base when diffing) */
+	int64_t shown;       /* the sum of the rows' flat values */
+	size_t dropped;      /* rows under the cutoff */
+	int64_t cutoff;
+	size_t before_count; /* rows over the cutoff, before nodecount */
+	char unit[16];       /* the unit values are shown in ("MB", "ms", "") */
+};
 
 static int64_t abs64(int64_t v)
 {
@@ -515,7 +533,9 @@ static int row_cmp(const void *a, const void *b)
 	return 0;
 }
 
-void ui_top_make(const struct ui_prof *pr, const struct ui_top_opts *o, struct ui_top *t)
+/* The rows of the table, as pprof's newTrimmedGraph and TextItems make
+ * them. */
+static void ui_top_make(const struct ui_prof *pr, const struct ui_top_opts *o, struct ui_top *t)
 {
 	memset(t, 0, sizeof(*t));
 	size_t idx = o->index;
@@ -615,14 +635,21 @@ void ui_top_make(const struct ui_prof *pr, const struct ui_top_opts *o, struct u
 	snprintf(t->unit, sizeof(t->unit), "%s", unit);
 }
 
-void ui_top_free(struct ui_top *t)
+static void ui_top_free(struct ui_top *t)
 {
 	free(t->rows);
 	memset(t, 0, sizeof(*t));
 }
 
-void ui_top_format(const struct ui_prof *pr, const struct ui_top *t, size_t index, int64_t v,
-		   char *buf, size_t size)
+/* " (inline)", " (partial-inline)" or "", as pprof -top marks a row. */
+static const char *ui_inline_label(const struct ui_top_row *r)
+{
+	return r->how == 1 ? " (inline)" : r->how == 3 ? " (partial-inline)" : "";
+}
+
+/* A value as pprof prints it in the report's unit ("1.50MB", "0"). */
+static void ui_top_format(const struct ui_prof *pr, const struct ui_top *t, size_t index,
+			  int64_t v, char *buf, size_t size)
 {
 	scaled_label(v, index < pr->ntypes ? pr->unit[index] : "", t->unit, buf, size);
 }
@@ -694,10 +721,6 @@ void ui_top_text(const struct ui_prof *pr, const struct ui_top_opts *o, struct s
 	ui_top_free(&t);
 }
 
-const char *ui_inline_label(const struct ui_top_row *r)
-{
-	return r->how == 1 ? " (inline)" : r->how == 3 ? " (partial-inline)" : "";
-}
 
 /* ---- JSON ----------------------------------------------------------------------- */
 

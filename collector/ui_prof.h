@@ -64,34 +64,6 @@ struct ui_top_opts {
 	double nodefraction; /* drop rows whose cum is below this share (0.005) */
 };
 
-struct ui_top_row {
-	uint32_t name;
-	int64_t flat, cum;
-	unsigned char how; /* 1: only ever called inlined, 2: never, 3: both */
-};
-
-struct ui_top {
-	struct ui_top_row *rows;
-	size_t nrows;
-	int64_t total;       /* as pprof's: the sum of |value| (of the base when diffing) */
-	int64_t shown;       /* the sum of the rows' flat values */
-	size_t dropped;      /* rows under the cutoff */
-	int64_t cutoff;
-	size_t before_count; /* rows over the cutoff, before nodecount */
-	char unit[16];       /* the unit values are shown in ("MB", "ms", "") */
-};
-
-void ui_top_make(const struct ui_prof *pr, const struct ui_top_opts *o, struct ui_top *t);
-void ui_top_free(struct ui_top *t);
-/* A value as pprof prints it in the report's unit ("1.50MB", "0"). */
-void ui_top_format(const struct ui_prof *pr, const struct ui_top *t, size_t index, int64_t v,
-		   char *buf, size_t size);
-/* A share as pprof prints it ("97.47%", "  100%", " 0.5%"). */
-void ui_percent(int64_t v, int64_t total, char *buf, size_t size);
-
-/* " (inline)", " (partial-inline)" or "", as pprof -top marks a row. */
-const char *ui_inline_label(const struct ui_top_row *r);
-
 /* The whole text of `pprof -top`: header lines and the table. */
 void ui_top_text(const struct ui_prof *pr, const struct ui_top_opts *o, struct strbuf *out);
 
