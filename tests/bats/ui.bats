@@ -96,9 +96,13 @@ stop_grow() {
 	# The search says what share keep_beta holds: 16 of 56 MiB.
 	grep -qE 'search: 1[4-8](\.[0-9]+)?MB of 5[0-9.]+MB \((2[5-9]|3[0-3])\.[0-9]+%\)' heap.html
 	# Zoomed into keep_beta: its frame is as wide as the graph, its siblings' are gone.
-	local svg_width
-	svg_width=$(grep -o '<svg width="[0-9]*" class="partition' heap.html | grep -o '[0-9]*')
-	grep -q "name=\"keep_beta\" class=\"frame\"><rect [^>]*width=\"$svg_width\"" heap.html
+	# (Widths are computed: 1371.9999999999998 is as good as 1372.)
+	local svg_width beta_width
+	svg_width=$(grep -o '<svg width="[0-9.]*" class="partition' heap.html | grep -o '[0-9.]*')
+	beta_width=$(grep -o 'name="keep_beta" class="frame"><rect [^>]*width="[0-9.]*"' heap.html |
+		sed 's/.*width="\([0-9.]*\)"/\1/')
+	echo "# zoomed: keep_beta $beta_width of $svg_width px" >&3
+	awk -v b="$beta_width" -v s="$svg_width" 'BEGIN { exit !(s > 0 && b > s - 1 && b < s + 1) }'
 	grep -q 'name="keep_alpha" class="frame"><rect [^>]*width="0"' heap.html
 
 	browse "${URL}?pid=$PID&kind=cpu&seconds=10" cpu
