@@ -42,7 +42,10 @@ endif
 SHIM_SRC := $(wildcard shim/*.c)
 SHIM_OBJ := $(SHIM_SRC:%.c=$(B)/%.o)
 COLL_SRC := $(wildcard collector/*.c)
-COLL_OBJ := $(COLL_SRC:%.c=$(B)/%.o) $(GEN)/profile.pb-c.o
+COLL_OBJ := $(COLL_SRC:%.c=$(B)/%.o) $(GEN)/profile.pb-c.o $(B)/collector/ui_assets.o
+# The page at /debug/pprof/ui/ and the library it is built on (ui/vendor,
+# refreshed by scripts/update-ui-vendor), embedded in the collector.
+UI_ASSETS := $(wildcard ui/*.html ui/*.js ui/*.css ui/vendor/*)
 COLL_LIBS := -lprotobuf-c -lz -ldw -lelf -l:libiberty.a -lm
 
 # The shim links nothing but libc (and libm): every library it calls runs
@@ -84,6 +87,11 @@ $(B)/collector/%.o: collector/%.c $(GEN)/profile.pb-c.h
 	$(call say,CC,$@)
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(BASE_CFLAGS) -I$(GEN) $(CFLAGS) -c -o $@ $<
+
+$(B)/collector/ui_assets.o: collector/ui_assets.S $(UI_ASSETS)
+	$(call say,AS,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) -c -o $@ $<
 
 $(B)/collector/options.o: VERSION
 $(B)/collector/options.o: BASE_CFLAGS += -DMEMPROF_VERSION='"$(VERSION)"'

@@ -243,6 +243,16 @@ int http_start(const char *spec, int efd, const struct http_handler *h, bool ver
 	return 0;
 }
 
+int http_local_addr(char *buf, size_t size)
+{
+	struct sockaddr_storage bound;
+	socklen_t blen = sizeof(bound);
+	if (listen_fd < 0 || getsockname(listen_fd, (struct sockaddr *)&bound, &blen) != 0)
+		return -1;
+	format_addr(&bound, buf, size);
+	return 0;
+}
+
 bool http_owns_tag(uint64_t tag)
 {
 	return tag >= HTTP_TAG_BASE && tag < TAG_CONN0 + HTTP_MAX_CONNS;

@@ -9,6 +9,7 @@
 #define MEMPROF_COLLECTOR_HTTP_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "proc.h"
@@ -35,6 +36,10 @@ struct http_handler; /* http_server.h */
 int http_start(const char *spec, int epfd, const struct http_handler *h, bool verbose);
 
 bool http_owns_tag(uint64_t tag);
+
+/* Where the server listens, as "127.0.0.1:PORT" or "[::1]:PORT"; 0, or
+ * -1 if it does not. */
+int http_local_addr(char *buf, size_t size);
 
 /* Handles one epoll event for an http tag. Returns true when it closed a
  * connection other than the one the event was for: later entries of the

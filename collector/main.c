@@ -31,6 +31,7 @@
 #include "pprof_builder.h"
 #include "setup.h"
 #include "symbolize.h"
+#include "ui.h"
 #include "util.h"
 #include "vdso.h"
 
@@ -392,6 +393,11 @@ static int start_up(const struct options *o)
 
 int main(int argc, char **argv)
 {
+	/* Reading files rather than collecting: ui_view.c. */
+	if (argc > 1 && strcmp(argv[1], "--view") == 0)
+		return ui_view_main(argc - 1, argv + 1);
+	if (argc > 1 && strcmp(argv[1], "--top") == 0)
+		return ui_top_main(argc - 1, argv + 1);
 	struct options o = { 0 };
 	int rc = options_parse(argc, argv, &o);
 	if (rc >= 0)

@@ -26,6 +26,8 @@ static void usage(FILE *f)
 		"usage: memprof-collector [--socket PATH] [--dir DIR] [--interval SEC]\n"
 		"                         [--http ADDR:PORT] [--mode MODE] [--all]\n"
 		"                         [--only NAME[,NAME...]] [--verbose]\n"
+		"       memprof-collector --view [--http ADDR:PORT] [--base FILE] FILE...\n"
+		"       memprof-collector --top [-cum] [-nodecount N] [-sample_index NAME] FILE...\n"
 		"       memprof-collector --version\n"
 		"\n"
 		"Collects heap and CPU samples from programs run with\n"

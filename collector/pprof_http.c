@@ -19,6 +19,7 @@
 #include "pprof.h"
 #include "pprof_text.h"
 #include "strbuf.h"
+#include "ui.h"
 #include "util.h"
 
 #define PROFILE_DEFAULT_SECONDS 30 /* Go's */
@@ -428,6 +429,10 @@ static void pprof_http_serve(struct http_conn *c, const struct http_request *rq)
 		http_error(c, 404, "404 page not found (memprof serves /debug/pprof/)");
 		return;
 	}
+	if (ui_owns_path(path)) {
+		ui_serve(c, rq);
+		return;
+	}
 	const char *name = path + sizeof(prefix) - 1;
 	struct params q;
 	if (parse_query(rq->query, &q) != 0) {
@@ -521,6 +526,9 @@ static void pprof_http_cancel(struct http_conn *c)
 static uint64_t pprof_http_next_deadline(void)
 {
 	uint64_t next = stats_waits ? now_monotonic_ns() + STATS_POLL_NS : 0;
+	uint64_t ui = ui_next_snapshot();
+	if (ui && (!next || ui < next))
+		next = ui;
 	for (struct window *w = windows; w; w = w->next)
 		if (!next || w->end_ns < next)
 			next = w->end_ns;
@@ -530,6 +538,7 @@ static uint64_t pprof_http_next_deadline(void)
 static void pprof_http_tick(uint64_t now_ns)
 {
 	answer_stats(now_ns, NULL);
+	ui_snapshot(now_ns);
 	for (struct window *w = windows, *next; w; w = next) {
 		next = w->next;
 		if (w->end_ns <= now_ns)
@@ -548,6 +557,7 @@ void http_proc_gone(struct proc *p)
 {
 	bool any = stats_waits != NULL;
 	uint64_t now = now_monotonic_ns();
+	ui_proc_gone(p);
 	answer_stats(now, p);
 	for (struct window *w = windows, *next; w; w = next) {
 		next = w->next;

@@ -366,6 +366,7 @@ char *pprof_text_index(size_t *len)
 		    ".profile-name{\n\tdisplay:inline-block;\n\twidth:6rem;\n}\n"
 		    "td{\n\tpadding-right:1rem;\n}\n</style>\n</head>\n<body>\n"
 		    "/debug/pprof/<br>\n<br>\n"
+		    "<p><a href=\"ui/\">Flame graphs, top tables and growth</a> (ui/)</p>\n"
 		    "<p>Set debug=1 as a query parameter to export in legacy text format</p>\n"
 		    "Processes profiled by memprof:\n<table>\n"
 		    "<thead><td>pid</td><td>command line</td><td>profiles</td>"
@@ -386,6 +387,7 @@ char *pprof_text_index(size_t *len)
 			  p->pid, p->pid, p->pid);
 		if (p->cpu_hz)
 			sb_printf(&b, "<a href='profile?pid=%u'>profile</a> ", p->pid);
+		sb_printf(&b, "<a href='ui/?pid=%u'>ui</a> ", p->pid);
 		sb_printf(&b,
 			  "<a href='cmdline?pid=%u'>cmdline</a></td><td>%" PRIu64 "</td>"
 			  "<td>%" PRIu64 " heap, %" PRIu64 " CPU; %" PRIu64 " stacks and %"
