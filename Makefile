@@ -175,7 +175,9 @@ SAN_CC := clang
 SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 FUZZ_SECONDS ?= 60
 FB := $(B)/fuzz
-FUZZ_COLL_OBJ := $(filter-out $(FB)/collector/main.o,$(COLL_SRC:%.c=$(FB)/%.o)) $(FB)/gen/profile.pb-c.o
+# The page's assets are data, the same in every build: the plain object.
+FUZZ_COLL_OBJ := $(filter-out $(FB)/collector/main.o,$(COLL_SRC:%.c=$(FB)/%.o)) $(FB)/gen/profile.pb-c.o \
+	$(B)/collector/ui_assets.o
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZERS := $(FUZZ_SRC:tests/fuzz/%.c=$(FB)/%)
 
@@ -201,7 +203,7 @@ fuzz: $(FUZZERS)
 	@FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz/run $(FUZZERS)
 
 AB := $(B)/asan
-ASAN_COLL_OBJ := $(COLL_SRC:%.c=$(AB)/%.o) $(AB)/gen/profile.pb-c.o
+ASAN_COLL_OBJ := $(COLL_SRC:%.c=$(AB)/%.o) $(AB)/gen/profile.pb-c.o $(B)/collector/ui_assets.o
 ASAN_UNITS := $(UNIT_SRC:tests/c/%.c=$(AB)/tests/%)
 
 $(AB)/collector/%.o: collector/%.c $(GEN)/profile.pb-c.h
@@ -229,7 +231,7 @@ $(AB)/memprof-collector: $(ASAN_COLL_OBJ) $(AB)/options.o
 # it. GCC's UBSan reports go to stderr (and stop the test); ASan's to the log.
 AGB := $(AB)/gcc
 ASAN_UNIT_COLL_OBJ := $(filter-out $(AGB)/collector/main.o,$(COLL_SRC:%.c=$(AGB)/%.o)) \
-	$(AGB)/gen/profile.pb-c.o
+	$(AGB)/gen/profile.pb-c.o $(B)/collector/ui_assets.o
 
 $(AGB)/collector/%.o: collector/%.c $(GEN)/profile.pb-c.h
 	$(call say,ASANCC,$@)

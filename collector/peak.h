@@ -23,7 +23,11 @@
 /* A new bucket (zero counts) did not exist at the peak. */
 static inline void peak_new_bucket(const struct proc *p, struct bucket *b)
 {
-	b->unit = (uint64_t)(proc_sample_weight(p, b->size) * (double)b->size + 0.5);
+	/* Sizes and rates come from clients: saturate, as pprof.c's
+	 * round_value does (converting an out-of-range double is undefined;
+	 * found by fuzz_wire). */
+	double unit = proc_sample_weight(p, b->size) * (double)b->size + 0.5;
+	b->unit = unit >= 18446744073709551615.0 ? UINT64_MAX : (uint64_t)unit;
 	b->peak_gen = p->peak_gen;
 	b->peak_inuse = b->peak_alloc = 0;
 }
