@@ -21,7 +21,7 @@ build_split() {
 
 # The function and line the heap profile names for the library's frame.
 lib_frame() {
-	pprof -sample_index=alloc_space -lines -top "$(ls "$1"/main.*.heap.pb.gz)" | grep -o 'dc_alloc_in_lib [^ ]*' | head -1
+	pprof -sample_index=alloc_space -lines -top "$(ls "$1"/main.*.0001.heap.pb.gz)" | grep -o 'dc_alloc_in_lib [^ ]*' | head -1
 }
 
 @test "a compressed separate debug file is decompressed once into the cache, and the copy is used after" {

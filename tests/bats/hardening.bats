@@ -229,6 +229,9 @@ rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 	# The client leaves: what it took is given back.
 	exec {PROBE[1]}>&-
 	wait_for_file "out/probe.$pid.0001.heap.pb.gz" 10
+	# The peak profile is written after it (encoding 200,000 stacks
+	# takes a while): the memory is measured once both are out.
+	wait_for_file "out/probe.$pid.peak.heap.pb.gz" 10
 	sleep 0.5
 	after=$(rss_kib "$COLLECTOR_PID")
 	echo "# collector RSS: $base KiB at start, $held KiB holding the client, $after KiB after" >&3

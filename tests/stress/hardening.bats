@@ -32,6 +32,7 @@ cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 	held=$(rss_kib "$COLLECTOR_PID")
 	exec {PROBE[1]}>&-
 	wait_for_file "out/probe.$pid.0001.heap.pb.gz" 30
+	wait_for_file "out/probe.$pid.peak.heap.pb.gz" 30
 	sleep 1
 	after=$(rss_kib "$COLLECTOR_PID")
 	echo "# RSS: $base KiB, $held KiB holding, $after KiB after" >&3
