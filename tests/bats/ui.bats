@@ -97,8 +97,9 @@ stop_grow() {
 	total=$(grep -o 'inuse_space, total [0-9.]*MB' heap.html | grep -o '[0-9.]*MB' | tr -d MB)
 	echo "# total $total MB of 56" >&3
 	awk -v t="$total" 'BEGIN { exit !(t >= 48 && t <= 64) }'
-	# The search says what share keep_beta holds: 16 of 56 MiB.
-	grep -qE 'search: 1[4-8](\.[0-9]+)?MB of 5[0-9.]+MB \((2[5-9]|3[0-3])\.[0-9]+%\)' heap.html
+	# The search says what share keep_beta holds: 16 of 56 MiB (256
+	# samples at 64 KiB: 13.6 MB, 15% under, was seen once).
+	grep -qE 'search: 1[2-9](\.[0-9]+)?MB of [45][0-9.]+MB \((2[0-9]|3[0-6])\.[0-9]+%\)' heap.html
 	# Zoomed into keep_beta: its frame is as wide as the graph, its siblings' are gone.
 	# (Widths are computed: 1371.9999999999998 is as good as 1372.)
 	local svg_width beta_width
