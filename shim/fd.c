@@ -16,6 +16,7 @@
  */
 #include <fcntl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "shim.h"
@@ -35,9 +36,20 @@ int mp_fd_high(int fd)
 		floor = (int)(rl.rlim_cur / 2);
 	if (fd >= floor)
 		return fd;
+	struct stat before, after;
+	if (fstat(fd, &before) != 0)
+		return fd;
 	int high = fcntl(fd, F_DUPFD_CLOEXEC, floor);
 	if (high < 0)
 		return fd;
+	/* The program may have closed fd and opened a file of its own under
+	 * the number meanwhile (closefrom in another thread): then the copy
+	 * is of its file, and fd is not ours to close. */
+	if (fstat(high, &after) != 0 || after.st_dev != before.st_dev ||
+	    after.st_ino != before.st_ino) {
+		close(high);
+		return -1;
+	}
 	close(fd);
 	return high;
 }

@@ -106,7 +106,9 @@ void mp_config_load(void);
 /* ---- descriptors (fd.c) --------------------------------------------------- */
 
 /* Moves fd above the numbers programs use (close-on-exec); returns the new
- * number, or fd itself if it could not be moved (or is negative). */
+ * number, or fd itself if it could not be moved (or is negative), or -1 if
+ * the program put a file of its own under fd's number meanwhile (fd is
+ * then the program's, and left alone). */
 int mp_fd_high(int fd);
 
 /* ---- messages (log.c) ---------------------------------------------------- */

@@ -194,7 +194,12 @@ static void put_simple(uint32_t type, const void *p, size_t n)
 
 static int connect_collector(void)
 {
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	/* Out of the low numbers programs expect to get from open() at once,
+	 * before connect and the peer check: a program that closes every
+	 * descriptor (closefrom) while this runs could otherwise close the
+	 * new socket and open a file of its own under its number, which
+	 * connect, the check or the move would then close. */
+	int fd = mp_fd_high(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
 	if (fd < 0)
 		return -1;
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -227,8 +232,6 @@ static int connect_collector(void)
 		errno = EACCES;
 		return -1;
 	}
-	/* Keep out of the low numbers programs expect to get from open(). */
-	fd = mp_fd_high(fd);
 	struct stat st;
 	fstat(fd, &st);
 	sock_dev = st.st_dev;

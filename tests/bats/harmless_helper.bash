@@ -26,24 +26,37 @@ shim() {
 
 # corrupted_runs N PROG ARGS...: runs PROG N times at MEMPROF_RATE=1 under the
 # bare shim (ARGS name its files: a.out, b.out, as in the bare run kept in
-# bare/), and prints how many runs left files or output unlike the bare run's.
+# bare/), and prints how many runs left files, output or a status unlike the
+# bare run's. Known and counted apart (one line on fd 3, not in the count):
+# runs whose only difference is the descriptor numbers the program says it
+# got, when the shim's writer reconnected after the program's closefrom and
+# its new socket held a low number for the instant before it is moved high
+# (about 1 run in 100 at rate 1: see the README's descriptor rules).
 corrupted_runs() {
-	local n=$1 i bad=0
+	local n=$1 i bad=0 shifted=0
 	shift
 	mkdir -p bare
 	(cd bare && "$@" >stdout)
 	for ((i = 0; i < n; i++)); do
 		rm -rf run && mkdir run
 		(cd run && MEMPROF_RATE=1 shim "$@" >stdout 2>stderr; echo $? >status)
-		if ! diff -q <(cd bare && cat stdout ./*.out) <(cd run && cat stdout ./*.out) >/dev/null ||
+		if ! diff -q <(cd bare && cat ./*.out) <(cd run && cat ./*.out) >/dev/null ||
 			[ "$(cat run/status)" != 0 ]; then
 			bad=$((bad + 1))
 			[ "$bad" -eq 1 ] && {
 				echo "# run $((i + 1)): status $(cat run/status), sizes $(cd run && wc -c ./*.out | tr '\n' ' ')" >&3
 				sed 's/^/#   /' run/stderr >&3
 			}
+		elif ! diff -q bare/stdout run/stdout >/dev/null; then
+			if [ "$(sed 's/on [0-9]* and [0-9]*/on N and N/' bare/stdout)" = \
+				"$(sed 's/on [0-9]* and [0-9]*/on N and N/' run/stdout)" ]; then
+				shifted=$((shifted + 1))
+			else
+				bad=$((bad + 1))
+			fi
 		fi
 	done
+	[ "$shifted" -eq 0 ] || echo "# $shifted of $n runs: the program got other descriptor numbers (files exact)" >&3
 	echo "$bad"
 }
 
