@@ -130,3 +130,18 @@ all_locations_named() {
 		fi
 	done
 }
+
+# dump_target_heap DIR: a heap profile of target_heap (48 MiB in hold_big,
+# 16 MiB in hold_small, a churn) dumped into DIR at --rate 65536, made
+# here rather than kept in git; prints its path.
+dump_target_heap() {
+	local dir=$1 pid
+	"$MEMPROF" run -o "$dir" --rate 65536 -- "$T/target_heap" >"$dir.prog.out" 2>&1 &
+	wait_for_line "$dir.prog.out" '^ready [0-9]+' || return 1
+	pid=$(awk '/^ready/ { print $2 }' "$dir.prog.out")
+	kill -USR2 "$pid"
+	wait_for_file "$dir/target_heap.$pid.0001.heap.pb.gz" 20 >/dev/null || return 1
+	kill -USR1 "$pid"
+	wait
+	echo "$dir/target_heap.$pid.0001.heap.pb.gz"
+}

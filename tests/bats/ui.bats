@@ -151,7 +151,9 @@ stop_grow() {
 }
 
 @test "memprof view serves the page for a file: its top functions, its sample types, and it leaves on Ctrl-C" {
-	"$MEMPROF" view "$ROOT/tests/data/target_heap.heap.pb.gz" >view.out 2>view.err &
+	local heap
+	heap=$(dump_target_heap "$TEST_TMP/dump")
+	"$MEMPROF" view "$heap" >view.out 2>view.err &
 	local pid=$!
 	BG_PIDS+=($pid)
 	wait_for_line view.out 'at http://127\.0\.0\.1:[0-9]+/debug/pprof/ui/'
