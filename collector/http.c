@@ -741,3 +741,41 @@ void http_stop(void)
 		close(timer_fd);
 	listen_fd = timer_fd = -1;
 }
+
+/* ---- queries -------------------------------------------------------------------- */
+
+static int hex_digit(char ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	if (ch >= 'a' && ch <= 'f')
+		return ch - 'a' + 10;
+	if (ch >= 'A' && ch <= 'F')
+		return ch - 'A' + 10;
+	return -1;
+}
+
+int http_query_decode(const char *s, size_t n, char *out, size_t size)
+{
+	size_t o = 0;
+	int rc = 0;
+	for (size_t i = 0; i < n; i++) {
+		char ch = s[i];
+		if (ch == '%') {
+			if (i + 2 >= n || hex_digit(s[i + 1]) < 0 || hex_digit(s[i + 2]) < 0)
+				return -1;
+			ch = (char)(hex_digit(s[i + 1]) * 16 + hex_digit(s[i + 2]));
+			if (ch == '\0')
+				return -1;
+			i += 2;
+		} else if (ch == '+') {
+			ch = ' ';
+		}
+		if (o + 1 < size)
+			out[o++] = ch;
+		else
+			rc = 1;
+	}
+	out[o] = '\0';
+	return rc;
+}

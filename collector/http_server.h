@@ -71,4 +71,9 @@ struct http_handler {
 /* pprof_http.c's endpoints. */
 extern const struct http_handler pprof_http_handler;
 
+/* Decodes s[0, n) of a query (percent escapes, '+' for space) into out, of
+ * size bytes; -1 if an escape is malformed or the text holds a NUL, 1 if it
+ * did not fit (out then holds what did), else 0. */
+int http_query_decode(const char *s, size_t n, char *out, size_t size);
+
 #endif /* MEMPROF_COLLECTOR_HTTP_SERVER_H */

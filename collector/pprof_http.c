@@ -77,44 +77,6 @@ struct params {
 	struct param pid, seconds, debug, peak;
 };
 
-static int hex_digit(char ch)
-{
-	if (ch >= '0' && ch <= '9')
-		return ch - '0';
-	if (ch >= 'a' && ch <= 'f')
-		return ch - 'a' + 10;
-	if (ch >= 'A' && ch <= 'F')
-		return ch - 'A' + 10;
-	return -1;
-}
-
-/* Decodes s[0, n) (percent escapes, '+' for space) into out; -1 if an
- * escape is malformed or the text contains a NUL; 1 if it did not fit. */
-static int decode(const char *s, size_t n, char *out, size_t size)
-{
-	size_t o = 0;
-	int rc = 0;
-	for (size_t i = 0; i < n; i++) {
-		char ch = s[i];
-		if (ch == '%') {
-			if (i + 2 >= n || hex_digit(s[i + 1]) < 0 || hex_digit(s[i + 2]) < 0)
-				return -1;
-			ch = (char)(hex_digit(s[i + 1]) * 16 + hex_digit(s[i + 2]));
-			if (ch == '\0')
-				return -1;
-			i += 2;
-		} else if (ch == '+') {
-			ch = ' ';
-		}
-		if (o + 1 < size)
-			out[o++] = ch;
-		else
-			rc = 1;
-	}
-	out[o] = '\0';
-	return rc;
-}
-
 /* Splits the query into the parameters we know; the first of each counts,
  * as with Go's FormValue, and unknown ones are ignored (Go's gc=1, say). */
 static int parse_query(const char *query, struct params *out)
@@ -125,8 +87,8 @@ static int parse_query(const char *query, struct params *out)
 		const char *eq = memchr(s, '=', n);
 		size_t klen = eq ? (size_t)(eq - s) : n;
 		char key[PARAM_MAX], value[PARAM_MAX];
-		int kr = decode(s, klen, key, sizeof(key));
-		int vr = eq ? decode(eq + 1, n - klen - 1, value, sizeof(value)) : 0;
+		int kr = http_query_decode(s, klen, key, sizeof(key));
+		int vr = eq ? http_query_decode(eq + 1, n - klen - 1, value, sizeof(value)) : 0;
 		if (!eq)
 			value[0] = '\0';
 		if (kr < 0 || vr < 0 || memchr(s, ';', n))

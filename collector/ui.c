@@ -163,40 +163,15 @@ void ui_set_view(char **files, int nfiles, const char *base)
 
 /* ---- the query ---------------------------------------------------------------------- */
 
-static int hexval(char ch)
-{
-	if (ch >= '0' && ch <= '9')
-		return ch - '0';
-	if (ch >= 'a' && ch <= 'f')
-		return ch - 'a' + 10;
-	if (ch >= 'A' && ch <= 'F')
-		return ch - 'A' + 10;
-	return -1;
-}
-
 /* The decoded value of key in query (the first one), or NULL. */
 static const char *param(const char *query, const char *key, char *buf, size_t size)
 {
 	size_t klen = strlen(key);
 	for (const char *s = query; *s;) {
 		size_t n = strcspn(s, "&");
-		if (n > klen && strncmp(s, key, klen) == 0 && s[klen] == '=') {
-			size_t o = 0;
-			for (size_t i = klen + 1; i < n && o + 1 < size; i++) {
-				char ch = s[i];
-				if (ch == '%' && i + 2 < n + 0 && hexval(s[i + 1]) >= 0 &&
-				    hexval(s[i + 2]) >= 0) {
-					ch = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
-					i += 2;
-				} else if (ch == '+') {
-					ch = ' ';
-				}
-				if (ch)
-					buf[o++] = ch;
-			}
-			buf[o] = '\0';
-			return buf;
-		}
+		if (n > klen && strncmp(s, key, klen) == 0 && s[klen] == '=')
+			return http_query_decode(s + klen + 1, n - klen - 1, buf, size) < 0 ? NULL
+											: buf;
 		s += n;
 		if (*s == '&')
 			s++;
