@@ -140,6 +140,15 @@ static int by_parent_then_lo(const void *a, const void *b)
 		return x->parent < y->parent ? -1 : 1;
 	if (x->lo != y->lo)
 		return x->lo < y->lo ? -1 : 1;
+	/*
+	 * Aliases with the same range (glibc's assembly gives __clone3 and
+	 * __GI___clone3 each a DW_TAG_subprogram): find() takes the last of
+	 * equal starts, so the first in DIE order (the lowest node) is sorted
+	 * last. That is the name readers that walk the DIEs in order take, Go's
+	 * pprof among them, so that a text profile re-read by it agrees.
+	 */
+	if (x->node != y->node)
+		return x->node > y->node ? -1 : 1;
 	return 0;
 }
 

@@ -664,6 +664,34 @@ static void get_call_site(Dwarf_Die *inlined, struct sym_frame *caller)
 }
 
 /*
+ * The functions containing addr in the first unit whose ranges hold it, as
+ * dw_index_lookup gives them (0 if none), with that unit's bias in *dwbias:
+ * for when the unit .debug_aranges named has none. Aranges can be wrong:
+ * Debian 12's libc maps clone3.S's code to ttyname_r.c's unit, which has
+ * no function there, and the symbol table's alias (clone3) would then name
+ * what DWARF calls __clone3. A linear walk over the units, but only for
+ * addresses the named unit has no function for, each once (results are
+ * cached by the caller).
+ */
+static int lookup_in_any_unit(struct sym_obj *obj, Dwarf_Addr addr, Dwarf_Addr *dwbias,
+			      Dwarf_Die *dies, int max)
+{
+	Dwarf_Die *cu = NULL;
+	Dwarf_Addr bias;
+
+	while ((cu = dwfl_module_nextcu(obj->mod, cu, &bias))) {
+		if (dwarf_haspc(cu, addr - bias) != 1)
+			continue;
+		int n = dw_index_lookup(obj->index, cu, addr - bias, dies, max);
+		if (n > 0) {
+			*dwbias = bias;
+			return n;
+		}
+	}
+	return 0;
+}
+
+/*
  * Fill fr[0..n) from the functions and inlined calls containing addr,
  * innermost first, ending with the DW_TAG_subprogram the address physically
  * belongs to. Lines of frame i > 0 come from the call site of frame i - 1;
@@ -682,8 +710,10 @@ static int resolve_dwarf(struct sym_obj *obj, Dwarf_Addr addr, struct sym_frame 
 		return 0;
 	if (!obj->index)
 		obj->index = dw_index_new();
-	ndies = dw_index_lookup(obj->index, cu, addr - dwbias, dies,
-			       cap < SYM_MAX_FRAMES ? cap : SYM_MAX_FRAMES);
+	int max = cap < SYM_MAX_FRAMES ? cap : SYM_MAX_FRAMES;
+	ndies = dw_index_lookup(obj->index, cu, addr - dwbias, dies, max);
+	if (ndies == 0)
+		ndies = lookup_in_any_unit(obj, addr, &dwbias, dies, max);
 	for (int i = 0; i < ndies; i++) {
 		Dwarf_Die *die = &dies[i];
 		int tag = dwarf_tag(die);
