@@ -13,6 +13,7 @@
 #include "debuginfo.h"
 #include "pprof_text.h"
 #include "strbuf.h"
+#include "symbolize.h"
 #include "util.h"
 
 /* ---- the legacy heap format --------------------------------------------------- */
@@ -278,21 +279,41 @@ static void add_stats(struct strbuf *b, const struct proc *p)
 	sb_printf(b, "# OverLimitSamples = %" PRIu64 "\n", p->over_limit_samples);
 }
 
+/* A path the memory map can carry: absolute, one field. */
+static bool is_plain_path(const char *path)
+{
+	return path && path[0] == '/' && !strpbrk(path, " \t\r\n");
+}
+
 /*
  * The mappings, in the brief form google/pprof's legacy parser reads after
  * this sentinel (as in gperftools' heap profiles), so that go tool pprof can
- * symbolize the text profile from the binaries. Go's own text has none;
- * readers of Go's format stop before it.
+ * symbolize the text profile from the binaries. Go's own text has none
+ * (go tool pprof then needs the binary named on its command line); readers
+ * of Go's format stop before it.
+ *
+ * go tool pprof names an address only from the DWARF of the file a mapping
+ * names (cmd/pprof's objTool: .gopclntab, then debug/dwarf; no symbol
+ * table, no search for separate debug files, whatever PPROF_BINARY_PATH
+ * says of file names). So where the DWARF is in a separate file (libc's in
+ * libc6-dbg's /usr/lib/debug/.build-id/...), the mapping names that file:
+ * it has the same build id and program headers, so addresses land where
+ * they do in the library, and pprof names glibc's internal functions as the
+ * binary profile does. The cost: what pprof still cannot name shows as
+ * [<build id>.debug] rather than [libc.so.6].
  */
 static void add_memory_map(struct strbuf *b, const struct proc *p)
 {
 	sb_adds(b, "\n--- Memory map: ---\n");
 	for (size_t i = 0; i < p->nmaps; i++) {
 		const struct mapping *m = &p->maps[i];
-		if (m->path[0] != '/' || strpbrk(m->path, " \t\r\n"))
+		if (!is_plain_path(m->path))
 			continue;
+		const char *debug_file = sym_separate_debug_file(m->file ? m->file : m->path,
+								 m->build_id, m->build_id_len);
+		const char *file = is_plain_path(debug_file) ? debug_file : m->path;
 		sb_printf(b, "0x%" PRIx64 "-0x%" PRIx64 " %s (@%" PRIx64 ")", m->start, m->limit,
-			  m->path, m->offset);
+			  file, m->offset);
 		if (m->build_id_len) {
 			sb_adds(b, " ");
 			for (uint32_t j = 0; j < m->build_id_len; j++)

@@ -1053,3 +1053,22 @@ int sym_debuginfo(const char *path, const uint8_t *build_id, size_t build_id_len
 	/* libdw caches the answer: only the first call per file looks. */
 	return dwfl_module_getdwarf(file->obj->mod, &bias) != NULL;
 }
+
+const char *sym_separate_debug_file(const char *path, const uint8_t *build_id,
+				    size_t build_id_len)
+{
+	struct file_key key = { path ? path : "", build_id, build_id ? build_id_len : 0 };
+	struct sym_file *file = get_file(&key);
+	const char *main_file = NULL, *debug_file = NULL;
+	Dwarf_Addr bias;
+	struct sym_str *name;
+
+	if (!file || !file->obj || !dwfl_module_getdwarf(file->obj->mod, &bias))
+		return NULL;
+	dwfl_module_info(file->obj->mod, NULL, NULL, NULL, NULL, NULL, &main_file, &debug_file);
+	if (!debug_file || (main_file && strcmp(debug_file, main_file) == 0))
+		return NULL;
+	/* libdw's string lives as long as the module; ours as long as the caches. */
+	name = intern(debug_file);
+	return name ? name->s : NULL;
+}

@@ -73,6 +73,17 @@ size_t sym_file_build_id(const char *path, uint8_t *buf, size_t bufsize);
 int sym_debuginfo(const char *path, const uint8_t *build_id, size_t build_id_len);
 
 /*
+ * The separate file the DWARF of the file at path is read from (found as
+ * sym_lookup finds it: /usr/lib/debug/.build-id/, .gnu_debuglink, or the
+ * collector's decompressed copy of one), so that other readers can be sent
+ * there; NULL when the file holds its own DWARF, has none, or cannot be
+ * used. Loads the debug information if need be. The string stays valid
+ * until sym_shutdown().
+ */
+const char *sym_separate_debug_file(const char *path, const uint8_t *build_id,
+				    size_t build_id_len);
+
+/*
  * Warming up. The first lookup in a file loads its debug information, which
  * for a separate debug file with compressed sections (libc6-dbg) takes tens
  * of milliseconds. The collector queues files as soon as a stack points
