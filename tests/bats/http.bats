@@ -150,9 +150,8 @@ cpu_ns() {
 	within "$(flat heap.txt alloc_space churn)" "$(flat heap.pb.gz alloc_space churn)" 1
 	# go tool pprof -top of the text names what the binary profile names.
 	# pprof reads the frame lines as comments and names addresses from the
-	# files in the memory map; what it cannot name there (glibc's static
-	# functions, whose names are in libc6-dbg's separate file; _start,
-	# which has no DWARF) it shows as [module] and is left out here.
+	# DWARF of the files in the memory map; _start has none (crt1.o is
+	# built without it), so pprof shows it as [target_heap], left out here.
 	top_names() { pprof -top -nodecount=10 "$1" | awk '/^ *flat / { t = 1; next } t { print $6 }' | grep -v '^\[' | sort; }
 	top_names heap.txt | sed 's/^/# text: /' >&3
 	[ -n "$(top_names heap.txt)" ]
@@ -162,6 +161,31 @@ cpu_ns() {
 	done
 	# allocs?debug=1 is the same text.
 	curl -sS "$URL/allocs?debug=1&pid=$PID" | head -1 | grep -q '^heap profile: '
+}
+
+@test "go tool pprof -top of a saved heap?debug=1 names the top 10 as the binary profile does, glibc's internal functions too" {
+	libc=$(ldd "$T/target_libc" | awk '/libc\.so/ { print $3 }')
+	id=$(readelf -n "$libc" | awk '/Build ID/ { print $3 }')
+	[ -e "/usr/lib/debug/.build-id/${id:0:2}/${id:2}.debug" ] ||
+		skip "libc6-dbg is not installed (make deps installs it)"
+	start_collector
+	MEMPROF_RATE=4096 start_target "$T/target_libc"
+	wait_for_line prog.out '^ready'
+	# Everything the shim took is sent with the dump; the program then
+	# waits, so the text and the binary profile are of the same moment.
+	kill -USR2 "$PID"
+	wait_for_file "out/target_libc.$PID.0001.heap.pb.gz" 5 >/dev/null
+	curl -sS "$URL/heap?debug=1&pid=$PID" >heap.txt
+	curl -sS -o heap.pb.gz "$URL/heap?pid=$PID"
+	top_names() { pprof -top -nodecount=10 "$1" | awk '/^ *flat / { t = 1; next } t { print $6 }' | sort; }
+	top_names heap.txt | sed 's/^/# text:   /' >&3
+	top_names heap.pb.gz | sed 's/^/# binary: /' >&3
+	[ "$(top_names heap.txt)" = "$(top_names heap.pb.gz)" ]
+	# glibc's own functions, named from libc6-dbg's file: the program's
+	# FILEs and strings are malloc'd there, on a thread glibc started.
+	for fn in __fopen_internal __vasprintf_internal start_thread __clone3 open_files format_names; do
+		top_names heap.txt | grep -qx "$fn"
+	done
 }
 
 @test "go tool pprof -seconds 2 gets a CPU profile of the next two seconds, whatever dumps happen meanwhile" {

@@ -1,0 +1,60 @@
+/*
+ * Memory that glibc allocates on the program's behalf, from a thread, so
+ * that every frame above the program's own function is glibc's: 2000
+ * FILEs kept open by open_files (each a malloc in libc's __fopen_internal)
+ * and 2000 strings from asprintf in format_names (libc's
+ * __vasprintf_internal). Prints "ready PID" and waits for SIGUSR1.
+ */
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#define COUNT 2000
+
+static FILE *files[COUNT];
+static char *names[COUNT];
+
+__attribute__((noinline)) static void open_files(void)
+{
+	for (int i = 0; i < COUNT; i++)
+		files[i] = fopen("/dev/null", "r");
+}
+
+__attribute__((noinline)) static void format_names(void)
+{
+	for (int i = 0; i < COUNT; i++)
+		if (asprintf(&names[i], "%0200d", i) < 0)
+			names[i] = NULL;
+}
+
+static void *work(void *arg)
+{
+	(void)arg;
+	open_files();
+	format_names();
+	return NULL;
+}
+
+int main(void)
+{
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGUSR1);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	pthread_t t;
+	if (pthread_create(&t, NULL, work, NULL) != 0)
+		return 1;
+	pthread_join(t, NULL);
+	printf("ready %d\n", (int)getpid());
+	fflush(stdout);
+	int sig;
+	sigwait(&set, &sig);
+	for (int i = 0; i < COUNT; i++) {
+		if (files[i])
+			fclose(files[i]);
+		free(names[i]);
+	}
+	return 0;
+}
