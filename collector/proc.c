@@ -383,14 +383,33 @@ static int add_stack(struct proc *p, const void *payload, uint32_t len, const ch
 	return 0;
 }
 
-static void release_block(struct proc *p, uint64_t addr)
+/* Live blocks are keyed (address, LIVE_BY_ADDR) when the shim sends no
+ * ids, else (id, LIVE_BY_ID); (id, FREED_FIRST) marks a free that came
+ * before its allocation (see struct mp_alloc). */
+enum { LIVE_BY_ADDR = 0, LIVE_BY_ID = 1, FREED_FIRST = 2 };
+
+static bool release_block(struct proc *p, uint64_t k1, uint64_t k2)
 {
 	uint64_t b;
-	if (map_remove(&p->live, addr, 0, &b) && p->buckets[b].inuse_samples) {
+	if (!map_remove(&p->live, k1, k2, &b))
+		return false;
+	if (p->buckets[b].inuse_samples) {
 		peak_save(p, &p->buckets[b]);
 		p->buckets[b].inuse_samples--;
 		peak_shrank(p, &p->buckets[b]);
 	}
+	return true;
+}
+
+static void add_free(struct proc *p, const struct mp_free *f)
+{
+	if (!f->id) {
+		release_block(p, f->addr, LIVE_BY_ADDR);
+		return;
+	}
+	/* Its allocation is still on its way: cancel it when it comes. */
+	if (!release_block(p, f->id, LIVE_BY_ID) && p->live.count < PROC_MAX_LIVE)
+		map_put(&p->live, f->id, FREED_FIRST, 0);
 }
 
 static int add_alloc(struct proc *p, const void *payload, uint32_t len, const char **why)
@@ -409,7 +428,9 @@ static int add_alloc(struct proc *p, const void *payload, uint32_t len, const ch
 							   : PROC_STACK_OVER_LIMIT;
 	/* A block we still think live at this address was freed without us
 	 * hearing of it (a dropped event): forget it. */
-	release_block(p, a.addr);
+	if (!a.id)
+		release_block(p, a.addr, LIVE_BY_ADDR);
+	bool freed = a.id && map_remove(&p->live, a.id, FREED_FIRST, NULL);
 	uint64_t *v = stack == PROC_STACK_OVER_LIMIT
 			      ? NULL : map_find(&p->bucket_by_key, (uint64_t)stack + 1, a.size);
 	if (stack == PROC_STACK_OVER_LIMIT || p->live.count >= PROC_MAX_LIVE ||
@@ -427,12 +448,17 @@ static int add_alloc(struct proc *p, const void *payload, uint32_t len, const ch
 		peak_new_bucket(p, &p->buckets[b]);
 		map_put(&p->bucket_by_key, (uint64_t)stack + 1, a.size, b);
 	}
+	p->samples++;
 	peak_save(p, &p->buckets[b]);
 	p->buckets[b].alloc_samples++;
+	if (freed)
+		return 0; /* allocated, and already freed */
 	p->buckets[b].inuse_samples++;
 	peak_grew(p, &p->buckets[b]);
-	map_put(&p->live, a.addr, 0, b);
-	p->samples++;
+	if (a.id)
+		map_put(&p->live, a.id, LIVE_BY_ID, b);
+	else
+		map_put(&p->live, a.addr, LIVE_BY_ADDR, b);
 	return 0;
 }
 
@@ -479,7 +505,7 @@ int proc_apply(struct proc *p, uint32_t type, const void *payload, uint32_t len,
 			return -1;
 		}
 		memcpy(&f, payload, sizeof(f));
-		release_block(p, f.addr);
+		add_free(p, &f);
 		return 0;
 	}
 	case MP_REC_DROPS: {

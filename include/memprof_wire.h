@@ -27,7 +27,7 @@
 #include <stdint.h>
 
 #define MP_WIRE_MAGIC 0x4f52504dU /* "MPRO" read as little-endian bytes */
-#define MP_WIRE_VERSION 1U
+#define MP_WIRE_VERSION 2U /* 2: allocation ids */
 #define MP_REC_MAX_PAYLOAD (1U << 20)
 #define MP_MAX_FRAMES 128     /* deepest stack the shim sends */
 #define MP_MAX_BUILD_ID 64    /* longest build id kept, in bytes */
@@ -113,15 +113,25 @@ struct mp_stack {
 	uint32_t depth; /* 1..MP_MAX_FRAMES */
 };
 
+/*
+ * A sampled allocation and, later, its free. With id 0 the collector keys
+ * the block by its address, and relies on order: a block's free comes
+ * before the allocation that reuses its address. A nonzero id (unique in
+ * the process, the free carries the same one) is the key instead, and the
+ * two may come in either order: a shim that sends each thread's events
+ * as they come (full trace) cannot tell which of two threads went first.
+ */
 struct mp_alloc {
 	uint64_t addr;
 	uint64_t size; /* bytes requested */
 	uint32_t stack_id;
 	uint32_t reserved;
+	uint64_t id;
 };
 
 struct mp_free {
 	uint64_t addr;
+	uint64_t id; /* the allocation's, or 0 */
 };
 
 struct mp_drops {

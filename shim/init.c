@@ -94,6 +94,7 @@ static void fork_child(void)
 	mp_threads_fork_child();
 	if (atomic_load(&mp_state) == MP_STATE_ON) {
 		mp_ring_reset();
+		mp_trings_fork_child();
 		mp_mappings_reset();
 		mp_writer_fork_child();
 		if (mp_writer_start() != 0)
@@ -121,6 +122,7 @@ __attribute__((constructor(101))) static void mp_start(int argc, char **argv, ch
 		mp_log("cannot find the shim's own code; profiling is off");
 		goto out;
 	}
+	mp_trings_on = mp_cfg.full_trace && MP_TRACK_BY_HEADER();
 	if (mp_ring_setup(mp_cfg.full_trace ? RING_BYTES_FULL_TRACE : RING_BYTES) != 0) {
 		mp_log("cannot map the event ring (%s); profiling is off", strerror(errno));
 		goto out;

@@ -294,7 +294,8 @@ static void *sampled(void *p, size_t size)
  * Sampled blocks. Under glibc's allocator a block taken on the sampled path
  * gets a header: it is allocated hdr (16, or the alignment asked for) bytes
  * longer, and the program is given base + hdr. The 16 bytes before that
- * pointer hold hdr and MP_HDR_MARK. free() compares the word before any
+ * pointer hold hdr's logarithm (with the flag and id of shim.h's
+ * MP_HDR_* beside it) and MP_HDR_MARK. free() compares the word before any
  * pointer with the marker: for a block of glibc's own that word is its
  * chunk's size, a multiple of 16 plus flags in bits 0-2, so bit 3 is clear,
  * and the marker has it set. So the test is exact, reads a word glibc's
@@ -318,7 +319,7 @@ static inline bool maybe_sampled(const void *p)
 
 static size_t hdr_of(const void *p)
 {
-	return (size_t)(*mp_hdr_word(p) & ~MP_HDR_REPORTED);
+	return (size_t)1 << (*mp_hdr_word(p) & MP_HDR_LOG2_MASK);
 }
 
 /* Writes the header into the real block base; returns the program's
@@ -328,7 +329,7 @@ static void *put_header(void *base, size_t hdr)
 	if (!base)
 		return NULL;
 	unsigned char *p = (unsigned char *)base + hdr;
-	uint64_t h = hdr, mark = MP_HDR_MARK;
+	uint64_t h = (uint64_t)__builtin_ctzll(hdr), mark = MP_HDR_MARK;
 	memcpy(p - 16, &h, sizeof(h));
 	memcpy(p - 8, &mark, sizeof(mark));
 	return p;

@@ -112,13 +112,11 @@ uint64_t mp_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
-/* Waits a little for the writer to make room; false when it is time to give
- * up (no writer, or no progress for STALL_LIMIT_NS). */
-static bool wait_for_room(uint64_t *stall_start, uint64_t *seen_tail)
+bool mp_ring_wait_for_room(uint64_t t, uint64_t *stall_start, uint64_t *seen_tail)
 {
 	if (!mp_cfg.full_trace || !mp_writer_alive())
 		return false;
-	uint64_t t = atomic_load(&tail_line.v), now = mp_now_ns();
+	uint64_t now = mp_now_ns();
 	if (*stall_start == 0 || t != *seen_tail) {
 		*stall_start = now;
 		*seen_tail = t;
@@ -145,7 +143,8 @@ void *mp_ring_reserve(uint32_t type, uint32_t len)
 		uint64_t off = h & mask;
 		uint64_t pad = off + need > cap ? cap - off : 0;
 		if (h + pad + need - t > cap) {
-			if (!wait_for_room(&stall_start, &seen_tail)) {
+			if (!mp_ring_wait_for_room(atomic_load(&tail_line.v), &stall_start,
+						   &seen_tail)) {
 				atomic_fetch_add_explicit(&mp_dropped, 1, memory_order_relaxed);
 				return NULL;
 			}
@@ -191,9 +190,17 @@ void mp_ring_commit(void *payload)
 		mp_writer_wake();
 }
 
+static bool blocked; /* the consumer's */
+
+bool mp_ring_blocked(void)
+{
+	return blocked;
+}
+
 size_t mp_ring_drain(void (*fn)(uint32_t type, const void *payload, uint32_t len))
 {
 	size_t n = 0;
+	blocked = false;
 	if (!ring)
 		return 0;
 	uint64_t t = atomic_load_explicit(&tail_line.v, memory_order_relaxed);
@@ -202,8 +209,10 @@ size_t mp_ring_drain(void (*fn)(uint32_t type, const void *payload, uint32_t len
 		if (t == h)
 			break;
 		struct rec *r = (struct rec *)(ring + (t & mask));
-		if (!atomic_load_explicit(&r->committed, memory_order_acquire))
+		if (!atomic_load_explicit(&r->committed, memory_order_acquire)) {
+			blocked = true;
 			break;
+		}
 		uint32_t size = r->size;
 		if (r->type != EV_PAD) {
 			fn(r->type, r->payload, r->len);

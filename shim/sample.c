@@ -171,28 +171,49 @@ void mp_sample_note_new_code(void)
 	mp_gate_leave();
 }
 
+static void *reserve(uint32_t type, uint32_t len, uint64_t *id)
+{
+	if (mp_trings_on)
+		return mp_tring_reserve(type, len, id);
+	if (id)
+		*id = 0;
+	return mp_ring_reserve(type, len);
+}
+
+static void commit(void *ev)
+{
+	if (mp_trings_on)
+		mp_tring_commit(ev);
+	else
+		mp_ring_commit(ev);
+}
+
 static void record_alloc(void *p, size_t size)
 {
 	uint64_t pcs[MP_MAX_FRAMES];
 	uint32_t depth = capture_stack(pcs);
 	if (depth == 0)
 		return;
-	struct mp_ev_alloc *ev = mp_ring_reserve(MP_EV_ALLOC, sizeof(*ev) + depth * sizeof(uint64_t));
+	uint64_t id;
+	struct mp_ev_alloc *ev = reserve(MP_EV_ALLOC, sizeof(*ev) + depth * sizeof(uint64_t), &id);
 	if (!ev)
 		return; /* counted as a drop by the ring */
 	ev->addr = (uint64_t)(uintptr_t)p;
 	ev->size = size;
+	ev->id = id;
 	ev->depth = depth;
 	memcpy(ev->pcs, pcs, depth * sizeof(uint64_t));
 	/* Mark before publishing: once the program has the pointer it may
 	 * free it, and that free must know to report it. */
-	if (MP_TRACK_BY_HEADER())
-		*mp_hdr_word(p) |= MP_HDR_REPORTED;
-	else if (mp_live_insert(p, size, pcs[0]) != 0) {
+	if (MP_TRACK_BY_HEADER()) {
+		uint64_t *w = mp_hdr_word(p);
+		*w = (*w & MP_HDR_LOG2_MASK) | (id & MP_HDR_ID_MAX) << MP_HDR_ID_SHIFT |
+		     MP_HDR_REPORTED;
+	} else if (mp_live_insert(p, size, pcs[0]) != 0) {
 		ev->depth = 0; /* the writer skips it */
 		atomic_fetch_add(&mp_dropped, 1);
 	}
-	mp_ring_commit(ev);
+	commit(ev);
 }
 
 void mp_sample_slow(void *p, size_t size)
@@ -231,20 +252,23 @@ void mp_sample_free(void *p)
 		return;
 	t->busy++;
 	bool reported;
+	uint64_t id = 0;
 	if (MP_TRACK_BY_HEADER()) {
 		/* Cleared here, so that a realloc, which carries the header
 		 * over to the new block, leaves it unreported. */
 		uint64_t *w = mp_hdr_word(p);
 		reported = *w & MP_HDR_REPORTED;
-		*w &= ~MP_HDR_REPORTED;
+		id = (*w >> MP_HDR_ID_SHIFT) & MP_HDR_ID_MAX;
+		*w &= MP_HDR_LOG2_MASK;
 	} else {
 		reported = mp_live_remove(p);
 	}
 	if (reported) {
-		struct mp_free *ev = mp_ring_reserve(MP_EV_FREE, sizeof(*ev));
+		struct mp_free *ev = reserve(MP_EV_FREE, sizeof(*ev), NULL);
 		if (ev) {
 			ev->addr = (uint64_t)(uintptr_t)p;
-			mp_ring_commit(ev);
+			ev->id = id;
+			commit(ev);
 		}
 	}
 	t->busy--;

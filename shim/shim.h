@@ -61,9 +61,14 @@ extern bool mp_headed;
  * chunk size there always has bit 3 clear. Sign-extended from 32 bits so
  * that free() compares it with one instruction. */
 #define MP_HDR_MARK ((uint64_t)(int64_t)(int32_t)0x8badf00du)
-/* The header's first word is the header's size, with this bit set while the
- * block is reported to the collector (see mp_sample_free): in full trace
- * that spares the live table's shared locks on every malloc and free. */
+/* The header's first word: the base-2 logarithm of the header's size (a
+ * power of two) in its low bits; the allocation's id when events carry ids
+ * (tring.c) above them; and MP_HDR_REPORTED, set while the block is
+ * reported to the collector (see mp_sample_free): in full trace that
+ * spares the live table's shared locks on every malloc and free. */
+#define MP_HDR_LOG2_MASK 0x3fULL
+#define MP_HDR_ID_SHIFT 6
+#define MP_HDR_ID_MAX ((1ULL << 57) - 1)
 #define MP_HDR_REPORTED (1ULL << 63)
 
 static inline uint64_t *mp_hdr_word(const void *p)
@@ -300,6 +305,7 @@ enum mp_ev_type {
 struct mp_ev_alloc {
 	uint64_t addr;
 	uint64_t size;
+	uint64_t id; /* 0: none (events in order, keyed by address) */
 	uint32_t depth;
 	uint32_t reserved;
 	uint64_t pcs[];
@@ -315,6 +321,9 @@ void mp_ring_commit(void *payload);
  * first uncommitted one; returns the number of records consumed. */
 size_t mp_ring_drain(void (*fn)(uint32_t type, const void *payload, uint32_t len));
 bool mp_ring_empty(void);
+/* The last mp_ring_drain stopped at a record not yet committed, short of
+ * the head it had read. */
+bool mp_ring_blocked(void);
 /* The oldest record is committed: the writer has something to send. */
 bool mp_ring_ready(void);
 /* CLOCK_MONOTONIC in ns. */
@@ -325,6 +334,30 @@ int mp_ring_setup(size_t bytes);
 void mp_ring_reset(void);
 
 extern _Atomic uint64_t mp_dropped;
+/* In full trace: waits a little for the writer to move tail t on; false
+ * when it is time to give up (no writer, or no progress for ten seconds). */
+bool mp_ring_wait_for_room(uint64_t t, uint64_t *stall_start, uint64_t *seen_tail);
+
+/* ---- per-thread event rings (tring.c) -------------------------------------- */
+
+/* Full trace under glibc without a leak check: heap events go through
+ * per-thread rings and carry ids. Set once, before anything is sampled. */
+extern bool mp_trings_on;
+/* Like mp_ring_reserve, in the calling thread's ring (or the shared one
+ * when it has none); *id gets a new allocation id if id is not NULL. Only
+ * with the busy flag raised: one record at a time per thread. */
+void *mp_tring_reserve(uint32_t type, uint32_t len, uint64_t *id);
+void mp_tring_commit(void *payload);
+/* The calling thread is ending: the writer empties its ring and frees it. */
+void mp_tring_thread_end(void);
+/* Writer side: notes how far each ring is committed; then, once the
+ * shared ring has been drained up to a head read after that (so that the
+ * mappings their stacks need have gone first), mp_trings_drain passes the
+ * records up to the note to fn, ring by ring. */
+void mp_trings_snapshot(void);
+size_t mp_trings_drain(void (*fn)(uint32_t type, const void *payload, uint32_t len));
+bool mp_trings_ready(void);
+void mp_trings_fork_child(void);
 
 /* ---- writer thread (writer.c) -------------------------------------------- */
 

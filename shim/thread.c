@@ -111,6 +111,7 @@ static void thread_end(void *value)
 {
 	(void)value;
 	mp_cpu_thread_end();
+	mp_tring_thread_end();
 	if (atomic_fetch_sub(&live, 1) == 1)
 		mp_writer_wake();
 }

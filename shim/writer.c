@@ -501,7 +501,7 @@ static void on_event(uint32_t type, const void *payload, uint32_t len)
 		uint32_t id = intern_stack(ev->pcs, ev->depth);
 		if (!id)
 			return;
-		struct mp_alloc a = { ev->addr, ev->size, id, 0 };
+		struct mp_alloc a = { ev->addr, ev->size, id, 0, ev->id };
 		put_simple(MP_REC_ALLOC, &a, sizeof(a));
 		break;
 	}
@@ -595,7 +595,7 @@ static void writer_sleep(uint32_t seen, uint64_t last_busy)
 	 * in mp_ring_commit) and wakes us. */
 	atomic_store(&mp_writer_sleeping, true);
 	atomic_thread_fence(memory_order_seq_cst);
-	if (!mp_ring_ready())
+	if (!mp_ring_ready() && !(mp_trings_on && mp_trings_ready()))
 		futex_wait(&wake_word, seen, IDLE_POLL_MS);
 	atomic_store(&mp_writer_sleeping, false);
 }
@@ -607,7 +607,15 @@ static void writer_sleep(uint32_t seen, uint64_t last_busy)
  * the thread that owns the connection once the writer has stopped. */
 static size_t pump(size_t *ring_n, bool stats)
 {
+	/* The shared ring holds the mappings that the stacks in the
+	 * per-thread rings may need: a record committed in a thread's ring
+	 * before the snapshot had its mapping committed before it, and goes
+	 * only once the shared ring has been drained past that point. */
+	if (mp_trings_on)
+		mp_trings_snapshot();
 	*ring_n = mp_ring_drain(on_event);
+	if (mp_trings_on && !mp_ring_blocked())
+		*ring_n += mp_trings_drain(on_event);
 	size_t n = *ring_n + drain_cpu();
 	if (stats && stats_asked())
 		send_malloc_stats();

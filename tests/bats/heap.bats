@@ -109,6 +109,25 @@ print(len(json.dumps(d)), sum(len(x["v"]) for x in d))'
 	[ "$(ls out/target_threads.*.heap.pb.gz | sed 's/\.[0-9]*\.heap.*//' | sort -u | wc -l)" -ge 4 ]
 }
 
+@test "blocks freed by another thread than made them: at rate 1 each is counted once and none stays in use" {
+	# Each thread sends its own events at rate 1, so a consumer's free
+	# often reaches the collector before its producer's allocation; the
+	# two are matched by the id the block carries, not by arrival order.
+	"$MEMPROF" run -o out --rate 1 -- "$T/target_handoff" >prog.out 2>prog.err &
+	BG_PIDS+=($!)
+	run_pid=$!
+	wait_for_line prog.out '^ready'
+	pid=$(awk '/^ready/ { print $2 }' prog.out)
+	kill -USR2 "$pid"
+	f=$(wait_for_file "out/target_handoff.$pid.0001.heap.pb.gz" 1)
+	[ "$(flat "$f" alloc_objects make_block)" -eq 300000 ]
+	[ "$(flat "$f" inuse_objects make_block)" -eq 0 ]
+	[ "$(flat "$f" inuse_objects consume)" -eq 0 ]
+	[ "$(flat "$f" alloc_objects consume)" -eq 18750 ]
+	kill -USR1 "$pid"
+	wait "$run_pid"
+}
+
 @test "every allocator entry point works on sampled blocks, and their frees are all seen" {
 	# At rate 1 every block is a sampled one: the program checks alignment,
 	# calloc's zeros, realloc's copies and malloc_usable_size itself.

@@ -99,9 +99,9 @@ held.append(client(os.urandom(4096)))                      # noise
 held.append(client(struct.pack("<II", 1, 100) + os.urandom(100)))  # not our hello
 held.append(client(struct.pack("<II", 1, 0xffffffff)))     # absurd length
 held.append(client(struct.pack("<II", 1, 8) + b"x" * 8))   # short hello
-body = struct.pack("<IIIIQIIQIIII", 0x4f52504d, 1, 4242, 1, 4096, 0, 0, 0, 0, 4, 0, 0) + b"fake"
+body = struct.pack("<IIIIQIIQIIII", 0x4f52504d, 2, 4242, 1, 4096, 0, 0, 0, 0, 4, 0, 0) + b"fake"
 hello = struct.pack("<II", 1, len(body)) + body
-held.append(client(hello + struct.pack("<IIQQII", 4, 24, 16, 32, 7, 0)))  # unknown stack
+held.append(client(hello + struct.pack("<IIQQIIQ", 4, 32, 16, 32, 7, 0, 1)))  # unknown stack
 held.append(client(hello + struct.pack("<II", 3, 16) + struct.pack("<IIQ", 5, 1, 4096)))  # ids out of order
 held.append(client(hello[:20]))                            # truncated, then gone
 EOF
@@ -306,7 +306,7 @@ collector_leaves() {
 	start_collector --report report
 	python3 - "$TEST_TMP/sock" <<'PY'
 import socket, struct, sys
-body = struct.pack("<IIIIQIIQIIII", 0x4f52504d, 1, 4242, 1, 4096, 0, 0, 0, 0, 4, 0, 0) + b"fake"
+body = struct.pack("<IIIIQIIQIIII", 0x4f52504d, 2, 4242, 1, 4096, 0, 0, 0, 0, 4, 0, 0) + b"fake"
 hello = struct.pack("<II", 1, len(body)) + body
 def notice(pid, flags, path, path_len=None):
     n = struct.pack("<IIQII", pid, flags, 1, len(path) if path_len is None else path_len, 0) + path

@@ -1,7 +1,8 @@
 /*
  * Unit tests for what a client can make the collector hold and report,
  * without sockets: leak grouping, suppression and formatting (leak.c),
- * the per-process limits (proc.c), and the one number parser and the
+ * the per-process limits and the matching of frees to allocations
+ * (proc.c), and the one number parser and the
  * --mode rule (util.c, options.c).
  */
 #include <stdlib.h>
@@ -45,6 +46,52 @@ static int add_alloc(struct proc *p, uint64_t addr, uint64_t size, uint32_t stac
 	struct mp_alloc a = { addr, size, stack_id, 0 };
 	const char *why;
 	return proc_apply(p, MP_REC_ALLOC, &a, sizeof(a), &why);
+}
+
+static int add_alloc_id(struct proc *p, uint64_t addr, uint64_t size, uint32_t stack_id, uint64_t id)
+{
+	struct mp_alloc a = { addr, size, stack_id, 0, id };
+	const char *why;
+	return proc_apply(p, MP_REC_ALLOC, &a, sizeof(a), &why);
+}
+
+static int add_free(struct proc *p, uint64_t addr, uint64_t id)
+{
+	struct mp_free f = { addr, id };
+	const char *why;
+	return proc_apply(p, MP_REC_FREE, &f, sizeof(f), &why);
+}
+
+/* Events with ids come in any order: a free before its allocation cancels
+ * it, and an address reused while its first block's free is still on its
+ * way is two blocks, not one. */
+static void test_ids_in_any_order(void)
+{
+	struct proc *p = new_proc();
+	CHECK_INT_EQ(add_stack(p, 1, 0x401000), 0);
+	/* In order. */
+	CHECK_INT_EQ(add_alloc_id(p, 0x1000, 64, 1, 7), 0);
+	CHECK_INT_EQ(add_free(p, 0x1000, 7), 0);
+	CHECK_INT_EQ(p->live.count, 0);
+	/* The free first: nothing stays live, and the allocation counts. */
+	CHECK_INT_EQ(add_free(p, 0x2000, 8), 0);
+	CHECK_INT_EQ(add_alloc_id(p, 0x2000, 64, 1, 8), 0);
+	CHECK_INT_EQ(p->live.count, 0);
+	/* 0x3000 made (id 9), freed, and made again (id 10) by another
+	 * thread, whose allocation comes before the first one's free. */
+	CHECK_INT_EQ(add_alloc_id(p, 0x3000, 64, 1, 9), 0);
+	CHECK_INT_EQ(add_alloc_id(p, 0x3000, 64, 1, 10), 0);
+	CHECK_INT_EQ(add_free(p, 0x3000, 9), 0);
+	CHECK_INT_EQ(p->live.count, 1);
+	CHECK_INT_EQ(p->nbuckets, 1);
+	CHECK_INT_EQ(p->buckets[0].alloc_samples, 4);
+	CHECK_INT_EQ(p->buckets[0].inuse_samples, 1);
+	/* Without ids, an address is the key and order is trusted. */
+	CHECK_INT_EQ(add_alloc(p, 0x4000, 64, 1), 0);
+	CHECK_INT_EQ(add_free(p, 0x4000, 0), 0);
+	CHECK_INT_EQ(p->buckets[0].inuse_samples, 1);
+	CHECK_INT_EQ(p->buckets[0].alloc_samples, 5);
+	proc_free(p);
 }
 
 static void test_leak_report(void)
@@ -158,6 +205,7 @@ int main(int argc, char **argv)
 	(void)argc;
 	test_leak_report();
 	test_limits();
+	test_ids_in_any_order();
 	test_parsers();
 	return test_summary(argv[0]);
 }
