@@ -1,13 +1,17 @@
 /*
- * malloc_loop: the allocation-heavy workload of bench/run. Two threads each
- * keep a small window of live blocks and, per iteration, free one block
- * chosen at random and allocate a new one in its place, write to it, and
- * later read it back. Sizes are mostly 16-512 bytes, 1 in 16 is 512-4096.
+ * malloc_loop: the allocation-heavy workload of bench/run. Each thread (2
+ * unless given) keeps a small window of live blocks and, per iteration, frees
+ * one block chosen at random and allocates a new one in its place, writes to
+ * it, and later reads it back. Sizes are mostly 16-512 bytes, 1 in 16 is
+ * 512-4096.
  * A fixed amount of work (iterations per thread from argv) and a printed
  * checksum that depends only on the work done, never on addresses, so every
  * allocator and profiler must print the same line.
  *
- * usage: malloc_loop [ITERATIONS_PER_THREAD [WINDOW]]
+ * usage: malloc_loop [ITERATIONS_PER_THREAD [WINDOW [THREADS]]]
+ * THREADS (1 to 64, default 2) is for bench/run's full-trace part, which
+ * scales the thread count at a fixed total; with 2, the output is what it
+ * was before THREADS could be given.
  */
 #include <pthread.h>
 #include <stdint.h>
@@ -15,7 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define THREADS 2
+#define DEFAULT_THREADS 2
+#define MAX_THREADS 64
 #define DEFAULT_ITERATIONS 10000000UL
 #define DEFAULT_WINDOW 256 /* live blocks per thread: a few hot data structures */
 #define MAX_WINDOW 65536
@@ -26,7 +31,7 @@ struct worker {
 	unsigned long iterations;
 	unsigned window;
 	uint64_t checksum;
-} __attribute__((aligned(64))); /* no false sharing between the two threads */
+} __attribute__((aligned(64))); /* no false sharing between the threads */
 
 struct block {
 	unsigned char *p;
@@ -124,7 +129,8 @@ int main(int argc, char **argv)
 	if (argc > 1) {
 		iterations = strtoul(argv[1], &end, 10);
 		if (*end || iterations == 0) {
-			fprintf(stderr, "usage: %s [ITERATIONS_PER_THREAD [WINDOW]]\n", argv[0]);
+			fprintf(stderr, "usage: %s [ITERATIONS_PER_THREAD [WINDOW [THREADS]]]\n",
+				argv[0]);
 			return 2;
 		}
 	}
@@ -136,8 +142,17 @@ int main(int argc, char **argv)
 		}
 	}
 
-	static struct worker workers[THREADS];
-	for (int t = 0; t < THREADS; t++) {
+	unsigned long threads = DEFAULT_THREADS;
+	if (argc > 3) {
+		threads = strtoul(argv[3], &end, 10);
+		if (*end || threads == 0 || threads > MAX_THREADS) {
+			fprintf(stderr, "%s: THREADS must be 1 to %d\n", argv[0], MAX_THREADS);
+			return 2;
+		}
+	}
+
+	static struct worker workers[MAX_THREADS];
+	for (int t = 0; t < (int)threads; t++) {
 		workers[t].seed = 0x9e3779b97f4a7c15ULL * (uint64_t)(t + 1);
 		workers[t].iterations = iterations;
 		workers[t].window = (unsigned)window;
@@ -147,12 +162,12 @@ int main(int argc, char **argv)
 		}
 	}
 	uint64_t checksum = 0;
-	for (int t = 0; t < THREADS; t++) {
+	for (int t = 0; t < (int)threads; t++) {
 		pthread_join(workers[t].tid, NULL);
 		checksum ^= workers[t].checksum * (uint64_t)(2 * t + 1);
 	}
-	printf("malloc_loop threads=%d iterations=%lu window=%lu pairs=%lu checksum=%016llx\n",
-	       THREADS, iterations, window, (unsigned long)THREADS * iterations,
+	printf("malloc_loop threads=%lu iterations=%lu window=%lu pairs=%lu checksum=%016llx\n",
+	       threads, iterations, window, threads * iterations,
 	       (unsigned long long)checksum);
 	return 0;
 }

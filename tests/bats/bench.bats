@@ -60,3 +60,37 @@ load test_helper
 	diff <(sed '/<!-- bench\/realprog:begin/,/<!-- bench\/realprog:end/d' "$ROOT/bench/RESULTS.md") \
 		<(sed '/<!-- bench\/realprog:begin/,/<!-- bench\/realprog:end/d' results.md)
 }
+
+# bench/run's fulltrace part, the same way (about 10 s): 400,000 pairs, one
+# round, every row in the report with its collector CPU, samples and drop
+# counts, and its block written between its markers.
+@test "bench/run: a fulltrace smoke run reports every row and writes its block" {
+	cp "$ROOT/bench/RESULTS.md" results.md
+	run env BENCH_ONLY=fulltrace BENCH_NO_INSTALL=1 BENCH_FT_PAIRS=400000 BENCH_ROUNDS=1 \
+		BENCH_MAX_ROUNDS=1 BENCH_QUIET_WAIT=0 BENCH_RESULTS="$TEST_TMP/results.md" \
+		"$ROOT/bench/run" --write
+	echo "$output" | tail -n 15 | sed 's/^/# /' >&3
+	[ "$status" -eq 0 ]
+
+	local t c n
+	for t in 1 2 4 8; do
+		for c in 'bare' 'memprof shim preloaded, shared collector, MEMPROF_RATE=1'; do
+			n=$(echo "$output" | grep -c "^| $t | $c | [0-9]" || true)
+			[ "$n" -eq 1 ] || { echo "row '$t | $c': $n times"; return 1; }
+		done
+	done
+	if command -v heaptrack >/dev/null; then
+		echo "$output" | grep -q '^| 2 | heaptrack (every call traced'
+	fi
+	# Every rate-1 row has its collector CPU, samples and drop counts.
+	if echo "$output" | grep '^| [0-9] | memprof' | grep -v '| [0-9.]* ([0-9.]*–[0-9.]*) | [0-9.]* | [0-9]* ([0-9]*–[0-9]*) | [0-9]* ([0-9]*–[0-9]*) | [0-9]* ([0-9]*–[0-9]*) |$'; then
+		echo "a rate-1 row lacks the collector's CPU, samples or drops"
+		return 1
+	fi
+
+	grep -qF '<!-- bench/run:fulltrace:begin' results.md
+	grep -qF '<!-- bench/run:fulltrace:end -->' results.md
+	sed -n '/<!-- bench\/run:fulltrace:begin/,/<!-- bench\/run:fulltrace:end/p' results.md | grep -q '^| 8 | bare |'
+	diff <(sed '/<!-- bench\/run:fulltrace:begin/,/<!-- bench\/run:fulltrace:end/d' "$ROOT/bench/RESULTS.md") \
+		<(sed '/<!-- bench\/run:fulltrace:begin/,/<!-- bench\/run:fulltrace:end/d' results.md)
+}
