@@ -417,15 +417,32 @@ static void *pvalloc_headed(size_t size)
 	return align_headed(mp_real.memalign, page_size, size, pages * page_size);
 }
 
+/* Called first thing in a function the entry point tail-called, with that
+ * function's frame pointer (__builtin_frame_address makes the compiler keep
+ * one there): the word at fp is the entry point's caller's rbp, the next
+ * its return address, and its stack pointer is just above them. The stack
+ * walk starts from that frame, and skips the four or five of the shim's
+ * (a third of a full-trace unwind). Were the call not a tail call, the walk
+ * would start in the entry point, whose frame capture_stack drops. */
+static inline void note_entry(const uint64_t *fp)
+{
+	struct mp_tls *t = &mp_tls;
+	t->entry_bp = fp[0];
+	t->entry_ip = fp[1];
+	t->entry_sp = (uint64_t)(uintptr_t)(fp + 2);
+}
+
 /* Each entry point: the tail call when no sample is due; when one is, the
  * _sampled twin takes the headed path under glibc, else records what the
  * real function returns. */
 #define ALLOC_WRAPPER(name, params, args, size_expr)                               \
 	static __attribute__((noinline)) void *name##_sampled params               \
 	{                                                                           \
-		if (mp_headed)                                                      \
-			return name##_headed args;                                  \
-		return sampled(mp_real.name args, size_expr);                       \
+		note_entry(__builtin_frame_address(0));                             \
+		void *p = mp_headed ? name##_headed args                            \
+				    : sampled(mp_real.name args, size_expr);        \
+		mp_tls.entry_sp = 0;                                                \
+		return p;                                                           \
 	}                                                                           \
 	MP_EXPORT void *name params                                                 \
 	{                                                                           \

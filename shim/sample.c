@@ -86,7 +86,10 @@ static uint32_t capture_stack(uint64_t *pcs)
 	uint64_t raw[MP_MAX_FRAMES + 8];
 	uintptr_t lo, hi;
 	mp_thread_stack(&lo, &hi);
-	uint32_t n = mp_unwind(raw, MP_MAX_FRAMES + 8, lo, hi);
+	struct mp_tls *t = &mp_tls;
+	uint32_t n = t->entry_sp ? mp_unwind_from(t->entry_ip, t->entry_sp, t->entry_bp, raw,
+						  MP_MAX_FRAMES + 8, lo, hi)
+				 : mp_unwind(raw, MP_MAX_FRAMES + 8, lo, hi);
 	uint32_t first = 0;
 	while (first < n && raw[first] >= mp_self_lo && raw[first] < mp_self_hi)
 		first++;

@@ -155,6 +155,10 @@ struct mp_tls {
 	/* The thread's stack, learnt once (thread.c): the unwinder reads
 	 * nothing outside it. stack_hi == 1: unknown. */
 	uintptr_t stack_lo, stack_hi;
+	/* The allocator's caller's frame, noted on entry to the sampled path
+	 * (preload.c): the unwinder starts there rather than walking the
+	 * shim's own frames first. entry_sp == 0: none. */
+	uint64_t entry_ip, entry_sp, entry_bp;
 };
 extern __thread struct mp_tls mp_tls __attribute__((tls_model("initial-exec")));
 

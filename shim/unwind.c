@@ -667,17 +667,9 @@ static bool step(struct regs *r, struct bounds *b, const struct bounds *thread, 
 	return ra != 0;
 }
 
-__attribute__((noinline)) uint32_t mp_unwind(uint64_t *pcs, uint32_t max, uintptr_t stack_lo,
-					      uintptr_t stack_hi)
+static uint32_t walk(struct regs r, uint64_t *pcs, uint32_t max, uintptr_t stack_lo,
+		     uintptr_t stack_hi)
 {
-	struct regs r;
-	/* Where this function is now; its rule comes from its own CFI, exact
-	 * at every instruction (x86-64 objects have asynchronous tables). */
-	__asm__ volatile("lea 0(%%rip), %0\n\t"
-			 "mov %%rsp, %1\n\t"
-			 "mov %%rbp, %2"
-			 : "=r"(r.ip), "=r"(r.sp), "=r"(r.bp));
-	r.exact = true;
 	struct bounds thread = { stack_lo, stack_hi }, b = thread;
 	if (r.sp < b.lo || r.sp >= b.hi) {
 		/* On a signal stack: its bounds, until a signal frame leads
@@ -695,7 +687,29 @@ __attribute__((noinline)) uint32_t mp_unwind(uint64_t *pcs, uint32_t max, uintpt
 	}
 	uint32_t n = 0;
 	bool missed = false;
+	if (!r.exact && n < max)
+		pcs[n++] = r.ip;
 	while (n < max && step(&r, &b, &thread, &missed))
 		pcs[n++] = r.ip;
 	return n;
+}
+
+__attribute__((noinline)) uint32_t mp_unwind(uint64_t *pcs, uint32_t max, uintptr_t stack_lo,
+					      uintptr_t stack_hi)
+{
+	struct regs r;
+	/* Where this function is now; its rule comes from its own CFI, exact
+	 * at every instruction (x86-64 objects have asynchronous tables). */
+	__asm__ volatile("lea 0(%%rip), %0\n\t"
+			 "mov %%rsp, %1\n\t"
+			 "mov %%rbp, %2"
+			 : "=r"(r.ip), "=r"(r.sp), "=r"(r.bp));
+	r.exact = true;
+	return walk(r, pcs, max, stack_lo, stack_hi);
+}
+
+uint32_t mp_unwind_from(uint64_t ip, uint64_t sp, uint64_t bp, uint64_t *pcs, uint32_t max,
+			uintptr_t stack_lo, uintptr_t stack_hi)
+{
+	return walk((struct regs){ ip, sp, bp, false }, pcs, max, stack_lo, stack_hi);
 }

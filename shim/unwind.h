@@ -20,6 +20,11 @@ int mp_unwind_init(void);
  * calling thread's stack; a frame outside them ends the walk. Safe on any
  * thread; not from a signal handler that may have interrupted a dlclose. */
 uint32_t mp_unwind(uint64_t *pcs, uint32_t max, uintptr_t stack_lo, uintptr_t stack_hi);
+/* The same walk, from a frame of the calling thread above this one: ip is
+ * the return address the frame's function will return to, sp and bp the
+ * values rsp and rbp have in that function at that point. pcs[0] = ip. */
+uint32_t mp_unwind_from(uint64_t ip, uint64_t sp, uint64_t bp, uint64_t *pcs, uint32_t max,
+			uintptr_t stack_lo, uintptr_t stack_hi);
 
 /* Called once per mp_unwind, before the walk caches its first new rule:
  * a return address the cache has not seen may be in an object loaded since
