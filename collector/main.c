@@ -66,9 +66,10 @@ static struct {
 	bool leaving;           /* USR1: leave once nobody is left */
 	uint64_t leave_asked;   /* when USR1 came */
 	bool front_gone;        /* HUP: the front end left without us */
-	const char *own_dir;    /* --own-dir: removed after a HUP */
+	const char *own_dir;    /* --own-dir: removed when we leave */
 	const char *socket;     /* the socket path, if we listen on a path (setup.c) */
-} life = { -1, -1, -1, -1, 0, false, false, 0, false, NULL, NULL };
+	int ready_fd;           /* --ready-fd once we have said so, else -1 */
+} life = { -1, -1, -1, -1, 0, false, false, 0, false, NULL, NULL, -1 };
 
 static void watch(int fd, uint64_t tag)
 {
@@ -155,6 +156,10 @@ static void ask_to_leave(void)
 static void front_end_gone(void)
 {
 	life.front_gone = true;
+	if (life.ready_fd >= 0) {
+		close(life.ready_fd);
+		life.ready_fd = -1;
+	}
 	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
 	if (null < 0)
 		return;
@@ -258,18 +263,26 @@ static void finish(void)
 /* Descriptors we inherited but did not ask for (a shell's pipes, a test
  * harness's) would stay open as long as we run: whoever waits for their
  * end (`memprof run -- daemon | cat`) would wait for us. Only stdin,
- * stdout, stderr and the listening socket the shim handed us are kept. */
-static void close_inherited(int keep)
+ * stdout, stderr, the listening socket the shim handed us and the front
+ * end's --ready-fd are kept (keep: those two, -1 if not given). */
+static void close_inherited(const int keep[2])
 {
-	if (keep < 3) {
-		if (close_range(3, ~0U, 0) == 0)
-			return;
-	} else if (close_range(3, (unsigned)keep - 1, 0) == 0 &&
-		   close_range((unsigned)keep + 1, ~0U, 0) == 0) {
-		return;
+	int lo = keep[0] < keep[1] ? keep[0] : keep[1];
+	int hi = keep[0] < keep[1] ? keep[1] : keep[0];
+	unsigned from = 3;
+	bool ok = true;
+	for (int k = 0; k < 2; k++) {
+		int fd = k ? hi : lo;
+		if (fd < (int)from)
+			continue;
+		if (fd > (int)from)
+			ok = ok && close_range(from, (unsigned)fd - 1, 0) == 0;
+		from = (unsigned)fd + 1;
 	}
+	if (ok && close_range(from, ~0U, 0) == 0)
+		return;
 	for (int fd = 3; fd < 1024; fd++) /* a kernel before 5.9 */
-		if (fd != keep)
+		if (fd != keep[0] && fd != keep[1])
 			close(fd);
 }
 
@@ -345,13 +358,28 @@ static void event_loop(void)
 	}
 }
 
+/* --ready-fd: tells the front end that clients can connect, and where
+ * (the own directory, else the socket). The descriptor stays open until
+ * we exit (or HUP): its end tells the front end we have gone, which it
+ * can wait for without polling. */
+static void say_ready(int fd)
+{
+	if (fd < 0)
+		return;
+	fcntl(fd, F_SETFD, FD_CLOEXEC);
+	const char *where = life.own_dir ? life.own_dir : life.socket ? life.socket : "";
+	if (dprintf(fd, "%s\n", where) < 0)
+		log_msg("cannot write to --ready-fd %d: %s", fd, strerror(errno));
+	life.ready_fd = fd;
+}
+
 /* Everything the loop needs, in the order that makes a failure harmless:
  * the directory and the HTTP port before the socket exists (whoever waits
  * for it to appear, memprof run, must not find a collector that is about
  * to fail). 0, or -1 after a message. */
-static int start_up(const struct options *o)
+static int start_up(struct options *o)
 {
-	close_inherited(o->listen_fd);
+	close_inherited((int[2]){ o->listen_fd, o->ready_fd });
 	/* Symbolization must not go to the network or be profiled itself. */
 	unsetenv("DEBUGINFOD_URLS");
 	unsetenv("LD_PRELOAD");
@@ -365,6 +393,9 @@ static int start_up(const struct options *o)
 	}
 	if (o->http_addr && http_start(o->http_addr, epfd, &pprof_http_handler, log_verbose) != 0)
 		return -1;
+	if (o->make_own_dir && setup_own_dir(o) != 0)
+		return -1;
+	life.own_dir = o->own_dir;
 	bool chose_socket;
 	life.lfd = setup_listener(o, &life.socket, &chose_socket);
 	if (life.lfd < 0)
@@ -388,6 +419,7 @@ static int start_up(const struct options *o)
 	/* Whoever named the socket knows it; otherwise say where we are. */
 	if (chose_socket || log_verbose)
 		log_msg("listening on %s, writing profiles to %s", life.socket, cfg.dir);
+	say_ready(o->ready_fd);
 	return 0;
 }
 
@@ -406,9 +438,15 @@ int main(int argc, char **argv)
 		printf("%s\n", inspect_program(o.inspect, false));
 		return 0;
 	}
-	life.own_dir = o.own_dir;
-	if (start_up(&o) != 0)
+	if (start_up(&o) != 0) {
+		/* A directory we made is ours to remove (the front end never
+		 * learnt its name). */
+		if (o.make_own_dir && o.own_dir) {
+			remove_in(o.own_dir, life.socket);
+			rmdir(o.own_dir);
+		}
 		return 1;
+	}
 	event_loop();
 	finish();
 	return 0;
