@@ -100,6 +100,22 @@ static mode_t dir_mode_for(mode_t file_mode)
 	return file_mode | ((file_mode & 0444) >> 2);
 }
 
+/* A descriptor number from min on, for the option name: 0, or -1 after a
+ * message. */
+static int parse_fd(const char *name, const char *arg, int min, int *out)
+{
+	uint64_t n;
+	if (parse_u64(arg, (uint64_t)min, INT_MAX, &n) != 0) {
+		if (min > 0)
+			log_msg("%s wants a descriptor number from %d on, not '%s'", name, min, arg);
+		else
+			log_msg("%s wants a descriptor number, not '%s'", name, arg);
+		return -1;
+	}
+	*out = (int)n;
+	return 0;
+}
+
 int options_parse(int argc, char **argv, struct options *o)
 {
 	static const struct option opts[] = {
@@ -139,11 +155,8 @@ int options_parse(int argc, char **argv, struct options *o)
 			cfg.interval = (unsigned)n;
 			break;
 		case 'L':
-			if (parse_u64(optarg, 0, INT_MAX, &n) != 0) {
-				log_msg("--listen-fd wants a descriptor number, not '%s'", optarg);
+			if (parse_fd("--listen-fd", optarg, 0, &o->listen_fd) != 0)
 				return 2;
-			}
-			o->listen_fd = (int)n;
 			break;
 		case 'H': {
 			const char *why;
@@ -168,11 +181,8 @@ int options_parse(int argc, char **argv, struct options *o)
 		case 'm': o->make_own_dir = optarg; break;
 		case 'r':
 			/* Not 0-2: stdin, stdout and stderr are let go of on HUP. */
-			if (parse_u64(optarg, 3, INT_MAX, &n) != 0) {
-				log_msg("--ready-fd wants a descriptor number from 3 on, not '%s'", optarg);
+			if (parse_fd("--ready-fd", optarg, 3, &o->ready_fd) != 0)
 				return 2;
-			}
-			o->ready_fd = (int)n;
 			break;
 		case 'I': o->inspect = optarg; break;
 		case 'v': log_verbose = 1; break;
