@@ -39,7 +39,7 @@ static int epfd = -1;
 
 /* Tags for epoll_event.data.u64 other than connections (which use the
  * pointer). */
-enum { TAG_LISTEN = CONN_LISTEN_TAG, TAG_SIGNAL = 2, TAG_INTERVAL = 3, TAG_IDLE = 4 };
+enum { TAG_LISTEN = CONN_LISTEN_TAG, TAG_SIGNAL = 2, TAG_INTERVAL = 3, TAG_IDLE = 4, TAG_READY = 5 };
 
 /* Private mode: how long nobody must be connected before we leave. An
  * exec does not leave a gap (the old image's connection stays, detached,
@@ -164,7 +164,7 @@ static void front_end_gone(void)
 {
 	life.front_gone = true;
 	if (life.ready_fd >= 0) {
-		close(life.ready_fd);
+		close(life.ready_fd); /* and out of the epoll set */
 		life.ready_fd = -1;
 	}
 	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
@@ -237,6 +237,16 @@ static void on_tick(void)
 		life.stop = true;
 	else if (cfg.private_mode && !conn_idle_since() && now - life.started > PRIVATE_NOBODY_NS)
 		life.stop = true;
+}
+
+/* The --ready-fd pipe has no reader any more: the front end has gone
+ * without a word (killed). As after its HUP and USR1: its pipes are let
+ * go of, and we leave once the tree has gone, rather than never. */
+static void on_front_end_lost(void)
+{
+	front_end_gone();
+	if (!life.leaving)
+		ask_to_leave();
 }
 
 static void on_signals(void)
@@ -392,6 +402,9 @@ static void event_loop(void)
 			} else if (tag == TAG_IDLE) {
 				on_tick();
 				break;
+			} else if (tag == TAG_READY) {
+				on_front_end_lost();
+				break;
 			} else {
 				struct conn *c = evs[i].data.ptr;
 				if (conn_event(c, evs[i].events) < 0)
@@ -414,6 +427,10 @@ static void say_ready(int fd)
 	if (dprintf(fd, "%s\n", where) < 0)
 		log_msg("cannot write to --ready-fd %d: %s", fd, strerror(errno));
 	life.ready_fd = fd;
+	/* No events asked for: a pipe's writer is told EPOLLERR, always
+	 * reported, once nobody can read it (on_front_end_lost). */
+	struct epoll_event ev = { .events = 0, .data.u64 = TAG_READY };
+	epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
 }
 
 /* Everything the loop needs, in the order that makes a failure harmless:

@@ -69,7 +69,8 @@ static void usage(FILE *f)
 		"PARENT (make that directory, PARENT/memprof.XXXXXX, mode 0700, and use its\n"
 		"files sock and report), --ready-fd FD (once listening, write the --own-dir or\n"
 		"else the socket path and a newline to FD, and keep FD open until we exit: its\n"
-		"end tells the front end we have gone), --inspect PATH\n"
+		"end tells the front end we have gone; once nobody reads it, as HUP and USR1),\n"
+		"--inspect PATH\n"
 		"(print why memprof cannot see a program: static, setuid, 32-bit, not-found or\n"
 		"unknown), --private and --listen-fd FD (a collector started by the shim).\n",
 		OPT_DEFAULT_MODE);
