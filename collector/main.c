@@ -39,13 +39,16 @@ static int epfd = -1;
 
 /* Tags for epoll_event.data.u64 other than connections (which use the
  * pointer). */
-enum { TAG_LISTEN = CONN_LISTEN_TAG, TAG_SIGNAL = 2, TAG_INTERVAL = 3, TAG_IDLE = 4 };
+enum { TAG_LISTEN = CONN_LISTEN_TAG, TAG_SIGNAL = 2, TAG_INTERVAL = 3, TAG_IDLE = 4, TAG_READY = 5 };
 
 /* Private mode: how long nobody must be connected before we leave. An
  * exec does not leave a gap (the old image's connection stays, detached,
  * until the new one says hello: conn.c), nor does a fork (the child
- * connects before fork returns); this covers a child still on its way. */
-#define PRIVATE_GRACE_NS (100ULL * 1000000ULL)
+ * connects before fork returns); this covers a child still on its way.
+ * Issue 11 wants a private collector gone within 100 ms of its last
+ * process; the idle timer is set for the moment this runs out (arm_leave),
+ * not left to the next TICK_MS tick, which made it 100-200 ms. */
+#define PRIVATE_GRACE_NS (50ULL * 1000000ULL)
 /* How long a process that exec'd or was spawned from a notice, and still
  * runs, may take to say hello before we stop waiting for it. */
 #define EXEC_WAIT_NS (10ULL * 1000000000ULL)
@@ -54,7 +57,9 @@ enum { TAG_LISTEN = CONN_LISTEN_TAG, TAG_SIGNAL = 2, TAG_INTERVAL = 3, TAG_IDLE 
 /* After USR1: how long nobody must be connected before we leave. A fork
  * child that has not connected yet is waited for through its parent's
  * fork notice (execs.c); this covers a child made without fork() (clone,
- * vfork without exec). `memprof run -- true` waits for this. */
+ * vfork without exec), whose new image connects a moment after the last
+ * connection it shared closed. `memprof run -- true` waits for this, and
+ * only this: the idle timer is set for the moment it runs out. */
 #define LEAVE_SETTLE_NS (4ULL * 1000000ULL)
 #define LEAVE_TICK_MS 2
 
@@ -66,9 +71,11 @@ static struct {
 	bool leaving;           /* USR1: leave once nobody is left */
 	uint64_t leave_asked;   /* when USR1 came */
 	bool front_gone;        /* HUP: the front end left without us */
-	const char *own_dir;    /* --own-dir: removed after a HUP */
+	const char *own_dir;    /* --own-dir: removed when we leave */
 	const char *socket;     /* the socket path, if we listen on a path (setup.c) */
-} life = { -1, -1, -1, -1, 0, false, false, 0, false, NULL, NULL };
+	int ready_fd;           /* --ready-fd once we have said so, else -1 */
+	uint64_t leave_armed;   /* the deadline the idle timer is set for, 0 = none */
+} life = { -1, -1, -1, -1, 0, false, false, 0, false, NULL, NULL, -1, 0 };
 
 static void watch(int fd, uint64_t tag)
 {
@@ -135,6 +142,7 @@ static void ask_to_leave(void)
 				report_line("running %u %s", c->proc->pid, c->proc->name);
 	life.leaving = true;
 	life.leave_asked = now_monotonic_ns();
+	life.leave_armed = 0; /* the ticks are set anew here */
 	cfg.announce_running = true;
 	if (life.idle_fd < 0) {
 		life.idle_fd = make_timer(LEAVE_TICK_MS);
@@ -155,6 +163,10 @@ static void ask_to_leave(void)
 static void front_end_gone(void)
 {
 	life.front_gone = true;
+	if (life.ready_fd >= 0) {
+		close(life.ready_fd); /* and out of the epoll set */
+		life.ready_fd = -1;
+	}
 	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
 	if (null < 0)
 		return;
@@ -162,6 +174,46 @@ static void front_end_gone(void)
 	dup2(null, STDOUT_FILENO);
 	dup2(null, STDERR_FILENO);
 	close(null);
+}
+
+/* When we leave if nobody comes (CLOCK_MONOTONIC), or 0 if we stay or
+ * only the idle ticks tell (a private collector nobody connected to yet,
+ * PRIVATE_NOBODY_NS). After USR1, nobody must have been connected for
+ * LEAVE_SETTLE_NS, counted from the later of USR1 and the last close; in
+ * private mode, for PRIVATE_GRACE_NS since the last close. */
+static uint64_t leave_deadline(void)
+{
+	uint64_t idle_since = conn_idle_since();
+	if (life.leaving) {
+		uint64_t since = life.leave_asked > idle_since ? life.leave_asked : idle_since;
+		return since + LEAVE_SETTLE_NS;
+	}
+	if (cfg.private_mode && idle_since)
+		return idle_since + PRIVATE_GRACE_NS;
+	return 0;
+}
+
+/* Once nobody is connected, sets the idle timer to go off at the leave
+ * deadline, its ticks going on from there: we leave when the wait is
+ * over, not up to a tick later (2 ms of every `memprof run`, 100 ms of a
+ * private collector's). Called before every wait for events; a system
+ * call only when the deadline has moved. */
+static void arm_leave(void)
+{
+	if (life.idle_fd < 0 || conn_count())
+		return;
+	uint64_t deadline = leave_deadline();
+	if (!deadline || deadline == life.leave_armed)
+		return;
+	life.leave_armed = deadline;
+	uint64_t now = now_monotonic_ns();
+	uint64_t wait = deadline > now ? deadline - now : 1;
+	long period_ns = (life.leaving ? LEAVE_TICK_MS : TICK_MS) * 1000000L;
+	struct itimerspec its = {
+		.it_interval = { period_ns / 1000000000L, period_ns % 1000000000L },
+		.it_value = { (time_t)(wait / 1000000000ULL), (long)(wait % 1000000000ULL) },
+	};
+	timerfd_settime(life.idle_fd, 0, &its, NULL);
 }
 
 /* The idle timer: processes that closed our connection but may come back
@@ -180,16 +232,21 @@ static void on_tick(void)
 	conn_accept(); /* one in the backlog is connected */
 	if (conn_count() || execs_waiting(now, EXEC_WAIT_NS))
 		return;
-	uint64_t idle_since = conn_idle_since();
-	if (life.leaving) {
-		uint64_t since = life.leave_asked > idle_since ? life.leave_asked : idle_since;
-		if (now - since >= LEAVE_SETTLE_NS)
-			life.stop = true;
-	} else if (cfg.private_mode) {
-		if ((idle_since && now - idle_since > PRIVATE_GRACE_NS) ||
-		    (!idle_since && now - life.started > PRIVATE_NOBODY_NS))
-			life.stop = true;
-	}
+	uint64_t deadline = leave_deadline();
+	if (deadline && now >= deadline)
+		life.stop = true;
+	else if (cfg.private_mode && !conn_idle_since() && now - life.started > PRIVATE_NOBODY_NS)
+		life.stop = true;
+}
+
+/* The --ready-fd pipe has no reader any more: the front end has gone
+ * without a word (killed). As after its HUP and USR1: its pipes are let
+ * go of, and we leave once the tree has gone, rather than never. */
+static void on_front_end_lost(void)
+{
+	front_end_gone();
+	if (!life.leaving)
+		ask_to_leave();
 }
 
 static void on_signals(void)
@@ -258,18 +315,26 @@ static void finish(void)
 /* Descriptors we inherited but did not ask for (a shell's pipes, a test
  * harness's) would stay open as long as we run: whoever waits for their
  * end (`memprof run -- daemon | cat`) would wait for us. Only stdin,
- * stdout, stderr and the listening socket the shim handed us are kept. */
-static void close_inherited(int keep)
+ * stdout, stderr, the listening socket the shim handed us and the front
+ * end's --ready-fd are kept (keep: those two, -1 if not given). */
+static void close_inherited(const int keep[2])
 {
-	if (keep < 3) {
-		if (close_range(3, ~0U, 0) == 0)
-			return;
-	} else if (close_range(3, (unsigned)keep - 1, 0) == 0 &&
-		   close_range((unsigned)keep + 1, ~0U, 0) == 0) {
-		return;
+	int lo = keep[0] < keep[1] ? keep[0] : keep[1];
+	int hi = keep[0] < keep[1] ? keep[1] : keep[0];
+	unsigned from = 3;
+	bool ok = true;
+	for (int k = 0; k < 2; k++) {
+		int fd = k ? hi : lo;
+		if (fd < (int)from)
+			continue;
+		if (fd > (int)from)
+			ok = ok && close_range(from, (unsigned)fd - 1, 0) == 0;
+		from = (unsigned)fd + 1;
 	}
+	if (ok && close_range(from, ~0U, 0) == 0)
+		return;
 	for (int fd = 3; fd < 1024; fd++) /* a kernel before 5.9 */
-		if (fd != keep)
+		if (fd != keep[0] && fd != keep[1])
 			close(fd);
 }
 
@@ -301,6 +366,7 @@ static void event_loop(void)
 		/* Connections ended during the last batch are freed only now:
 		 * later entries of that batch may still have pointed to them. */
 		conn_free_ended();
+		arm_leave();
 		/* Idle time goes to loading debug information ahead of need. */
 		int n = epoll_wait(epfd, evs, 64, sym_preparing() ? 0 : -1);
 		if (n == 0) {
@@ -336,6 +402,9 @@ static void event_loop(void)
 			} else if (tag == TAG_IDLE) {
 				on_tick();
 				break;
+			} else if (tag == TAG_READY) {
+				on_front_end_lost();
+				break;
 			} else {
 				struct conn *c = evs[i].data.ptr;
 				if (conn_event(c, evs[i].events) < 0)
@@ -345,13 +414,32 @@ static void event_loop(void)
 	}
 }
 
+/* --ready-fd: tells the front end that clients can connect, and where
+ * (the own directory, else the socket). The descriptor stays open until
+ * we exit (or HUP): its end tells the front end we have gone, which it
+ * can wait for without polling. */
+static void say_ready(int fd)
+{
+	if (fd < 0)
+		return;
+	fcntl(fd, F_SETFD, FD_CLOEXEC);
+	const char *where = life.own_dir ? life.own_dir : life.socket ? life.socket : "";
+	if (dprintf(fd, "%s\n", where) < 0)
+		log_msg("cannot write to --ready-fd %d: %s", fd, strerror(errno));
+	life.ready_fd = fd;
+	/* No events asked for: a pipe's writer is told EPOLLERR, always
+	 * reported, once nobody can read it (on_front_end_lost). */
+	struct epoll_event ev = { .events = 0, .data.u64 = TAG_READY };
+	epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
+}
+
 /* Everything the loop needs, in the order that makes a failure harmless:
  * the directory and the HTTP port before the socket exists (whoever waits
  * for it to appear, memprof run, must not find a collector that is about
  * to fail). 0, or -1 after a message. */
-static int start_up(const struct options *o)
+static int start_up(struct options *o)
 {
-	close_inherited(o->listen_fd);
+	close_inherited((int[2]){ o->listen_fd, o->ready_fd });
 	/* Symbolization must not go to the network or be profiled itself. */
 	unsetenv("DEBUGINFOD_URLS");
 	unsetenv("LD_PRELOAD");
@@ -365,6 +453,9 @@ static int start_up(const struct options *o)
 	}
 	if (o->http_addr && http_start(o->http_addr, epfd, &pprof_http_handler, log_verbose) != 0)
 		return -1;
+	if (o->make_own_dir && setup_own_dir(o) != 0)
+		return -1;
+	life.own_dir = o->own_dir;
 	bool chose_socket;
 	life.lfd = setup_listener(o, &life.socket, &chose_socket);
 	if (life.lfd < 0)
@@ -388,6 +479,7 @@ static int start_up(const struct options *o)
 	/* Whoever named the socket knows it; otherwise say where we are. */
 	if (chose_socket || log_verbose)
 		log_msg("listening on %s, writing profiles to %s", life.socket, cfg.dir);
+	say_ready(o->ready_fd);
 	return 0;
 }
 
@@ -406,9 +498,15 @@ int main(int argc, char **argv)
 		printf("%s\n", inspect_program(o.inspect, false));
 		return 0;
 	}
-	life.own_dir = o.own_dir;
-	if (start_up(&o) != 0)
+	if (start_up(&o) != 0) {
+		/* A directory we made is ours to remove (the front end never
+		 * learnt its name). */
+		if (o.make_own_dir && o.own_dir) {
+			remove_in(o.own_dir, life.socket);
+			rmdir(o.own_dir);
+		}
 		return 1;
+	}
 	event_loop();
 	finish();
 	return 0;

@@ -59,13 +59,18 @@ static void usage(FILE *f)
 		"  USR2      write every process's profiles now\n"
 		"  USR1      leave once no process is connected and no exec is still to\n"
 		"            be heard of (sent by memprof run/check when their command exits)\n"
-		"  HUP       the front end has left: let go of stdin, stdout and stderr, and\n"
-		"            remove its --own-dir on leaving\n"
+		"  HUP       the front end has left: let go of stdin, stdout and stderr (and\n"
+		"            --ready-fd), and remove its --own-dir on leaving\n"
 		"  TERM/INT  final profiles now, then exit; a process still connected is\n"
 		"            reported as not checked (\"unchecked PID running EXE\")\n"
 		"\n"
 		"For the front end: --report FILE (what was seen, one line per event),\n"
-		"--own-dir DIR (the front end's directory of socket and report), --inspect PATH\n"
+		"--own-dir DIR (the front end's directory of socket and report), --make-own-dir\n"
+		"PARENT (make that directory, PARENT/memprof.XXXXXX, mode 0700, and use its\n"
+		"files sock and report), --ready-fd FD (once listening, write the --own-dir or\n"
+		"else the socket path and a newline to FD, and keep FD open until we exit: its\n"
+		"end tells the front end we have gone; once nobody reads it, as HUP and USR1),\n"
+		"--inspect PATH\n"
 		"(print why memprof cannot see a program: static, setuid, 32-bit, not-found or\n"
 		"unknown), --private and --listen-fd FD (a collector started by the shim).\n",
 		OPT_DEFAULT_MODE);
@@ -96,6 +101,22 @@ static mode_t dir_mode_for(mode_t file_mode)
 	return file_mode | ((file_mode & 0444) >> 2);
 }
 
+/* A descriptor number from min on, for the option name: 0, or -1 after a
+ * message. */
+static int parse_fd(const char *name, const char *arg, int min, int *out)
+{
+	uint64_t n;
+	if (parse_u64(arg, (uint64_t)min, INT_MAX, &n) != 0) {
+		if (min > 0)
+			log_msg("%s wants a descriptor number from %d on, not '%s'", name, min, arg);
+		else
+			log_msg("%s wants a descriptor number, not '%s'", name, arg);
+		return -1;
+	}
+	*out = (int)n;
+	return 0;
+}
+
 int options_parse(int argc, char **argv, struct options *o)
 {
 	static const struct option opts[] = {
@@ -108,6 +129,8 @@ int options_parse(int argc, char **argv, struct options *o)
 		{ "private", no_argument, NULL, 'P' },
 		{ "report", required_argument, NULL, 'R' },
 		{ "own-dir", required_argument, NULL, 'O' },
+		{ "make-own-dir", required_argument, NULL, 'm' },
+		{ "ready-fd", required_argument, NULL, 'r' },
 		{ "inspect", required_argument, NULL, 'I' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "all", no_argument, NULL, 'A' },
@@ -117,6 +140,7 @@ int options_parse(int argc, char **argv, struct options *o)
 		{ NULL, 0, NULL, 0 },
 	};
 	o->listen_fd = -1;
+	o->ready_fd = -1;
 	keep_from_env(); /* the options, read next, override it */
 	int c;
 	uint64_t n;
@@ -132,11 +156,8 @@ int options_parse(int argc, char **argv, struct options *o)
 			cfg.interval = (unsigned)n;
 			break;
 		case 'L':
-			if (parse_u64(optarg, 0, INT_MAX, &n) != 0) {
-				log_msg("--listen-fd wants a descriptor number, not '%s'", optarg);
+			if (parse_fd("--listen-fd", optarg, 0, &o->listen_fd) != 0)
 				return 2;
-			}
-			o->listen_fd = (int)n;
 			break;
 		case 'H': {
 			const char *why;
@@ -158,6 +179,12 @@ int options_parse(int argc, char **argv, struct options *o)
 		case 'P': cfg.private_mode = true; break;
 		case 'R': cfg.report = optarg; break;
 		case 'O': o->own_dir = optarg; break;
+		case 'm': o->make_own_dir = optarg; break;
+		case 'r':
+			/* Not 0-2: stdin, stdout and stderr are let go of on HUP. */
+			if (parse_fd("--ready-fd", optarg, 3, &o->ready_fd) != 0)
+				return 2;
+			break;
 		case 'I': o->inspect = optarg; break;
 		case 'v': log_verbose = 1; break;
 		case 'A': cfg.all = true; break;

@@ -41,8 +41,10 @@ extern struct collector_cfg cfg;
 /* What only start-up needs (main.c). */
 struct options {
 	const char *socket_path, *http_addr, *inspect;
-	const char *own_dir;   /* --own-dir: removed after a HUP */
+	const char *own_dir;   /* --own-dir: removed when we leave */
+	const char *make_own_dir; /* --make-own-dir PARENT: own_dir made there */
 	int listen_fd;         /* --listen-fd, -1 if none */
+	int ready_fd;          /* --ready-fd, -1 if none: see main.c's say_ready */
 };
 
 /* Fills cfg and o from argv. Returns -1 to go on, or the status to exit

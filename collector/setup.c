@@ -193,3 +193,25 @@ int setup_listener(const struct options *o, const char **path, bool *chose)
 	}
 	return listen_on(*path);
 }
+
+int setup_own_dir(struct options *o)
+{
+	/* Room left in sock and report for the file names. */
+	static char dir[PATH_MAX - 16], sock[PATH_MAX], report[PATH_MAX];
+	if ((size_t)snprintf(dir, sizeof(dir), "%s/memprof.XXXXXX", o->make_own_dir) >= sizeof(dir)) {
+		log_msg("directory path too long: %s", o->make_own_dir);
+		return -1;
+	}
+	/* mkdtemp: a name nobody had (never one planted by someone else),
+	 * made mode 0700, as mktemp -d does. */
+	if (!mkdtemp(dir)) {
+		log_msg("cannot create a directory in %s: %s", o->make_own_dir, strerror(errno));
+		return -1;
+	}
+	snprintf(sock, sizeof(sock), "%s/sock", dir);
+	snprintf(report, sizeof(report), "%s/report", dir);
+	o->own_dir = dir;
+	o->socket_path = sock;
+	cfg.report = report;
+	return 0;
+}

@@ -22,4 +22,9 @@ int setup_profile_dir(void);
  * it is the default. The descriptor, or -1 after a message. */
 int setup_listener(const struct options *o, const char **path, bool *chose);
 
+/* --make-own-dir PARENT: makes PARENT/memprof.XXXXXX (mode 0700, a name
+ * nobody had) and points o->own_dir, o->socket_path and cfg.report at it
+ * and its files sock and report. 0, or -1 after a message. */
+int setup_own_dir(struct options *o);
+
 #endif /* MEMPROF_COLLECTOR_SETUP_H */

@@ -175,3 +175,22 @@ wait_gone() {
 	BG_PIDS+=($collector)
 	wait_gone "$collector"
 }
+
+@test "a killed memprof run's collector still leaves once the command has gone, and takes its directory" {
+	export TMPDIR=$TEST_TMP/tmp
+	mkdir "$TMPDIR"
+	"$MEMPROF" run -o out -- "$T/target_heap" >prog.out 2>&1 &
+	front=$!
+	BG_PIDS+=($front)
+	wait_for_line prog.out '^ready'
+	prog=$(pgrep -P "$front" -x target_heap)
+	collector=$(pgrep -P "$front" -x memprof-collect)
+	BG_PIDS+=($prog $collector)
+	kill -KILL "$front"
+	wait "$front" || true
+	kill -USR1 "$prog"
+	wait_gone "$prog"
+	wait_gone "$collector"
+	ls out/target_heap.$prog.0001.heap.pb.gz
+	[ -z "$(ls -A "$TMPDIR")" ]
+}

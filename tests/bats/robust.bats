@@ -407,3 +407,28 @@ PY
 	[ ! -e own ]
 	ls out/target_heap.$prog.0001.heap.pb.gz
 }
+
+@test "--make-own-dir and --ready-fd: the collector says where it listens once it does, and its pipe ends when it has left" {
+	exec {ready}< <(exec "$COLLECTOR" --make-own-dir "$TEST_TMP" --ready-fd 3 --dir out 3>&1 2>collector.err)
+	COLLECTOR_PID=$!
+	BG_PIDS+=($COLLECTOR_PID)
+	IFS= read -r -t 10 -u "$ready" own
+	[[ $own == "$TEST_TMP"/memprof.?????? ]]
+	[ "$(stat -c %a "$own")" = 700 ]
+	[ -S "$own/sock" ]
+	env MEMPROF_SOCKET="$own/sock" LD_PRELOAD="$SHIM" "$T/target_heap" >prog.out &
+	prog=$!
+	BG_PIDS+=($prog)
+	wait_for_line prog.out '^ready'
+	wait_for_line "$own/report" "^process $prog target_heap\$"
+	kill -USR1 "$prog"
+	wait "$prog"
+	kill -USR1 "$COLLECTOR_PID"
+	# The end of the pipe (1), not a timeout (> 128): it has left, and
+	# taken its directory with it.
+	rc=0
+	read -r -t 10 -u "$ready" _ || rc=$?
+	[ "$rc" = 1 ]
+	[ ! -e "$own" ]
+	ls out/target_heap.$prog.0001.heap.pb.gz
+}
