@@ -123,6 +123,39 @@ static void detach(void)
 
 /* ---- leaving ------------------------------------------------------------------ */
 
+/*
+ * The idle timer runs only while on_tick has something to look at: a
+ * process detached or accepting paused (conn.c), nobody connected to a
+ * private collector (its grace and its wait for a first client), or a
+ * leave asked for (USR1). A shared collector with nothing of that kind
+ * sleeps in epoll_wait until something happens, rather than waking ten
+ * times a second (issue 11). Dump intervals and the HTTP server have
+ * timers of their own.
+ */
+static unsigned tick_ms; /* what idle_fd is set to; 0: disarmed */
+
+static void set_tick(unsigned ms)
+{
+	if (ms == tick_ms || life.idle_fd < 0)
+		return;
+	struct itimerspec its = {
+		.it_interval = { ms / 1000, (long)(ms % 1000) * 1000000L },
+		.it_value = { ms / 1000, (long)(ms % 1000) * 1000000L },
+	};
+	if (timerfd_settime(life.idle_fd, 0, &its, NULL) == 0)
+		tick_ms = ms;
+}
+
+static void update_tick(void)
+{
+	if (life.leaving)
+		set_tick(LEAVE_TICK_MS);
+	else if (conn_waits_for_time() || (cfg.private_mode && !conn_count()))
+		set_tick(TICK_MS);
+	else
+		set_tick(0);
+}
+
 /* USR1: the front end's command has exited. Whoever is still connected is
  * named ("running" lines, and for every process that connects from now
  * on), and we leave once nobody is (on_tick). */
@@ -138,15 +171,12 @@ static void ask_to_leave(void)
 	cfg.announce_running = true;
 	if (life.idle_fd < 0) {
 		life.idle_fd = make_timer(LEAVE_TICK_MS);
-		if (life.idle_fd >= 0)
+		if (life.idle_fd >= 0) {
+			tick_ms = LEAVE_TICK_MS;
 			watch(life.idle_fd, TAG_IDLE);
-	} else {
-		struct itimerspec its = {
-			.it_interval = { 0, LEAVE_TICK_MS * 1000000L },
-			.it_value = { 0, LEAVE_TICK_MS * 1000000L },
-		};
-		timerfd_settime(life.idle_fd, 0, &its, NULL);
+		}
 	}
+	update_tick();
 }
 
 /* HUP: the front end has left without waiting for us. Its pipes must not
@@ -301,6 +331,7 @@ static void event_loop(void)
 		/* Connections ended during the last batch are freed only now:
 		 * later entries of that batch may still have pointed to them. */
 		conn_free_ended();
+		update_tick();
 		/* Idle time goes to loading debug information ahead of need. */
 		int n = epoll_wait(epfd, evs, 64, sym_preparing() ? 0 : -1);
 		if (n == 0) {
@@ -381,9 +412,12 @@ static int start_up(const struct options *o)
 	watch(life.sfd, TAG_SIGNAL);
 	if (cfg.interval && (life.interval_fd = make_timer(cfg.interval * 1000)) >= 0)
 		watch(life.interval_fd, TAG_INTERVAL);
-	/* Also for a shared collector: detached processes are looked at. */
-	if ((life.idle_fd = make_timer(TICK_MS)) >= 0)
+	/* Also for a shared collector: detached processes are looked at
+	 * (update_tick stops it while there is nothing to look at). */
+	if ((life.idle_fd = make_timer(TICK_MS)) >= 0) {
+		tick_ms = TICK_MS;
 		watch(life.idle_fd, TAG_IDLE);
+	}
 	life.started = now_monotonic_ns();
 	/* Whoever named the socket knows it; otherwise say where we are. */
 	if (chose_socket || log_verbose)
