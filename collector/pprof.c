@@ -76,6 +76,8 @@ static void put_bytes(struct pbuf *b, unsigned field, const void *data, size_t n
 {
 	put_key(b, field, WT_LEN);
 	put_varint(b, n);
+	if (!n) /* data may be NULL then (an empty scratch buffer) */
+		return;
 	pbuf_room(b, n);
 	memcpy(b->d + b->len, data, n);
 	b->len += n;
@@ -326,6 +328,8 @@ static void debuginfo_comment(struct pb *b)
 
 static void append(struct pbuf *out, const struct pbuf *in)
 {
+	if (!in->len) /* in->d may be NULL: memcpy must not see it (UBSan) */
+		return;
 	pbuf_room(out, in->len);
 	memcpy(out->d + out->len, in->d, in->len);
 	out->len += in->len;
