@@ -52,6 +52,11 @@ struct dw_index {
 	size_t naranges;
 	int aranges_state; /* 0: not read yet, 1: read, -1: none we can read */
 	Dwarf_Off walked;  /* libdw knows every unit before this offset */
+	/* .debug_info, if it lies in a private file mapping (walk_units_to):
+	 * looked for once per file, not once per unit. */
+	int info_state;    /* 0: not looked for yet, 1: it does, -1: it does not */
+	const unsigned char *info;
+	size_t info_size;
 };
 
 struct dw_index *dw_index_new(void)
@@ -356,9 +361,16 @@ static void walk_units_to(struct dw_index *ix, Dwarf *dbg, Dwarf_Off target)
 {
 	if (target <= ix->walked)
 		return;
-	Elf_Data *info = section_data(dwarf_getelf(dbg), ".debug_info");
-	bool mapped = info && info->d_buf && target < info->d_size &&
-		      in_private_file_map(info->d_buf, info->d_size);
+	if (ix->info_state == 0) {
+		Elf_Data *d = section_data(dwarf_getelf(dbg), ".debug_info");
+		bool ok = d && d->d_buf && in_private_file_map(d->d_buf, d->d_size);
+		ix->info_state = ok ? 1 : -1;
+		if (ok) {
+			ix->info = d->d_buf;
+			ix->info_size = d->d_size;
+		}
+	}
+	bool mapped = ix->info_state > 0 && target < ix->info_size;
 	Dwarf_Off off = ix->walked, step_start = off, next;
 	size_t hsize;
 	while (mapped && off < target &&
@@ -368,8 +380,7 @@ static void walk_units_to(struct dw_index *ix, Dwarf *dbg, Dwarf_Off target)
 			Dwarf_Die die;
 			if (!dwarf_offdie(dbg, off + hsize, &die))
 				break;
-			const unsigned char *base = info->d_buf;
-			give_back(base + step_start, base + off);
+			give_back(ix->info + step_start, ix->info + off);
 			step_start = off;
 		}
 		off = next;
