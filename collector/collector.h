@@ -57,6 +57,10 @@ void conn_setup(int epoll_fd, int listen_fd, void (*proc_gone)(struct proc *p));
 void conn_accept(void);
 /* Called by the loop's periodic timer: resumes accepting after a pause. */
 void conn_tick(uint64_t now_ns);
+/* Whether conn_tick or conn_reap_detached has anything to wait for (a
+ * pause in accepting, a detached process): the loop's timer runs only
+ * while something does. */
+bool conn_waits_for_time(void);
 /* The connection ended (EOF, error, protocol error, or we are finishing):
  * the process's final profile, unless it runs on and may come back
  * (detached). */

@@ -30,6 +30,7 @@ struct conn *conns;
 static int epfd = -1, listen_fd = -1;
 static void (*gone_hook)(struct proc *p); /* conn_setup's proc_gone, or NULL */
 static unsigned nconns;         /* connected or detached */
+static unsigned ndetached;      /* detached (fd < 0), not ended yet */
 static uint64_t idle_since_ns;  /* when nconns last fell to 0; 0: never had one */
 static bool ever_connected;
 /* Ended connections, kept until the event loop's batch that may still
@@ -91,6 +92,8 @@ static void unlink_conn(struct conn *c)
 		epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
 		close(c->fd);
 		c->fd = -1;
+	} else {
+		ndetached--;
 	}
 	c->dropped = true; /* a stale pointer to it reads nothing */
 	c->next = ended;
@@ -395,6 +398,11 @@ void conn_tick(uint64_t now_ns)
 	}
 }
 
+bool conn_waits_for_time(void)
+{
+	return accept_paused_until || ndetached;
+}
+
 void conn_accept(void)
 {
 	if (accept_paused_until)
@@ -472,6 +480,7 @@ void conn_close(struct conn *c)
 	epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
 	close(c->fd);
 	c->fd = -1;
+	ndetached++;
 	c->detached_ns = now_monotonic_ns();
 	log_debug("pid %u (%s) closed its connection and runs on", c->proc->pid, c->proc->name);
 }

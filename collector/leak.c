@@ -111,15 +111,15 @@ static unsigned char *leak_profile(struct proc *p, const struct leak_group *g, s
 	pb_init(&b, p);
 	pb_sample_types(&b, types, 2);
 	pb_period(&b, "space", "bytes", 1);
-	b.prof.default_sample_type = pb_string(&b, "leaked_space");
-	b.prof.time_nanos = (int64_t)now_realtime_ns();
+	b.default_sample_type = pb_string(&b, "leaked_space");
+	b.time_nanos = (int64_t)now_realtime_ns();
 	pb_process_comments(&b, "leak");
 	for (size_t i = 0; i < n; i++) {
 		if (g[i].suppressed || g[i].stack == LEAK_UNKNOWN_STACK)
 			continue;
 		int64_t v[2] = { (int64_t)g[i].count, (int64_t)g[i].bytes };
-		Perftools__Profiles__Sample *sm = pb_sample(&b, g[i].stack, v);
-		pb_label_str(&b, sm, "kind", g[i].kind == MP_LEAK_DIRECT ? "direct" : "indirect");
+		pb_sample(&b, g[i].stack, v);
+		pb_label_str(&b, "kind", g[i].kind == MP_LEAK_DIRECT ? "direct" : "indirect");
 	}
 	unsigned char *out = pb_finish(&b, len);
 	pb_free(&b);

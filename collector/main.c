@@ -46,7 +46,7 @@ enum { TAG_LISTEN = CONN_LISTEN_TAG, TAG_SIGNAL = 2, TAG_INTERVAL = 3, TAG_IDLE 
  * until the new one says hello: conn.c), nor does a fork (the child
  * connects before fork returns); this covers a child still on its way.
  * Issue 11 wants a private collector gone within 100 ms of its last
- * process; the idle timer is set for the moment this runs out (arm_leave),
+ * process; the idle timer is set for the moment this runs out (update_tick),
  * not left to the next TICK_MS tick, which made it 100-200 ms. */
 #define PRIVATE_GRACE_NS (50ULL * 1000000ULL)
 /* How long a process that exec'd or was spawned from a notice, and still
@@ -130,6 +130,66 @@ static void detach(void)
 
 /* ---- leaving ------------------------------------------------------------------ */
 
+/*
+ * The idle timer runs only while on_tick has something to look at: a
+ * process detached or accepting paused (conn.c), nobody connected to a
+ * private collector (its grace and its wait for a first client), or a
+ * leave asked for (USR1). A shared collector with nothing of that kind
+ * sleeps in epoll_wait until something happens, rather than waking ten
+ * times a second (issue 11). Dump intervals and the HTTP server have
+ * timers of their own.
+ */
+static unsigned tick_ms; /* what idle_fd is set to; 0: disarmed */
+
+static void set_tick(unsigned ms)
+{
+	if (ms == tick_ms || life.idle_fd < 0)
+		return;
+	struct itimerspec its = {
+		.it_interval = { ms / 1000, (long)(ms % 1000) * 1000000L },
+		.it_value = { ms / 1000, (long)(ms % 1000) * 1000000L },
+	};
+	if (timerfd_settime(life.idle_fd, 0, &its, NULL) == 0)
+		tick_ms = ms;
+}
+
+/* Before every wait for events: the ticks on_tick needs, and, once nobody
+ * is connected, the first of them set for the moment we may leave
+ * (leave_deadline, defined below), not up to a tick later (2 ms of every
+ * `memprof run`, 100 ms of a private collector's). A system call only when
+ * the period or the deadline has moved. */
+static uint64_t leave_deadline(void);
+
+static void update_tick(void)
+{
+	unsigned ms = 0;
+	if (life.leaving)
+		ms = LEAVE_TICK_MS;
+	else if (conn_waits_for_time() || (cfg.private_mode && !conn_count()))
+		ms = TICK_MS;
+	uint64_t deadline = ms && !conn_count() ? leave_deadline() : 0;
+	if (!deadline) {
+		if (life.leave_armed) {
+			life.leave_armed = 0;
+			tick_ms = (unsigned)-1; /* whatever it is, set it anew */
+		}
+		set_tick(ms);
+		return;
+	}
+	if (life.idle_fd < 0 || (deadline == life.leave_armed && ms == tick_ms))
+		return;
+	uint64_t now = now_monotonic_ns();
+	uint64_t wait = deadline > now ? deadline - now : 1;
+	struct itimerspec its = {
+		.it_interval = { ms / 1000, (long)(ms % 1000) * 1000000L },
+		.it_value = { (time_t)(wait / 1000000000ULL), (long)(wait % 1000000000ULL) },
+	};
+	if (timerfd_settime(life.idle_fd, 0, &its, NULL) == 0) {
+		life.leave_armed = deadline;
+		tick_ms = ms;
+	}
+}
+
 /* USR1: the front end's command has exited. Whoever is still connected is
  * named ("running" lines, and for every process that connects from now
  * on), and we leave once nobody is (on_tick). */
@@ -146,15 +206,12 @@ static void ask_to_leave(void)
 	cfg.announce_running = true;
 	if (life.idle_fd < 0) {
 		life.idle_fd = make_timer(LEAVE_TICK_MS);
-		if (life.idle_fd >= 0)
+		if (life.idle_fd >= 0) {
+			tick_ms = LEAVE_TICK_MS;
 			watch(life.idle_fd, TAG_IDLE);
-	} else {
-		struct itimerspec its = {
-			.it_interval = { 0, LEAVE_TICK_MS * 1000000L },
-			.it_value = { 0, LEAVE_TICK_MS * 1000000L },
-		};
-		timerfd_settime(life.idle_fd, 0, &its, NULL);
+		}
 	}
+	update_tick();
 }
 
 /* HUP: the front end has left without waiting for us. Its pipes must not
@@ -193,28 +250,6 @@ static uint64_t leave_deadline(void)
 	return 0;
 }
 
-/* Once nobody is connected, sets the idle timer to go off at the leave
- * deadline, its ticks going on from there: we leave when the wait is
- * over, not up to a tick later (2 ms of every `memprof run`, 100 ms of a
- * private collector's). Called before every wait for events; a system
- * call only when the deadline has moved. */
-static void arm_leave(void)
-{
-	if (life.idle_fd < 0 || conn_count())
-		return;
-	uint64_t deadline = leave_deadline();
-	if (!deadline || deadline == life.leave_armed)
-		return;
-	life.leave_armed = deadline;
-	uint64_t now = now_monotonic_ns();
-	uint64_t wait = deadline > now ? deadline - now : 1;
-	long period_ns = (life.leaving ? LEAVE_TICK_MS : TICK_MS) * 1000000L;
-	struct itimerspec its = {
-		.it_interval = { period_ns / 1000000000L, period_ns % 1000000000L },
-		.it_value = { (time_t)(wait / 1000000000ULL), (long)(wait % 1000000000ULL) },
-	};
-	timerfd_settime(life.idle_fd, 0, &its, NULL);
-}
 
 /* The idle timer: processes that closed our connection but may come back
  * (conn.c) are looked at; in private mode, every process has gone and none
@@ -366,7 +401,7 @@ static void event_loop(void)
 		/* Connections ended during the last batch are freed only now:
 		 * later entries of that batch may still have pointed to them. */
 		conn_free_ended();
-		arm_leave();
+		update_tick();
 		/* Idle time goes to loading debug information ahead of need. */
 		int n = epoll_wait(epfd, evs, 64, sym_preparing() ? 0 : -1);
 		if (n == 0) {
@@ -472,9 +507,12 @@ static int start_up(struct options *o)
 	watch(life.sfd, TAG_SIGNAL);
 	if (cfg.interval && (life.interval_fd = make_timer(cfg.interval * 1000)) >= 0)
 		watch(life.interval_fd, TAG_INTERVAL);
-	/* Also for a shared collector: detached processes are looked at. */
-	if ((life.idle_fd = make_timer(TICK_MS)) >= 0)
+	/* Also for a shared collector: detached processes are looked at
+	 * (update_tick stops it while there is nothing to look at). */
+	if ((life.idle_fd = make_timer(TICK_MS)) >= 0) {
+		tick_ms = TICK_MS;
 		watch(life.idle_fd, TAG_IDLE);
+	}
 	life.started = now_monotonic_ns();
 	/* Whoever named the socket knows it; otherwise say where we are. */
 	if (chose_socket || log_verbose)

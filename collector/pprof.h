@@ -1,6 +1,6 @@
 /*
- * Encoding what a struct proc knows as pprof profiles (profile.proto via
- * protobuf-c, gzipped with zlib), and writing them so that a reader never
+ * Encoding what a struct proc knows as pprof profiles (profile.proto,
+ * gzipped with zlib), and writing them so that a reader never
  * sees half a file.
  */
 #ifndef MEMPROF_COLLECTOR_PPROF_H

@@ -108,6 +108,7 @@ struct proc {
 	struct map cpu;
 	struct map cpu_dumped;    /* dump.c's: cpu as of the last CPU profile file */
 	uint64_t cpu_dumped_ns;   /* dump.c's: when that was (CLOCK_REALTIME) */
+	uint64_t peak_dumped[5];  /* dump.c's: what the peak file was written from */
 	struct unwinder *unwinder;
 	/* leak check */
 	struct mp_leak *leaks;    /* what the process reported unreachable */

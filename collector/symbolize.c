@@ -698,22 +698,55 @@ static int lookup_in_any_unit(struct sym_obj *obj, Dwarf_Addr addr, Dwarf_Addr *
  * frame 0's line is left to the caller (line table). Returns n, 0 when
  * DWARF knows no function here.
  */
-static int resolve_dwarf(struct sym_obj *obj, Dwarf_Addr addr, struct sym_frame *fr, int cap)
+/* The unit an address is in, and how it was found: by our reading of
+ * .debug_aranges (dw_index_unit), or by libdw's when that could not be read
+ * (then libdw also finds its line). */
+struct sym_unit {
+	enum { UNIT_LIBDW, UNIT_OURS, UNIT_NONE } how;
+	Dwarf_Die die;
+	Dwarf_Addr bias;
+};
+
+static int resolve_dwarf(struct sym_obj *obj, Dwarf_Addr addr, struct sym_frame *fr, int cap,
+			 struct sym_unit *unit)
 {
 	Dwarf_Addr dwbias;
-	Dwarf_Die *cu = dwfl_module_addrdie(obj->mod, addr, &dwbias);
+	Dwarf *dbg = dwfl_module_getdwarf(obj->mod, &dwbias);
+	Dwarf_Die *cu = NULL;
 	Dwarf_Die dies[SYM_MAX_FRAMES];
 	Dwarf_Die *callee = NULL;
 	int ndies, n = 0;
 
-	if (!cu)
+	unit->how = UNIT_LIBDW;
+	if (!dbg)
 		return 0;
 	if (!obj->index)
 		obj->index = dw_index_new();
 	int max = cap < SYM_MAX_FRAMES ? cap : SYM_MAX_FRAMES;
+	switch (dw_index_unit(obj->index, dbg, addr - dwbias, &unit->die)) {
+	case 1:
+		unit->how = UNIT_OURS;
+		unit->bias = dwbias;
+		cu = &unit->die;
+		break;
+	case 0:
+		unit->how = UNIT_NONE;
+		break;
+	default:
+		cu = dwfl_module_addrdie(obj->mod, addr, &dwbias);
+		break;
+	}
+	if (!cu)
+		return 0;
 	ndies = dw_index_lookup(obj->index, cu, addr - dwbias, dies, max);
-	if (ndies == 0)
+	if (ndies == 0) {
+		/* The unit the aranges name has no function here (libc6-dbg's
+		 * clone3): look in every unit, and take lines as libdw finds
+		 * them. */
 		ndies = lookup_in_any_unit(obj, addr, &dwbias, dies, max);
+		if (ndies)
+			unit->how = UNIT_LIBDW;
+	}
 	for (int i = 0; i < ndies; i++) {
 		Dwarf_Die *die = &dies[i];
 		int tag = dwarf_tag(die);
@@ -844,9 +877,9 @@ static struct sym_result *resolve(const struct sym_file *file, uint64_t vaddr)
 	if (file->obj) {
 		Dwfl_Module *mod = file->obj->mod;
 		Dwarf_Addr addr = vaddr + file->obj->bias;
-		Dwfl_Line *line;
+		struct sym_unit unit;
 
-		n = resolve_dwarf(file->obj, addr, fr, SYM_MAX_FRAMES);
+		n = resolve_dwarf(file->obj, addr, fr, SYM_MAX_FRAMES, &unit);
 		if (n == 0)
 			fr[n++] = (struct sym_frame){ 0 };
 		GElf_Addr start = 0;
@@ -874,16 +907,22 @@ static struct sym_result *resolve(const struct sym_file *file, uint64_t vaddr)
 					f->func = NULL;
 			}
 		}
-		line = dwfl_module_getsrc(mod, addr);
-		if (line) {
+		const char *src = NULL;
+		int lineno = 0;
+		if (unit.how == UNIT_OURS) {
+			/* What dwfl_module_getsrc does, in the unit found already. */
+			Dwarf_Line *line = dwarf_getsrc_die(&unit.die, addr - unit.bias);
+			if (line && (src = dwarf_linesrc(line, NULL, NULL)))
+				dwarf_lineno(line, &lineno);
+		} else if (unit.how == UNIT_LIBDW) {
+			Dwfl_Line *line = dwfl_module_getsrc(mod, addr);
 			Dwarf_Addr line_addr;
-			int lineno = 0;
-			const char *src = dwfl_lineinfo(line, &line_addr, &lineno, NULL, NULL, NULL);
-
-			if (src && src[0]) {
-				fr[0].file = src;
-				fr[0].line = lineno > 0 ? lineno : 0;
-			}
+			if (line)
+				src = dwfl_lineinfo(line, &line_addr, &lineno, NULL, NULL, NULL);
+		}
+		if (src && src[0]) {
+			fr[0].file = src;
+			fr[0].line = lineno > 0 ? lineno : 0;
 		}
 	} else {
 		fr[n++] = (struct sym_frame){ 0 };
