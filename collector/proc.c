@@ -193,6 +193,7 @@ void proc_inherit(struct proc *child, const struct proc *parent)
 	}
 	map_copy(&child->bucket_by_key, &parent->bucket_by_key);
 	map_copy(&child->live, &parent->live);
+	child->freed_first = parent->freed_first;
 	child->inuse_est = parent->inuse_est;
 	child->peak_gen = parent->peak_gen; /* no bucket's is newer */
 	peak_inherit(child);
@@ -385,15 +386,18 @@ static int add_stack(struct proc *p, const void *payload, uint32_t len, const ch
 
 /* Live blocks are keyed (address, LIVE_BY_ADDR) when the shim sends no
  * ids, else (id, LIVE_BY_ID); (id, FREED_FIRST) marks a free that came
- * before its allocation (see struct mp_alloc). */
+ * before its allocation (see struct mp_alloc). A block with an id whose
+ * sample was not kept (PROC_MAX_*) is live too, in no bucket (NOT_KEPT),
+ * so that its free finds it rather than wait, for ever, as FREED_FIRST. */
 enum { LIVE_BY_ADDR = 0, LIVE_BY_ID = 1, FREED_FIRST = 2 };
+#define NOT_KEPT UINT64_MAX
 
 static bool release_block(struct proc *p, uint64_t k1, uint64_t k2)
 {
 	uint64_t b;
 	if (!map_remove(&p->live, k1, k2, &b))
 		return false;
-	if (p->buckets[b].inuse_samples) {
+	if (b != NOT_KEPT && p->buckets[b].inuse_samples) {
 		peak_save(p, &p->buckets[b]);
 		p->buckets[b].inuse_samples--;
 		peak_shrank(p, &p->buckets[b]);
@@ -408,8 +412,10 @@ static void add_free(struct proc *p, const struct mp_free *f)
 		return;
 	}
 	/* Its allocation is still on its way: cancel it when it comes. */
-	if (!release_block(p, f->id, LIVE_BY_ID) && p->live.count < PROC_MAX_LIVE)
+	if (!release_block(p, f->id, LIVE_BY_ID) && p->live.count < PROC_MAX_LIVE) {
 		map_put(&p->live, f->id, FREED_FIRST, 0);
+		p->freed_first++;
+	}
 }
 
 static int add_alloc(struct proc *p, const void *payload, uint32_t len, const char **why)
@@ -430,12 +436,16 @@ static int add_alloc(struct proc *p, const void *payload, uint32_t len, const ch
 	 * hearing of it (a dropped event): forget it. */
 	if (!a.id)
 		release_block(p, a.addr, LIVE_BY_ADDR);
-	bool freed = a.id && map_remove(&p->live, a.id, FREED_FIRST, NULL);
+	/* Out of order is rare: no probe at all while nothing waits. */
+	bool freed = a.id && p->freed_first && map_remove(&p->live, a.id, FREED_FIRST, NULL);
+	p->freed_first -= freed;
 	uint64_t *v = stack == PROC_STACK_OVER_LIMIT
 			      ? NULL : map_find(&p->bucket_by_key, (uint64_t)stack + 1, a.size);
 	if (stack == PROC_STACK_OVER_LIMIT || p->live.count >= PROC_MAX_LIVE ||
 	    (!v && p->nbuckets >= PROC_MAX_BUCKETS)) {
 		p->over_limit_samples++;
+		if (a.id && !freed && p->live.count < PROC_MAX_LIVE)
+			map_put(&p->live, a.id, LIVE_BY_ID, NOT_KEPT);
 		return 0;
 	}
 	uint64_t b;
