@@ -56,6 +56,7 @@ static _Atomic uint64_t bytes_sent; /* progress, watched by mp_writer_finish */
  * it (mp_writer_sleeping). Besides: producers wake it when the ring is a
  * quarter full, CPU slots when half full, dump requests at once. */
 #define BUSY_POLL_MS 20
+#define GATHER_MS 1 /* at most this long between a round's events and their send */
 #define BUSY_LINGER_NS 1000000000u
 #define IDLE_POLL_MS 200
 _Atomic bool mp_writer_sleeping;
@@ -605,6 +606,8 @@ static void writer_sleep(uint32_t seen, uint64_t last_busy)
  * allocator statistics may be read (not while the program's threads are
  * stopped: mallinfo2 takes locks they may hold). Run by the writer, or by
  * the thread that owns the connection once the writer has stopped. */
+static bool dump_queued; /* a dump request is in outbuf: send it now */
+
 static size_t pump(size_t *ring_n, bool stats)
 {
 	/* The shared ring holds the mappings that the stacks in the
@@ -624,6 +627,7 @@ static size_t pump(size_t *ring_n, bool stats)
 			send_malloc_stats();
 		send_drops();
 		put_simple(MP_REC_DUMP, NULL, 0);
+		dump_queued = true;
 	}
 	return n;
 }
@@ -740,8 +744,18 @@ static void *writer_main(void *arg)
 			futex_wake(&finish_word);
 			return NULL;
 		}
-		if (outlen)
+		/* A round that found only a little to send, while the program
+		 * is producing, waits for more rather than send it at once:
+		 * a send (and the collector's read, and their checks) per few
+		 * events was most of a single-threaded program's system time
+		 * at rate 1 (sqlite3: 23,000 sends for 100,000 inserts). A
+		 * producer wakes the writer when its ring is a quarter full;
+		 * an idle round, a dump or a full buffer sends at once. */
+		bool gather = ring_n && !dump_queued && outlen < sizeof(outbuf) / 4;
+		if (outlen && !gather) {
 			flush();
+			dump_queued = false;
+		}
 		if (n == 0 && req != atomic_load(&sync_done)) {
 			atomic_store(&sync_done, req);
 			futex_wake(&sync_done);
@@ -752,6 +766,8 @@ static void *writer_main(void *arg)
 			orphan_wait(seen);
 		else if (n == 0)
 			writer_sleep(seen, last_busy);
+		else if (gather)
+			futex_wait(&wake_word, seen, GATHER_MS);
 	}
 }
 

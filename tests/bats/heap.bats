@@ -5,12 +5,7 @@ load test_helper
 
 # target_heap under memprof run; sets PID once the program is ready.
 start_target_heap() {
-	rm -f prog.out prog.err # a second start must not find the first's "ready"
-	"$MEMPROF" run -o out "$@" -- "$T/target_heap" >prog.out 2>prog.err &
-	BG_PIDS+=($!)
-	RUN_PID=$!
-	wait_for_line prog.out '^ready'
-	PID=$(awk '/^ready/ { print $2 }' prog.out)
+	run_until_ready "$@" -- "$T/target_heap"
 }
 
 @test "a USR2 dump shows each function's live heap within 15% and the churn within 15%" {
@@ -113,19 +108,15 @@ print(len(json.dumps(d)), sum(len(x["v"]) for x in d))'
 	# Each thread sends its own events at rate 1, so a consumer's free
 	# often reaches the collector before its producer's allocation; the
 	# two are matched by the id the block carries, not by arrival order.
-	"$MEMPROF" run -o out --rate 1 -- "$T/target_handoff" >prog.out 2>prog.err &
-	BG_PIDS+=($!)
-	run_pid=$!
-	wait_for_line prog.out '^ready'
-	pid=$(awk '/^ready/ { print $2 }' prog.out)
-	kill -USR2 "$pid"
-	f=$(wait_for_file "out/target_handoff.$pid.0001.heap.pb.gz" 1)
+	run_until_ready --rate 1 -- "$T/target_handoff"
+	kill -USR2 "$PID"
+	f=$(wait_for_file "out/target_handoff.$PID.0001.heap.pb.gz" 1)
 	[ "$(flat "$f" alloc_objects make_block)" -eq 300000 ]
 	[ "$(flat "$f" inuse_objects make_block)" -eq 0 ]
 	[ "$(flat "$f" inuse_objects consume)" -eq 0 ]
 	[ "$(flat "$f" alloc_objects consume)" -eq 18750 ]
-	kill -USR1 "$pid"
-	wait "$run_pid"
+	kill -USR1 "$PID"
+	wait "$RUN_PID"
 }
 
 @test "every allocator entry point works on sampled blocks, and their frees are all seen" {

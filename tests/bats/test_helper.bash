@@ -115,6 +115,18 @@ wait_for_line() {
 	return 1
 }
 
+# `memprof run -o out ARGS...` in the background (ARGS ends with -- and the
+# command), its output in prog.out and prog.err; once the command prints
+# "ready PID", sets RUN_PID (the front end) and PID (the program).
+run_until_ready() {
+	rm -f prog.out prog.err # a second start must not find the first's "ready"
+	"$MEMPROF" run -o out "$@" >prog.out 2>prog.err &
+	BG_PIDS+=($!)
+	RUN_PID=$!
+	wait_for_line prog.out '^ready'
+	PID=$(awk '/^ready/ { print $2 }' prog.out)
+}
+
 # Every location of every profile given has a function name.
 all_locations_named() {
 	local f bad
