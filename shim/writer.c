@@ -492,6 +492,11 @@ static void stack_reset(void)
 
 /* ---- the thread ----------------------------------------------------------- */
 
+/* outbuf holds what must not wait for more (see writer_main's gather): a
+ * dump request, or an exec notice, which the collector must have before
+ * the new image runs (a vfork child's parent may not sync before it). */
+static bool send_now;
+
 static void on_event(uint32_t type, const void *payload, uint32_t len)
 {
 	switch (type) {
@@ -512,6 +517,7 @@ static void on_event(uint32_t type, const void *payload, uint32_t len)
 	case MP_EV_WIRE: {
 		const struct mp_rec_hdr *h = payload;
 		put_simple(h->type, h + 1, h->len);
+		send_now |= h->type == MP_REC_EXEC;
 		break;
 	}
 	}
@@ -606,7 +612,6 @@ static void writer_sleep(uint32_t seen, uint64_t last_busy)
  * allocator statistics may be read (not while the program's threads are
  * stopped: mallinfo2 takes locks they may hold). Run by the writer, or by
  * the thread that owns the connection once the writer has stopped. */
-static bool dump_queued; /* a dump request is in outbuf: send it now */
 
 static size_t pump(size_t *ring_n, bool stats)
 {
@@ -627,7 +632,7 @@ static size_t pump(size_t *ring_n, bool stats)
 			send_malloc_stats();
 		send_drops();
 		put_simple(MP_REC_DUMP, NULL, 0);
-		dump_queued = true;
+		send_now = true;
 	}
 	return n;
 }
@@ -750,11 +755,12 @@ static void *writer_main(void *arg)
 		 * events was most of a single-threaded program's system time
 		 * at rate 1 (sqlite3: 23,000 sends for 100,000 inserts). A
 		 * producer wakes the writer when its ring is a quarter full;
-		 * an idle round, a dump or a full buffer sends at once. */
-		bool gather = ring_n && !dump_queued && outlen < sizeof(outbuf) / 4;
+		 * an idle round, a dump, an exec notice or a full buffer sends
+		 * at once. */
+		bool gather = ring_n && !send_now && outlen < sizeof(outbuf) / 4;
 		if (outlen && !gather) {
 			flush();
-			dump_queued = false;
+			send_now = false;
 		}
 		if (n == 0 && req != atomic_load(&sync_done)) {
 			atomic_store(&sync_done, req);
