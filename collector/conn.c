@@ -302,18 +302,10 @@ int conn_read(struct conn *c)
  * asking for EPOLLOUT. -1 if the connection is broken. */
 static int flush_out(struct conn *c)
 {
-	while (c->out_off < c->out_len) {
-		ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off,
-				 MSG_DONTWAIT | MSG_NOSIGNAL);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-			break;
-		if (n <= 0)
-			return -1;
-		c->out_off += (size_t)n;
-	}
-	bool more = c->out_off < c->out_len;
+	int sent = send_pending(c->fd, c->out, c->out_len, &c->out_off);
+	if (sent < 0)
+		return -1;
+	bool more = sent == 0;
 	if (!more) {
 		free(c->out);
 		c->out = NULL;

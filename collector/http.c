@@ -400,17 +400,9 @@ static void begin_linger(struct http_conn *c)
 /* Writes what the socket takes; -1 if the connection is broken. */
 static int flush_out(struct http_conn *c)
 {
-	while (c->out_off < c->out_len) {
-		ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off,
-				 MSG_DONTWAIT | MSG_NOSIGNAL);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-			return 0;
-		if (n <= 0)
-			return -1;
-		c->out_off += (size_t)n;
-	}
+	int sent = send_pending(c->fd, c->out, c->out_len, &c->out_off);
+	if (sent <= 0)
+		return sent;
 	free(c->out);
 	c->out = NULL;
 	c->out_len = c->out_off = 0;

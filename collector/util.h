@@ -50,6 +50,12 @@ char *read_regular_file(const char *path, size_t max, size_t *len, const char **
  * file read. */
 int open_regular_file(const char *path, const char **why);
 
+/* Sends buf[*off .. len) without blocking, as far as the socket takes it,
+ * advancing *off: 1 once all is sent, 0 if the socket is full, -1 if the
+ * connection is broken. The one loop behind both kinds of client's replies
+ * (conn.c, http.c). */
+int send_pending(int fd, const void *buf, size_t len, size_t *off);
+
 uint64_t now_realtime_ns(void);
 uint64_t now_monotonic_ns(void);
 
