@@ -203,18 +203,11 @@ cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 	[ "$(status_of "$URL/")" = 200 ]
 }
 
-# Resident memory of process PID, in KiB.
-rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
-
 @test "a client's stacks and samples are bounded, the excess counted, and its memory returned when it leaves" {
 	start_collector
 	base=$(rss_kib "$COLLECTOR_PID")
 	# More stacks than PROC_MAX_STACKS (200,000), one live sample each.
-	coproc PROBE { "$T/probe_client" "$TEST_TMP/sock" stacks 250000; }
-	BG_PIDS+=($PROBE_PID)
-	read -r pid <&"${PROBE[0]}"
-	read -r sent <&"${PROBE[0]}"
-	[ "$sent" = sent ]
+	start_stack_probe 250000
 	for ((i = 0; i < 1000; i++)); do
 		curl -s "$URL/" >index.html
 		grep -q "50000 stacks and 50000 samples over the limits" index.html && break
@@ -227,12 +220,7 @@ rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 	[ "$(pprof -raw heap.pb.gz | awk '/^Samples/ { s = 1; next } /^Locations/ { s = 0 } s && /^ *[0-9]+ +[0-9]+ +[0-9]+ +[0-9]+:/' | wc -l)" -eq 200000 ]
 	held=$(rss_kib "$COLLECTOR_PID")
 	# The client leaves: what it took is given back.
-	exec {PROBE[1]}>&-
-	wait_for_file "out/probe.$pid.0001.heap.pb.gz" 10
-	# The peak profile is written after it (encoding 200,000 stacks
-	# takes a while): the memory is measured once both are out.
-	wait_for_file "out/probe.$pid.peak.heap.pb.gz" 10
-	sleep 0.5
+	end_stack_probe 10 0.5
 	after=$(rss_kib "$COLLECTOR_PID")
 	echo "# collector RSS: $base KiB at start, $held KiB holding the client, $after KiB after" >&3
 	[ $((after - base)) -lt $(((held - base) / 4)) ]

@@ -127,6 +127,31 @@ run_until_ready() {
 	PID=$(awk '/^ready/ { print $2 }' prog.out)
 }
 
+# Resident memory of process PID, in KiB.
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+
+# tests/c/probe_client sending N distinct stacks, one live sample each, to
+# the test's collector, its connection held open (coproc PROBE); sets pid
+# (the one it said hello as) once all are sent.
+start_stack_probe() {
+	coproc PROBE { "$T/probe_client" "$TEST_TMP/sock" stacks "$1"; }
+	BG_PIDS+=($PROBE_PID)
+	local sent
+	read -r pid <&"${PROBE[0]}"
+	read -r sent <&"${PROBE[0]}"
+	[ "$sent" = sent ]
+}
+
+# The stack probe leaves; waits at most TIMEOUT s for its final profile and
+# its peak profile (written after it: encoding 200,000 stacks takes a
+# while), then SETTLE s, so that memory is measured once both are out.
+end_stack_probe() {
+	exec {PROBE[1]}>&-
+	wait_for_file "out/probe.$pid.0001.heap.pb.gz" "$1"
+	wait_for_file "out/probe.$pid.peak.heap.pb.gz" "$1"
+	sleep "$2"
+}
+
 # Every location of every profile given has a function name.
 all_locations_named() {
 	local f bad

@@ -83,6 +83,20 @@ static void stack_and_block(uint32_t i)
 	rec(MP_REC_ALLOC, &a, sizeof(a), NULL, 0);
 }
 
+/* Asks for a dump, says goodbye, and stays until the collector has read it
+ * all: it ends the connection when we close ours. */
+static int dump_bye_and_wait(void)
+{
+	rec(MP_REC_DUMP, NULL, 0, NULL, 0);
+	rec(MP_REC_BYE, NULL, 0, NULL, 0);
+	flush_buf();
+	char c;
+	shutdown(sock, SHUT_WR);
+	while (read(sock, &c, 1) > 0)
+		;
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 4) {
@@ -118,28 +132,12 @@ int main(int argc, char **argv)
 		cpu.s.regs[7] = (uint64_t)(uintptr_t)&cpu.stack; /* rsp */
 		cpu.s.regs[16] = 0x400100;                         /* rip */
 		rec(MP_REC_CPU, &cpu, sizeof(cpu), NULL, 0);
-		rec(MP_REC_DUMP, NULL, 0, NULL, 0);
-		rec(MP_REC_BYE, NULL, 0, NULL, 0);
-		flush_buf();
-		char c;
-		shutdown(sock, SHUT_WR);
-		while (read(sock, &c, 1) > 0)
-			;
-		return 0;
+		return dump_bye_and_wait();
 	}
 	if (strcmp(mode, "pid") == 0) {
 		hello((uint32_t)n, 0);
 		stack_and_block(0);
-		rec(MP_REC_DUMP, NULL, 0, NULL, 0);
-		rec(MP_REC_BYE, NULL, 0, NULL, 0);
-		flush_buf();
-		/* Stay until the collector has read it all: it ends the
-		 * connection when we close ours. */
-		char c;
-		shutdown(sock, SHUT_WR);
-		while (read(sock, &c, 1) > 0)
-			;
-		return 0;
+		return dump_bye_and_wait();
 	}
 	hello((uint32_t)getpid(), strcmp(mode, "leaks") == 0 ? MP_HELLO_FULL_TRACE : 0);
 	for (uint32_t i = 0; i < n; i++)

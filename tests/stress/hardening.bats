@@ -14,26 +14,19 @@ start_collector() {
 	wait_for_file "$TEST_TMP/sock" 5 >/dev/null
 }
 
-rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
 @test "400,000 stacks from one client: 200,000 kept, the memory returned after it leaves" {
 	start_collector
 	base=$(rss_kib "$COLLECTOR_PID")
-	coproc PROBE { "$T/probe_client" "$TEST_TMP/sock" stacks 400000; }
-	BG_PIDS+=($PROBE_PID)
-	read -r pid <&"${PROBE[0]}"
-	read -r sent <&"${PROBE[0]}"
+	start_stack_probe 400000
 	for ((i = 0; i < 3000; i++)); do
 		curl -s "$URL/" | grep -q "200000 stacks and 200000 samples over the limits" && break
 		sleep 0.01
 	done
 	curl -s "$URL/" | grep -q "200000 stacks and 200000 samples over the limits"
 	held=$(rss_kib "$COLLECTOR_PID")
-	exec {PROBE[1]}>&-
-	wait_for_file "out/probe.$pid.0001.heap.pb.gz" 30
-	wait_for_file "out/probe.$pid.peak.heap.pb.gz" 30
-	sleep 1
+	end_stack_probe 30 1
 	after=$(rss_kib "$COLLECTOR_PID")
 	echo "# RSS: $base KiB, $held KiB holding, $after KiB after" >&3
 	[ $((after - base)) -lt 16384 ]
