@@ -185,9 +185,7 @@ void mp_ring_commit(void *payload)
 	 * writer falling asleep only delays the batch by IDLE_POLL_MS. */
 	if (!mp_cfg.full_trace)
 		atomic_thread_fence(memory_order_seq_cst);
-	if (MP_UNLIKELY(atomic_load_explicit(&mp_writer_sleeping, memory_order_relaxed)) &&
-	    atomic_exchange(&mp_writer_sleeping, false))
-		mp_writer_wake();
+	mp_writer_wake_if_asleep();
 }
 
 static bool blocked; /* the consumer's */

@@ -374,6 +374,14 @@ void mp_writer_note_start(int argc, char **argv);
 extern _Atomic bool mp_writer_sleeping;
 /* Wakes the writer (async-signal-safe). */
 void mp_writer_wake(void);
+/* After a record is published: wakes the writer if it is in its long
+ * sleep (one producer does; the others find the flag cleared). */
+static inline void mp_writer_wake_if_asleep(void)
+{
+	if (MP_UNLIKELY(atomic_load_explicit(&mp_writer_sleeping, memory_order_relaxed)) &&
+	    atomic_exchange(&mp_writer_sleeping, false))
+		mp_writer_wake();
+}
 /* Asks the writer for a dump of this process (async-signal-safe). */
 void mp_writer_request_dump(void);
 /* Flushes everything, says goodbye and stops the writer; gives up when the

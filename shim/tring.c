@@ -174,9 +174,7 @@ void mp_tring_commit(void *payload)
 	atomic_store_explicit(&r->head, r->pending, memory_order_release);
 	/* The writer's long sleep: the first record wakes it (the shared
 	 * ring's commit explains why no fence is needed in full trace). */
-	if (MP_UNLIKELY(atomic_load_explicit(&mp_writer_sleeping, memory_order_relaxed)) &&
-	    atomic_exchange(&mp_writer_sleeping, false))
-		mp_writer_wake();
+	mp_writer_wake_if_asleep();
 }
 
 void mp_tring_thread_end(void)
