@@ -6,22 +6,6 @@
 bats_require_minimum_version 1.5.0
 load test_helper
 
-# A collector on a socket in the test directory, serving HTTP on a port of
-# the kernel's choice; sets COLLECTOR_PID and URL (the /debug/pprof/ base).
-start_collector() {
-	"$COLLECTOR" --socket "$TEST_TMP/sock" --dir out --http 127.0.0.1:0 "$@" 2>collector.err &
-	COLLECTOR_PID=$!
-	BG_PIDS+=($COLLECTOR_PID)
-	disown
-	wait_for_line collector.err 'http: listening on 127\.0\.0\.1:[0-9]+ '
-	URL=http://127.0.0.1:$(sed -n 's/.*http: listening on 127\.0\.0\.1:\([0-9]*\) .*/\1/p' collector.err)/debug/pprof
-	for ((i = 0; i < 500; i++)); do
-		[ -S "$TEST_TMP/sock" ] && return 0
-		sleep 0.01
-	done
-	return 1
-}
-
 # The HTTP status of URL, given at most SECONDS (default 5) to answer.
 status_of() {
 	curl -s -o /dev/null --max-time "${2:-5}" -w '%{http_code}' "$1" || true
@@ -30,7 +14,7 @@ status_of() {
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
 @test "a FIFO or /dev/zero as suppressions is refused at once, and the collector serves on" {
-	start_collector
+	start_http_collector
 	mkfifo "$TEST_TMP/fifo"
 	for sup in "$TEST_TMP/fifo" /dev/zero; do
 		start=$(now_ms)
@@ -88,7 +72,7 @@ now_ms() { echo $(($(date +%s%N) / 1000000)); }
 }
 
 @test "a client is known by the pid the kernel gives, not the one it claims" {
-	start_collector
+	start_http_collector
 	run -0 "$T/probe_client" "$TEST_TMP/sock" pid 1
 	pid=${lines[0]}
 	wait_for_file "out/probe.$pid.0001.heap.pb.gz" 5
@@ -117,7 +101,7 @@ now_ms() { echo $(($(date +%s%N) / 1000000)); }
 }
 
 @test "a client that does not read its leak report of 20,000 leaks stalls nobody" {
-	start_collector
+	start_http_collector
 	"$T/probe_client" "$TEST_TMP/sock" leaks 20000 >probe.out &
 	BG_PIDS+=($!)
 	wait_for_line probe.out '^sent'
@@ -164,7 +148,7 @@ cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 }
 
 @test "64 hour-long CPU profile requests leave the index and heap pages answering" {
-	start_collector
+	start_http_collector
 	MEMPROF_SOCKET="$TEST_TMP/sock" LD_PRELOAD="$SHIM" "$T/target_cpu" sleep 60 >/dev/null &
 	pid=$!
 	BG_PIDS+=($pid)
@@ -204,7 +188,7 @@ cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 }
 
 @test "a client's stacks and samples are bounded, the excess counted, and its memory returned when it leaves" {
-	start_collector
+	start_http_collector
 	base=$(rss_kib "$COLLECTOR_PID")
 	# More stacks than PROC_MAX_STACKS (200,000), one live sample each.
 	start_stack_probe 250000
@@ -227,7 +211,7 @@ cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 }
 
 @test "a FIFO or a device named as a client's binary is not opened for symbols or unwinding" {
-	start_collector
+	start_http_collector
 	mkfifo "$TEST_TMP/fifo"
 	for file in "$TEST_TMP/fifo" /dev/zero; do
 		run -0 timeout 10 "$T/probe_client" "$TEST_TMP/sock" file "$file"

@@ -127,6 +127,22 @@ run_until_ready() {
 	PID=$(awk '/^ready/ { print $2 }' prog.out)
 }
 
+# A collector on a socket in the test directory, serving HTTP on a port of
+# the kernel's choice; sets COLLECTOR_PID and URL (the /debug/pprof/ base).
+start_http_collector() {
+	"$COLLECTOR" --socket "$TEST_TMP/sock" --dir out --http 127.0.0.1:0 "$@" 2>collector.err &
+	COLLECTOR_PID=$!
+	BG_PIDS+=($COLLECTOR_PID)
+	disown
+	wait_for_line collector.err 'http: listening on 127\.0\.0\.1:[0-9]+ '
+	URL=http://127.0.0.1:$(sed -n 's/.*http: listening on 127\.0\.0\.1:\([0-9]*\) .*/\1/p' collector.err)/debug/pprof
+	for ((i = 0; i < 500; i++)); do
+		[ -S "$TEST_TMP/sock" ] && return 0
+		sleep 0.01
+	done
+	return 1
+}
+
 # Resident memory of process PID, in KiB.
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 

@@ -4,20 +4,10 @@
 
 load ../bats/test_helper
 
-start_collector() {
-	"$COLLECTOR" --socket "$TEST_TMP/sock" --dir out --http 127.0.0.1:0 "$@" 2>collector.err &
-	COLLECTOR_PID=$!
-	BG_PIDS+=($COLLECTOR_PID)
-	disown
-	wait_for_line collector.err 'http: listening on 127\.0\.0\.1:[0-9]+ '
-	URL=http://127.0.0.1:$(sed -n 's/.*http: listening on 127\.0\.0\.1:\([0-9]*\) .*/\1/p' collector.err)/debug/pprof
-	wait_for_file "$TEST_TMP/sock" 5 >/dev/null
-}
-
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
 @test "400,000 stacks from one client: 200,000 kept, the memory returned after it leaves" {
-	start_collector
+	start_http_collector
 	base=$(rss_kib "$COLLECTOR_PID")
 	start_stack_probe 400000
 	for ((i = 0; i < 3000; i++)); do
