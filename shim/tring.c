@@ -56,21 +56,32 @@ struct trec {
 };
 
 struct tring {
-	/* The producer's line: head is read by the writer only when it
-	 * drains. */
+	/* Written by the producer at each commit, read by the writer when it
+	 * drains: the one line the two share on every record. */
 	_Alignas(64) _Atomic uint64_t head;
-	uint64_t pending;  /* head once the reserved record is committed */
-	uint64_t next_id;  /* count of ids taken from this ring */
-	unsigned char *buf;
-	/* The writer's line. */
+	/* The producer's alone, so that the writer reading head does not
+	 * take from the producer the line it reads on every record. */
+	_Alignas(64) uint64_t pending; /* head after the record reserved (or the last) */
+	uint64_t next_id;              /* count of ids taken from this ring */
+	uint64_t seen_tail;            /* tail as the producer last read it */
+	unsigned char *pbuf;           /* buf, on this line */
+	/* The writer's line: the producer reads it only when its copy of
+	 * tail says the ring is more than a quarter full. */
 	_Alignas(64) _Atomic uint64_t tail;
 	_Atomic uint32_t state;
-	uint32_t seen_state; /* state and head at the writer's last snapshot */
-	uint64_t seen_head;
+	unsigned char *buf;
+};
+
+/* State and head at the writer's last snapshot: the writer's alone, kept
+ * off the line every producer reads. */
+struct tring_seen {
+	uint32_t state;
+	uint64_t head;
 };
 
 bool mp_trings_on;
 static struct tring rings[TRING_MAX];
+static struct tring_seen seen[TRING_MAX];
 static _Atomic uint32_t rings_claimed; /* rings[0 .. rings_claimed) have been taken once */
 static _Atomic uint64_t shared_ids;    /* ids of events that go through the shared ring */
 
@@ -103,7 +114,7 @@ static struct tring *take_ring(void)
 	void *p = mmap(NULL, TRING_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (p == MAP_FAILED)
 		return NULL; /* stays unmapped, and skipped, for good */
-	rings[i].buf = p;
+	rings[i].buf = rings[i].pbuf = p;
 	/* The buffer before the state: the writer reads state first. */
 	atomic_store_explicit(&rings[i].state, TRING_OWNED, memory_order_release);
 	return &rings[i];
@@ -114,33 +125,39 @@ static void *reserve_in(struct tring *r, uint32_t type, uint32_t len)
 	uint64_t need = (sizeof(struct trec) + len + TREC_ALIGN - 1) & ~(uint64_t)(TREC_ALIGN - 1);
 	if (need > TRING_BYTES / 4)
 		return NULL;
-	uint64_t h = atomic_load_explicit(&r->head, memory_order_relaxed);
+	/* Every record reserved was committed: pending is head. */
+	uint64_t h = r->pending;
 	uint64_t off = h % TRING_BYTES;
 	uint64_t pad = off + need > TRING_BYTES ? TRING_BYTES - off : 0;
-	uint64_t stall_start = 0, seen_tail = 0;
-	/* tail's line changes only when the writer hands back an eighth of
-	 * the ring, so reading it here is almost always a hit. */
-	uint64_t t = atomic_load_explicit(&r->tail, memory_order_acquire);
-	while (h + pad + need - t > TRING_BYTES) {
-		if (!mp_ring_wait_for_room(t, &stall_start, &seen_tail)) {
-			atomic_fetch_add_explicit(&mp_dropped, 1, memory_order_relaxed);
-			return NULL;
-		}
+	/* The copy of tail is never ahead of tail, so while it says the ring
+	 * is at most a quarter full, it is, and there is room without
+	 * reading the writer's line. */
+	uint64_t t = r->seen_tail;
+	if (h + pad + need - t > TRING_BYTES / 4) {
+		uint64_t stall_start = 0, stall_tail = 0;
 		t = atomic_load_explicit(&r->tail, memory_order_acquire);
+		while (h + pad + need - t > TRING_BYTES) {
+			if (!mp_ring_wait_for_room(t, &stall_start, &stall_tail)) {
+				atomic_fetch_add_explicit(&mp_dropped, 1, memory_order_relaxed);
+				return NULL;
+			}
+			t = atomic_load_explicit(&r->tail, memory_order_acquire);
+		}
+		r->seen_tail = t;
+		/* Wake the writer as this record takes the ring past a
+		 * quarter full: bursts drain without a wake-up per record. */
+		if (h + pad + need - t > TRING_BYTES / 4 && h - t <= TRING_BYTES / 4)
+			mp_writer_wake();
 	}
 	if (pad) {
-		struct trec *p = (struct trec *)(r->buf + off);
+		struct trec *p = (struct trec *)(r->pbuf + off);
 		p->type = TREC_PAD;
 		p->size = (uint32_t)pad;
 	}
-	struct trec *rec = (struct trec *)(r->buf + (h + pad) % TRING_BYTES);
+	struct trec *rec = (struct trec *)(r->pbuf + (h + pad) % TRING_BYTES);
 	rec->type = type;
 	rec->size = (uint32_t)need;
 	r->pending = h + pad + need;
-	/* Wake the writer as this record takes the ring past a quarter full:
-	 * bursts drain without a wake-up per record. */
-	if (r->pending - t > TRING_BYTES / 4 && h - t <= TRING_BYTES / 4)
-		mp_writer_wake();
 	return rec->payload;
 }
 
@@ -191,8 +208,8 @@ void mp_trings_snapshot(void)
 		struct tring *r = &rings[i];
 		/* State before head: once a ring is seen retired, its head
 		 * is final. */
-		r->seen_state = atomic_load_explicit(&r->state, memory_order_acquire);
-		r->seen_head = atomic_load_explicit(&r->head, memory_order_acquire);
+		seen[i].state = atomic_load_explicit(&r->state, memory_order_acquire);
+		seen[i].head = atomic_load_explicit(&r->head, memory_order_acquire);
 	}
 }
 
@@ -201,11 +218,11 @@ size_t mp_trings_drain(void (*fn)(uint32_t type, const void *payload, uint32_t l
 	size_t n = 0;
 	for (uint32_t i = 0, n_rings = claimed(); i < n_rings; i++) {
 		struct tring *r = &rings[i];
-		uint32_t st = r->seen_state;
+		uint32_t st = seen[i].state;
 		if (st != TRING_OWNED && st != TRING_RETIRED)
 			continue;
 		uint64_t t = atomic_load_explicit(&r->tail, memory_order_relaxed), given = t;
-		while (t != r->seen_head) {
+		while (t != seen[i].head) {
 			const struct trec *rec = (const struct trec *)(r->buf + t % TRING_BYTES);
 			if (rec->type != TREC_PAD) {
 				fn(rec->type, rec->payload, rec->size - (uint32_t)sizeof(*rec));
@@ -219,7 +236,7 @@ size_t mp_trings_drain(void (*fn)(uint32_t type, const void *payload, uint32_t l
 		}
 		atomic_store_explicit(&r->tail, t, memory_order_release);
 		if (st == TRING_RETIRED) {
-			r->seen_state = TRING_FREE;
+			seen[i].state = TRING_FREE;
 			atomic_store_explicit(&r->state, TRING_FREE, memory_order_release);
 		}
 	}
