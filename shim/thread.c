@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "shim.h"
+#include "unwind.h"
 
 #define MP_EXPORT __attribute__((visibility("default")))
 
@@ -112,6 +113,7 @@ static void thread_end(void *value)
 	(void)value;
 	mp_cpu_thread_end();
 	mp_tring_thread_end();
+	mp_unwind_thread_end();
 	if (atomic_fetch_sub(&live, 1) == 1)
 		mp_writer_wake();
 }

@@ -531,7 +531,7 @@ struct slot {
 };
 
 static struct slot *cache;
-static _Atomic uint32_t epoch = 1;
+static _Atomic uint32_t epoch = 1; /* never 0, which marks an empty memo */
 static void (*miss_hook)(void);
 
 void mp_unwind_set_miss_hook(void (*hook)(void))
@@ -553,7 +553,8 @@ int mp_unwind_init(void)
 
 void mp_unwind_flush(void)
 {
-	atomic_fetch_add(&epoch, 1);
+	if (atomic_fetch_add(&epoch, 1) == UINT32_MAX)
+		atomic_fetch_add(&epoch, 1);
 }
 
 static struct slot *slot_of(uint64_t pc)
@@ -604,19 +605,51 @@ static struct rule lookup(uint64_t pc, bool *missed)
 
 struct regs {
 	uint64_t ip, sp, bp;
-	bool exact; /* ip is where the frame is, not a return address */
+	bool exact;    /* ip is where the frame is, not a return address */
+	bool bp_start; /* bp is still the value the walk started with */
+};
+
+/* What a walk read from the stack (and whether it used its starting rbp,
+ * which -fomit-frame-pointer code keeps anything in), so that a later walk can tell it would
+ * read the same (see the memo below). */
+#define MEMO_LOADS 96
+
+struct recorder {
+	uint32_t n;
+	bool overflow;
+	bool bp_used; /* the walk's result depends on its starting rbp */
+	uint64_t addr[MEMO_LOADS], val[MEMO_LOADS];
 };
 
 struct bounds {
 	uint64_t lo, hi;
+	struct recorder *rec; /* NULL: not recording */
 };
 
 static bool load(const struct bounds *b, uint64_t addr, uint64_t *out)
 {
 	if (addr < b->lo || addr > b->hi - 8 || (addr & 7))
 		return false;
-	*out = *(const uint64_t *)(uintptr_t)addr;
+	uint64_t v = *(const uint64_t *)(uintptr_t)addr;
+	*out = v;
+	struct recorder *rec = b->rec;
+	if (rec) {
+		if (rec->n < MEMO_LOADS) {
+			rec->addr[rec->n] = addr;
+			rec->val[rec->n++] = v;
+		} else {
+			rec->overflow = true;
+		}
+	}
 	return true;
+}
+
+/* r's rbp, for a rule that uses it. */
+static uint64_t bp_of(const struct regs *r, const struct bounds *b)
+{
+	if (r->bp_start && b->rec)
+		b->rec->bp_used = true;
+	return r->bp;
 }
 
 /* One step up, from a frame at r to its caller; false at the end. */
@@ -637,25 +670,25 @@ static bool step(struct regs *r, struct bounds *b, const struct bounds *thread, 
 		if (sp < b->lo || sp >= b->hi) {
 			if (sp < thread->lo || sp >= thread->hi)
 				return false;
-			*b = *thread;
+			b->lo = thread->lo;
+			b->hi = thread->hi;
 		}
-		*r = (struct regs){ ip, sp, bp, true };
+		*r = (struct regs){ ip, sp, bp, true, false };
 		return ip != 0;
 	}
 	if (rule.type == FRAME_NO_FDE) {
 		/* Code without call frame information (JIT output, assembly
 		 * built without it): follow the frame pointer if rbp looks like
 		 * one, as libunwind does. A wrong guess reads only the stack. */
-		uint64_t ra, bp;
-		if (r->bp < r->sp || (r->bp & 15) || !load(b, r->bp + 8, &ra) ||
-		    !load(b, r->bp, &bp))
+		uint64_t ra, bp, fp = bp_of(r, b);
+		if (fp < r->sp || (fp & 15) || !load(b, fp + 8, &ra) || !load(b, fp, &bp))
 			return false;
-		*r = (struct regs){ ra, r->bp + 16, bp, false };
+		*r = (struct regs){ ra, fp + 16, bp, false, false };
 		return ra != 0;
 	}
 	if (rule.type != FRAME_NORMAL)
 		return false;
-	uint64_t cfa = (rule.cfa_rbp ? r->bp : r->sp) + (uint64_t)(int64_t)rule.cfa_off;
+	uint64_t cfa = (rule.cfa_rbp ? bp_of(r, b) : r->sp) + (uint64_t)(int64_t)rule.cfa_off;
 	uint64_t ra, bp = r->bp;
 	if (cfa <= r->sp || !load(b, cfa + (uint64_t)(int64_t)rule.ra_off, &ra))
 		return false;
@@ -663,14 +696,15 @@ static bool step(struct regs *r, struct bounds *b, const struct bounds *thread, 
 		bp = 0;
 	else if (rule.rbp_off != RBP_SAME && !load(b, cfa + (uint64_t)(int64_t)rule.rbp_off, &bp))
 		return false;
-	*r = (struct regs){ ra, cfa, bp, false };
+	/* An rbp passed on unchanged is still the starting one. */
+	*r = (struct regs){ ra, cfa, bp, false, rule.rbp_off == RBP_SAME && r->bp_start };
 	return ra != 0;
 }
 
 static uint32_t walk(struct regs r, uint64_t *pcs, uint32_t max, uintptr_t stack_lo,
-		     uintptr_t stack_hi)
+		     uintptr_t stack_hi, struct recorder *rec)
 {
-	struct bounds thread = { stack_lo, stack_hi }, b = thread;
+	struct bounds thread = { stack_lo, stack_hi, rec }, b = thread;
 	if (r.sp < b.lo || r.sp >= b.hi) {
 		/* On a signal stack: its bounds, until a signal frame leads
 		 * back to the thread's own stack. On a stack of unknown extent
@@ -681,17 +715,119 @@ static uint32_t walk(struct regs r, uint64_t *pcs, uint32_t max, uintptr_t stack
 		    r.sp >= (uint64_t)(uintptr_t)ss.ss_sp &&
 		    r.sp < (uint64_t)(uintptr_t)ss.ss_sp + ss.ss_size)
 			b = (struct bounds){ (uint64_t)(uintptr_t)ss.ss_sp,
-					     (uint64_t)(uintptr_t)ss.ss_sp + ss.ss_size };
+					     (uint64_t)(uintptr_t)ss.ss_sp + ss.ss_size, rec };
 		else
-			b = (struct bounds){ r.sp, (r.sp | 4095) + 1 };
+			b = (struct bounds){ r.sp, (r.sp | 4095) + 1, rec };
 	}
 	uint32_t n = 0;
 	bool missed = false;
+	r.bp_start = true;
 	if (!r.exact && n < max)
 		pcs[n++] = r.ip;
 	while (n < max && step(&r, &b, &thread, &missed))
 		pcs[n++] = r.ip;
 	return n;
+}
+
+/* ---- the memo -------------------------------------------------------------- */
+
+/*
+ * A walk is a function of where it starts (ip, sp, rbp), the thread's
+ * stack bounds, the rules (which change only when the cache is flushed:
+ * the epoch) and the stack words it loads; nothing else. So a thread that
+ * keeps, for a few recent walks, those inputs and the words' addresses and
+ * values, and finds all of them unchanged, knows the walk would give the
+ * same pcs, and copies them instead: a handful of compares for a loop
+ * that allocates from the same place, against a rule lookup and two
+ * loads per frame. This is exact, not a guess from the stack pointer:
+ * a local variable that changed does not matter unless the walk read it,
+ * and one it read that changed is a miss.
+ *
+ * Walks that start on a stack other than the thread's own (a signal
+ * stack, a coroutine's) are not kept: their bounds come from elsewhere.
+ * The memo is the thread's own, mapped at its first walk and unmapped when
+ * it ends (mp_unwind_thread_end); no other thread reads it.
+ */
+#define MEMO_WAYS 8
+#define MEMO_FRAMES 64
+
+struct memo {
+	uint64_t ip, sp, bp, lo, hi; /* bp only if loads.bp_used */
+	uint32_t epoch, max;         /* epoch 0: empty */
+	uint32_t n;
+	uint64_t pcs[MEMO_FRAMES];
+	struct recorder loads;
+};
+
+#define NO_MEMO ((struct memo *)1)
+static __thread struct memo *memos __attribute__((tls_model("initial-exec")));
+
+static struct memo *memo_of(uint64_t ip, uint64_t sp)
+{
+	struct memo *m = memos;
+	if (__builtin_expect(!m, 0)) {
+		void *p = mmap(NULL, sizeof(struct memo) * MEMO_WAYS, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		memos = m = p == MAP_FAILED ? NO_MEMO : p;
+	}
+	if (m == NO_MEMO)
+		return NULL;
+	return &m[((ip ^ (sp << 7)) * 0x9e3779b97f4a7c15ULL) >> (64 - 3)];
+}
+
+static bool memo_holds(const struct memo *m, uint64_t ip, uint64_t sp, uint64_t bp, uint32_t max,
+		       uintptr_t lo, uintptr_t hi, uint32_t e)
+{
+	if (m->epoch != e || m->ip != ip || m->sp != sp || (m->loads.bp_used && m->bp != bp) ||
+	    m->lo != lo || m->hi != hi || m->max != max)
+		return false;
+	for (uint32_t i = 0; i < m->loads.n; i++)
+		if (*(const uint64_t *)(uintptr_t)m->loads.addr[i] != m->loads.val[i])
+			return false;
+	return true;
+}
+
+/* Scalars rather than a struct regs: the memo's hit is a few dozen
+ * instructions, and a struct built in memory and read back whole stalls
+ * store forwarding for longer than some of them. */
+static uint32_t walk_memo(uint64_t ip, uint64_t sp, uint64_t bp, uint64_t *pcs, uint32_t max,
+			  uintptr_t lo, uintptr_t hi)
+{
+	struct memo *m;
+	if (sp < lo || sp >= hi || !(m = memo_of(ip, sp)))
+		return walk((struct regs){ ip, sp, bp, false, false }, pcs, max, lo, hi, NULL);
+	uint32_t e = atomic_load_explicit(&epoch, memory_order_relaxed);
+	if (memo_holds(m, ip, sp, bp, max, lo, hi, e)) {
+		memcpy(pcs, m->pcs, m->n * sizeof(uint64_t));
+		return m->n;
+	}
+	m->epoch = 0;
+	m->loads.n = 0;
+	m->loads.overflow = m->loads.bp_used = false;
+	uint32_t n = walk((struct regs){ ip, sp, bp, false, false }, pcs, max, lo, hi, &m->loads);
+	/* A flush during the walk may have left rules of the old epoch in
+	 * it: keep the walk only if none happened. */
+	if (n <= MEMO_FRAMES && !m->loads.overflow &&
+	    atomic_load_explicit(&epoch, memory_order_relaxed) == e) {
+		m->ip = ip;
+		m->sp = sp;
+		m->bp = bp;
+		m->lo = lo;
+		m->hi = hi;
+		m->max = max;
+		m->n = n;
+		memcpy(m->pcs, pcs, n * sizeof(uint64_t));
+		m->epoch = e;
+	}
+	return n;
+}
+
+void mp_unwind_thread_end(void)
+{
+	struct memo *m = memos;
+	memos = NO_MEMO;
+	if (m && m != NO_MEMO)
+		munmap(m, sizeof(struct memo) * MEMO_WAYS);
 }
 
 __attribute__((noinline)) uint32_t mp_unwind(uint64_t *pcs, uint32_t max, uintptr_t stack_lo,
@@ -705,11 +841,11 @@ __attribute__((noinline)) uint32_t mp_unwind(uint64_t *pcs, uint32_t max, uintpt
 			 "mov %%rbp, %2"
 			 : "=r"(r.ip), "=r"(r.sp), "=r"(r.bp));
 	r.exact = true;
-	return walk(r, pcs, max, stack_lo, stack_hi);
+	return walk(r, pcs, max, stack_lo, stack_hi, NULL);
 }
 
 uint32_t mp_unwind_from(uint64_t ip, uint64_t sp, uint64_t bp, uint64_t *pcs, uint32_t max,
 			uintptr_t stack_lo, uintptr_t stack_hi)
 {
-	return walk((struct regs){ ip, sp, bp, false }, pcs, max, stack_lo, stack_hi);
+	return walk_memo(ip, sp, bp, pcs, max, stack_lo, stack_hi);
 }

@@ -32,6 +32,9 @@ uint32_t mp_unwind_from(uint64_t ip, uint64_t sp, uint64_t bp, uint64_t *pcs, ui
  * any other thread, finding the rule cached, can use an address in it. */
 void mp_unwind_set_miss_hook(void (*hook)(void));
 
+/* The calling thread is ending: its memo of recent walks goes. */
+void mp_unwind_thread_end(void);
+
 /* Forgets every cached rule: after a dlclose another object may be loaded
  * where one was. */
 void mp_unwind_flush(void);

@@ -6,7 +6,12 @@
  * on the thread's stack and on an alternate stack, and a second thread;
  * and, where backtrace() stops, through code with no call frame
  * information that keeps a frame pointer.
- * Each case unwinds twice, the second time from the rule cache.
+ * Each case unwinds twice, the second time from the rule cache, and then
+ * three times more as the shim's allocator entry points do, from a frame
+ * above (mp_unwind_from): the first of those walks and fills the thread's
+ * memo, the next two must come from it and agree. Last, the memo must miss
+ * where a walk from the same ip and sp would read different return
+ * addresses: two callers whose frames are the same size.
  */
 #include "test.h"
 #include "unwind.h"
@@ -60,6 +65,15 @@ static void learn_stack(void)
 
 static int cases;
 
+/* Walks from the frame of whoever called this, as the shim's entry points
+ * do (preload.c's note_entry): ip, sp and rbp as they are in the caller. */
+static __attribute__((noinline)) uint32_t walk_from_caller(uint64_t *pcs, uint32_t max)
+{
+	const uint64_t *fp = __builtin_frame_address(0);
+	return mp_unwind_from(fp[1], (uint64_t)(uintptr_t)(fp + 2), fp[0], pcs, max, stack_lo,
+			      stack_hi);
+}
+
 /* Unwinds from here with both unwinders and compares: frame 0 of each is
  * this function's own call site (they differ), the callers must match. */
 static __attribute__((noinline)) void compare(const char *what, int min_depth)
@@ -93,6 +107,19 @@ static __attribute__((noinline)) void compare(const char *what, int min_depth)
 					i < (int)n ? (unsigned long)ours[i] : 0UL,
 					i < m ? (unsigned long)theirs[i] : 0UL);
 		}
+	}
+	/* From this frame: pcs[0] is the call below (not mp_unwind's), the
+	 * callers must be the same as mp_unwind's. */
+	uint64_t from[MAX];
+	uint32_t n = mp_unwind(ours, MAX, stack_lo, stack_hi);
+	for (int pass = 0; pass < 3; pass++) {
+		uint32_t k = walk_from_caller(from, MAX);
+		bool same = k == n;
+		for (uint32_t i = 1; same && i < n; i++)
+			same = from[i] == ours[i];
+		if (!CHECK(same))
+			fprintf(stderr, "    %s, from a frame above, pass %d: %u frames, %u before\n",
+				what, pass, k, n);
 	}
 	cases++;
 }
@@ -192,6 +219,51 @@ static void through_libc(void)
 	qsort(v, 64, sizeof(v[0]), by_value);
 }
 
+/* ---- the memo must miss when what the walk read changed -------------------- */
+
+/* leaf is called from mid_a and from mid_b, which have frames of the same
+ * size and are called from the same place in same_sp: so both times the
+ * walk starts at the same ip and sp, and only the return address saved
+ * in leaf's frame (into mid_a, or into mid_b) tells them apart. */
+static uint64_t leaf_pcs[MAX];
+static uint32_t leaf_n;
+static uint64_t leaf_sp, leaf_ret;
+
+static __attribute__((noinline, noipa)) void leaf(void)
+{
+	leaf_n = walk_from_caller(leaf_pcs, MAX);
+	leaf_sp = (uint64_t)(uintptr_t)__builtin_frame_address(0);
+	leaf_ret = (uint64_t)(uintptr_t)__builtin_return_address(0);
+	__asm__ volatile("");
+}
+
+/* noipa: identical functions would otherwise be folded into one. */
+static __attribute__((noinline, noipa)) void mid_a(void)
+{
+	leaf();
+	__asm__ volatile("nop");
+}
+
+static __attribute__((noinline, noipa)) void mid_b(void)
+{
+	leaf();
+	__asm__ volatile("nop; nop");
+}
+
+static __attribute__((noinline, noipa)) void same_sp(void (*first)(void), void (*second)(void))
+{
+	first();
+	uint64_t sp1 = leaf_sp, ret1 = leaf_ret;
+	bool first_ok = leaf_n >= 3 && leaf_pcs[1] == leaf_ret;
+	second();
+	CHECK(leaf_sp == sp1 && leaf_ret != ret1); /* else the case tests nothing */
+	CHECK(first_ok);
+	if (!CHECK(leaf_n >= 3 && leaf_pcs[1] == leaf_ret))
+		fprintf(stderr, "    pcs[1] %lx: the first caller's return address taken for %lx\n",
+			(unsigned long)leaf_pcs[1], (unsigned long)leaf_ret);
+	cases++;
+}
+
 /* ---- signals and threads -------------------------------------------------- */
 
 static const char *handler_case;
@@ -255,6 +327,10 @@ int main(int argc, char **argv)
 	/* A flush forgets the rules; the next walk works them out again. */
 	mp_unwind_flush();
 	plain1();
-	CHECK_INT_EQ(cases, 11);
+	for (int i = 0; i < 3; i++) {
+		same_sp(mid_a, mid_b);
+		same_sp(mid_b, mid_a);
+	}
+	CHECK_INT_EQ(cases, 17);
 	return test_summary(argv[0]);
 }
