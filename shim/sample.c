@@ -79,11 +79,11 @@ static int64_t next_countdown(struct mp_tls *t)
 	return (int64_t)gap + 1;
 }
 
-/* Captures the calling thread's stack without the shim's own frames: pcs[0]
- * is the return address into whoever called the allocator. */
-static uint32_t capture_stack(uint64_t *pcs)
+/* Captures the calling thread's stack without the shim's own frames:
+ * (*pcs)[0] is the return address into whoever called the allocator.
+ * *pcs points into raw, which holds MP_MAX_FRAMES + 8. */
+static uint32_t capture_stack(uint64_t *raw, const uint64_t **pcs)
 {
-	uint64_t raw[MP_MAX_FRAMES + 8];
 	uintptr_t lo, hi;
 	mp_thread_stack(&lo, &hi);
 	struct mp_tls *t = &mp_tls;
@@ -93,10 +93,9 @@ static uint32_t capture_stack(uint64_t *pcs)
 	uint32_t first = 0;
 	while (first < n && raw[first] >= mp_self_lo && raw[first] < mp_self_hi)
 		first++;
-	uint32_t depth = 0;
-	for (uint32_t i = first; i < n && depth < MP_MAX_FRAMES; i++)
-		pcs[depth++] = raw[i];
-	return depth;
+	*pcs = raw + first;
+	n -= first;
+	return n < MP_MAX_FRAMES ? n : MP_MAX_FRAMES;
 }
 
 /*
@@ -193,8 +192,9 @@ static void commit(void *ev)
 
 static void record_alloc(void *p, size_t size)
 {
-	uint64_t pcs[MP_MAX_FRAMES];
-	uint32_t depth = capture_stack(pcs);
+	uint64_t raw[MP_MAX_FRAMES + 8];
+	const uint64_t *pcs;
+	uint32_t depth = capture_stack(raw, &pcs);
 	if (depth == 0)
 		return;
 	uint64_t id;
@@ -205,7 +205,10 @@ static void record_alloc(void *p, size_t size)
 	ev->size = size;
 	ev->id = id;
 	ev->depth = depth;
-	memcpy(ev->pcs, pcs, depth * sizeof(uint64_t));
+	/* A plain loop: stacks are short, and for a few words gcc's inline
+	 * rep movsq costs more in start-up than it moves. */
+	for (uint32_t i = 0; i < depth; i++)
+		ev->pcs[i] = pcs[i];
 	/* Mark before publishing: once the program has the pointer it may
 	 * free it, and that free must know to report it. */
 	if (MP_TRACK_BY_HEADER()) {

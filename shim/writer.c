@@ -158,6 +158,29 @@ static void flush(void)
 	outlen = 0;
 }
 
+/* Room for a record of len payload bytes at the end of outbuf (which has
+ * it: put_record sends longer ones itself), its header written: as one
+ * word, since two 32-bit stores read back as one 64-bit load stall store
+ * forwarding. Returns where the payload goes. */
+static inline unsigned char *put_room(uint32_t type, uint32_t len)
+{
+	if (outlen + sizeof(struct mp_rec_hdr) + len > sizeof(outbuf))
+		flush();
+	unsigned char *o = outbuf + outlen;
+	uint64_t hdr = type | (uint64_t)len << 32;
+	memcpy(o, &hdr, sizeof(hdr));
+	outlen += sizeof(struct mp_rec_hdr) + len;
+	return o + sizeof(struct mp_rec_hdr);
+}
+
+static inline void put_u64(unsigned char *o, uint64_t v)
+{
+	memcpy(o, &v, sizeof(v));
+}
+
+_Static_assert(offsetof(struct mp_alloc, reserved) == offsetof(struct mp_alloc, stack_id) + 4,
+	       "stack_id and reserved are written as one word");
+
 struct piece {
 	const void *p;
 	size_t n;
@@ -169,21 +192,19 @@ static void put_record(uint32_t type, const struct piece *pc, int npc)
 	size_t payload = 0;
 	for (int i = 0; i < npc; i++)
 		payload += pc[i].n;
-	struct mp_rec_hdr hdr = { type, (uint32_t)payload };
-	if (outlen + sizeof(hdr) + payload > sizeof(outbuf))
+	if (sizeof(struct mp_rec_hdr) + payload > sizeof(outbuf)) {
+		struct mp_rec_hdr hdr = { type, (uint32_t)payload };
 		flush();
-	if (sizeof(hdr) + payload > sizeof(outbuf)) {
 		send_all(&hdr, sizeof(hdr));
 		for (int i = 0; i < npc; i++)
 			send_all(pc[i].p, pc[i].n);
 		return;
 	}
-	memcpy(outbuf + outlen, &hdr, sizeof(hdr));
-	outlen += sizeof(hdr);
+	unsigned char *o = put_room(type, (uint32_t)payload);
 	for (int i = 0; i < npc; i++) {
 		if (pc[i].n)
-			memcpy(outbuf + outlen, pc[i].p, pc[i].n);
-		outlen += pc[i].n;
+			memcpy(o, pc[i].p, pc[i].n);
+		o += pc[i].n;
 	}
 }
 
@@ -507,12 +528,16 @@ static void on_event(uint32_t type, const void *payload, uint32_t len)
 		uint32_t id = intern_stack(ev->pcs, ev->depth);
 		if (!id)
 			return;
-		struct mp_alloc a = { ev->addr, ev->size, id, 0, ev->id };
-		put_simple(MP_REC_ALLOC, &a, sizeof(a));
+		unsigned char *o = put_room(MP_REC_ALLOC, sizeof(struct mp_alloc));
+		put_u64(o + offsetof(struct mp_alloc, addr), ev->addr);
+		put_u64(o + offsetof(struct mp_alloc, size), ev->size);
+		/* stack_id and reserved, one word */
+		put_u64(o + offsetof(struct mp_alloc, stack_id), id);
+		put_u64(o + offsetof(struct mp_alloc, id), ev->id);
 		break;
 	}
 	case MP_EV_FREE:
-		put_simple(MP_REC_FREE, payload, sizeof(struct mp_free));
+		memcpy(put_room(MP_REC_FREE, sizeof(struct mp_free)), payload, sizeof(struct mp_free));
 		break;
 	case MP_EV_WIRE: {
 		const struct mp_rec_hdr *h = payload;
