@@ -95,6 +95,7 @@ static void fork_child(void)
 	if (atomic_load(&mp_state) == MP_STATE_ON) {
 		mp_ring_reset();
 		mp_trings_fork_child();
+		mp_sample_fork_child();
 		mp_mappings_reset();
 		mp_writer_fork_child();
 		if (mp_writer_start() != 0)

@@ -81,14 +81,16 @@ static int64_t next_countdown(struct mp_tls *t)
 
 /* Captures the calling thread's stack without the shim's own frames:
  * (*pcs)[0] is the return address into whoever called the allocator.
- * *pcs points into raw, which holds MP_MAX_FRAMES + 8. */
-static uint32_t capture_stack(uint64_t *raw, const uint64_t **pcs)
+ * *pcs points into raw, which holds MP_MAX_FRAMES + 8. *ref: the memo
+ * entry the pcs came from (unwind.h). */
+static uint32_t capture_stack(uint64_t *raw, const uint64_t **pcs, struct mp_memo_ref *ref)
 {
 	uintptr_t lo, hi;
 	mp_thread_stack(&lo, &hi);
 	struct mp_tls *t = &mp_tls;
+	ref->tag = NULL;
 	uint32_t n = t->entry_sp ? mp_unwind_from(t->entry_ip, t->entry_sp, t->entry_bp, raw,
-						  MP_MAX_FRAMES + 8, lo, hi)
+						  MP_MAX_FRAMES + 8, lo, hi, ref)
 				 : mp_unwind(raw, MP_MAX_FRAMES + 8, lo, hi);
 	uint32_t first = 0;
 	while (first < n && raw[first] >= mp_self_lo && raw[first] < mp_self_hi)
@@ -190,25 +192,51 @@ static void commit(void *ev)
 		mp_ring_commit(ev);
 }
 
+/*
+ * Full trace: a thread that allocates in a loop sends the same stack over
+ * and over. The unwinder's memo knows when a stack is the one an entry of
+ * it gave last time; if that entry's stack already went, in full, through
+ * this thread's own ring (tagged with the current generation), the event
+ * leaves it out and names the ring and entry instead: the writer, taking
+ * the ring's events in order, has it from the earlier event. A fork child
+ * starts a new generation (its writer knows nothing the parent's did).
+ */
+static uint32_t same_stack_gen = 1;
+
+void mp_sample_fork_child(void)
+{
+	if (++same_stack_gen == 0)
+		same_stack_gen = 1;
+}
+
 static void record_alloc(void *p, size_t size)
 {
 	uint64_t raw[MP_MAX_FRAMES + 8];
 	const uint64_t *pcs;
-	uint32_t depth = capture_stack(raw, &pcs);
+	struct mp_memo_ref ref;
+	uint32_t depth = capture_stack(raw, &pcs, &ref);
 	if (depth == 0)
 		return;
+	uint16_t ring = ref.tag && mp_trings_on ? mp_tring_own() : 0;
+	bool same = ring && *ref.tag == same_stack_gen;
+	uint32_t sent = same ? 0 : depth;
 	uint64_t id;
-	struct mp_ev_alloc *ev = reserve(MP_EV_ALLOC, sizeof(*ev) + depth * sizeof(uint64_t), &id);
+	struct mp_ev_alloc *ev = reserve(MP_EV_ALLOC, sizeof(*ev) + sent * sizeof(uint64_t), &id);
 	if (!ev)
 		return; /* counted as a drop by the ring */
 	ev->addr = (uint64_t)(uintptr_t)p;
 	ev->size = size;
 	ev->id = id;
-	ev->depth = depth;
+	ev->depth = sent;
+	ev->ring = ring;
+	ev->way = ring ? (uint8_t)ref.way : 0;
+	ev->flags = same ? MP_EV_SAME_STACK : 0;
 	/* A plain loop: stacks are short, and for a few words gcc's inline
 	 * rep movsq costs more in start-up than it moves. */
-	for (uint32_t i = 0; i < depth; i++)
+	for (uint32_t i = 0; i < sent; i++)
 		ev->pcs[i] = pcs[i];
+	if (ring)
+		*ref.tag = same_stack_gen;
 	/* Mark before publishing: once the program has the pointer it may
 	 * free it, and that free must know to report it. */
 	if (MP_TRACK_BY_HEADER()) {
@@ -217,6 +245,7 @@ static void record_alloc(void *p, size_t size)
 		     MP_HDR_REPORTED;
 	} else if (mp_live_insert(p, size, pcs[0]) != 0) {
 		ev->depth = 0; /* the writer skips it */
+		ev->flags = 0;
 		atomic_fetch_add(&mp_dropped, 1);
 	}
 	commit(ev);

@@ -210,6 +210,9 @@ void mp_sample_slow(void *p, size_t size);
 /* Called by free and realloc for a pointer mp_live_maybe says may have been
  * sampled: removes it and reports the free. */
 void mp_sample_free(void *p);
+/* In a fork child: what the parent's writer knew of stacks is not the
+ * child's, so no event may leave a stack out for having sent it before. */
+void mp_sample_fork_child(void);
 
 /* The unwinder's miss hook (mp_unwind_set_miss_hook): queues the mappings
  * of objects loaded since the last look. */
@@ -309,11 +312,19 @@ enum mp_ev_type {
 struct mp_ev_alloc {
 	uint64_t addr;
 	uint64_t size;
-	uint64_t id; /* 0: none (events in order, keyed by address) */
-	uint32_t depth;
-	uint32_t reserved;
+	uint64_t id;    /* 0: none (events in order, keyed by address) */
+	uint32_t depth; /* pcs that follow */
+	/* In a thread's own ring (full trace): the ring's number + 1 and the
+	 * unwinder's memo entry (struct mp_memo_ref) the stack came from,
+	 * and whether the stack is left out because the last event of that
+	 * ring and entry carried it (MP_EV_SAME_STACK). ring 0: neither. */
+	uint16_t ring;
+	uint8_t way;
+	uint8_t flags;
 	uint64_t pcs[];
 };
+
+#define MP_EV_SAME_STACK 1
 
 /* Space for one record of len payload bytes, or NULL if the ring is full
  * (the caller counts a drop) or not set up. In full-trace mode the call
@@ -347,6 +358,7 @@ bool mp_ring_wait_for_room(uint64_t t, uint64_t *stall_start, uint64_t *seen_tai
 /* Full trace under glibc without a leak check: heap events go through
  * per-thread rings and carry ids. Set once, before anything is sampled. */
 extern bool mp_trings_on;
+#define MP_TRING_MAX 1024 /* rings; later threads share the one ring */
 /* Like mp_ring_reserve, in the calling thread's ring (or the shared one
  * when it has none); *id gets a new allocation id if id is not NULL. Only
  * with the busy flag raised: one record at a time per thread. */
@@ -362,6 +374,10 @@ void mp_trings_snapshot(void);
 size_t mp_trings_drain(void (*fn)(uint32_t type, const void *payload, uint32_t len));
 bool mp_trings_ready(void);
 void mp_trings_fork_child(void);
+/* The calling thread's own ring's number + 1, taking one if it has none
+ * yet; 0 if it has none and will get none (its events go through the
+ * shared ring). */
+uint16_t mp_tring_own(void);
 
 /* ---- writer thread (writer.c) -------------------------------------------- */
 

@@ -34,7 +34,6 @@
 #include "shim.h"
 
 #define TRING_BYTES (512U * 1024) /* per thread; only touched as it is used */
-#define TRING_MAX 1024            /* rings; later threads share the one ring */
 #define TREC_ALIGN 8
 #define TREC_PAD 0xffffu
 
@@ -80,8 +79,8 @@ struct tring_seen {
 };
 
 bool mp_trings_on;
-static struct tring rings[TRING_MAX];
-static struct tring_seen seen[TRING_MAX];
+static struct tring rings[MP_TRING_MAX];
+static struct tring_seen seen[MP_TRING_MAX];
 static _Atomic uint32_t rings_claimed; /* rings[0 .. rings_claimed) have been taken once */
 static _Atomic uint64_t shared_ids;    /* ids of events that go through the shared ring */
 
@@ -95,7 +94,7 @@ static __thread bool in_shared __attribute__((tls_model("initial-exec")));
 static uint32_t claimed(void)
 {
 	uint32_t n = atomic_load_explicit(&rings_claimed, memory_order_acquire);
-	return n < TRING_MAX ? n : TRING_MAX;
+	return n < MP_TRING_MAX ? n : MP_TRING_MAX;
 }
 
 /* A ring an ended thread left, or a new one; NULL when none can be had. */
@@ -109,7 +108,7 @@ static struct tring *take_ring(void)
 			return &rings[i];
 	}
 	uint32_t i = atomic_fetch_add(&rings_claimed, 1);
-	if (i >= TRING_MAX)
+	if (i >= MP_TRING_MAX)
 		return NULL;
 	void *p = mmap(NULL, TRING_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (p == MAP_FAILED)
@@ -160,6 +159,18 @@ static void *reserve_in(struct tring *r, uint32_t type, uint32_t len)
 	r->pending = h + pad + need;
 	return rec->payload;
 }
+
+uint16_t mp_tring_own(void)
+{
+	struct tring *r = mine;
+	if (MP_UNLIKELY(!r)) {
+		r = take_ring();
+		mine = r = r ? r : NO_RING;
+	}
+	return r == NO_RING ? 0 : (uint16_t)(r - rings + 1);
+}
+
+_Static_assert(MP_TRING_MAX < UINT16_MAX, "a ring's number + 1 fits in mp_ev_alloc.ring");
 
 void *mp_tring_reserve(uint32_t type, uint32_t len, uint64_t *id)
 {

@@ -748,13 +748,14 @@ static uint32_t walk(struct regs r, uint64_t *pcs, uint32_t max, uintptr_t stack
  * The memo is the thread's own, mapped at its first walk and unmapped when
  * it ends (mp_unwind_thread_end); no other thread reads it.
  */
-#define MEMO_WAYS 8
-#define MEMO_FRAMES 64
+#define MEMO_WAYS MP_MEMO_WAYS
+#define MEMO_FRAMES MP_MEMO_FRAMES
 
 struct memo {
 	uint64_t ip, sp, bp, lo, hi; /* bp only if loads.bp_used */
 	uint32_t epoch, max;         /* epoch 0: empty */
 	uint32_t n;
+	uint32_t tag; /* the caller's (struct mp_memo_ref) */
 	uint64_t pcs[MEMO_FRAMES];
 	struct recorder loads;
 };
@@ -791,17 +792,24 @@ static bool memo_holds(const struct memo *m, uint64_t ip, uint64_t sp, uint64_t 
  * instructions, and a struct built in memory and read back whole stalls
  * store forwarding for longer than some of them. */
 static uint32_t walk_memo(uint64_t ip, uint64_t sp, uint64_t bp, uint64_t *pcs, uint32_t max,
-			  uintptr_t lo, uintptr_t hi)
+			  uintptr_t lo, uintptr_t hi, struct mp_memo_ref *ref)
 {
 	struct memo *m;
+	if (ref)
+		ref->tag = NULL;
 	if (sp < lo || sp >= hi || !(m = memo_of(ip, sp)))
 		return walk((struct regs){ ip, sp, bp, false, false }, pcs, max, lo, hi, NULL);
 	uint32_t e = atomic_load_explicit(&epoch, memory_order_relaxed);
 	if (memo_holds(m, ip, sp, bp, max, lo, hi, e)) {
 		memcpy(pcs, m->pcs, m->n * sizeof(uint64_t));
+		if (ref) {
+			ref->tag = &m->tag;
+			ref->way = (uint32_t)(m - memos);
+		}
 		return m->n;
 	}
 	m->epoch = 0;
+	m->tag = 0;
 	m->loads.n = 0;
 	m->loads.overflow = m->loads.bp_used = false;
 	uint32_t n = walk((struct regs){ ip, sp, bp, false, false }, pcs, max, lo, hi, &m->loads);
@@ -818,6 +826,10 @@ static uint32_t walk_memo(uint64_t ip, uint64_t sp, uint64_t bp, uint64_t *pcs, 
 		m->n = n;
 		memcpy(m->pcs, pcs, n * sizeof(uint64_t));
 		m->epoch = e;
+		if (ref) {
+			ref->tag = &m->tag;
+			ref->way = (uint32_t)(m - memos);
+		}
 	}
 	return n;
 }
@@ -845,7 +857,7 @@ __attribute__((noinline)) uint32_t mp_unwind(uint64_t *pcs, uint32_t max, uintpt
 }
 
 uint32_t mp_unwind_from(uint64_t ip, uint64_t sp, uint64_t bp, uint64_t *pcs, uint32_t max,
-			uintptr_t stack_lo, uintptr_t stack_hi)
+			uintptr_t stack_lo, uintptr_t stack_hi, struct mp_memo_ref *ref)
 {
-	return walk_memo(ip, sp, bp, pcs, max, stack_lo, stack_hi);
+	return walk_memo(ip, sp, bp, pcs, max, stack_lo, stack_hi, ref);
 }

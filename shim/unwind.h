@@ -14,6 +14,21 @@
 /* Maps the rule cache. 0, or -1 (mp_unwind then works uncached). */
 int mp_unwind_init(void);
 
+/* mp_unwind_from keeps each thread's last few walks (a memo, MP_MEMO_WAYS
+ * of them, of at most MP_MEMO_FRAMES pcs) and copies a walk that would
+ * come out the same rather than do it again. ref, if not NULL, says which
+ * memo entry gave the pcs: way, and tag, a word the caller may use as it
+ * likes, zeroed whenever the entry is filled with another walk (so while
+ * it holds what the caller put there, the pcs are the ones they were
+ * then). tag NULL: the walk was not kept. */
+#define MP_MEMO_WAYS 8
+#define MP_MEMO_FRAMES 64
+
+struct mp_memo_ref {
+	uint32_t *tag;
+	uint32_t way;
+};
+
 /* Fills pcs with the return addresses of the calling function's callers,
  * innermost first (pcs[0] is where the caller of mp_unwind returns to),
  * at most max of them; returns how many. stack_lo and stack_hi bound the
@@ -24,7 +39,7 @@ uint32_t mp_unwind(uint64_t *pcs, uint32_t max, uintptr_t stack_lo, uintptr_t st
  * the return address the frame's function will return to, sp and bp the
  * values rsp and rbp have in that function at that point. pcs[0] = ip. */
 uint32_t mp_unwind_from(uint64_t ip, uint64_t sp, uint64_t bp, uint64_t *pcs, uint32_t max,
-			uintptr_t stack_lo, uintptr_t stack_hi);
+			uintptr_t stack_lo, uintptr_t stack_hi, struct mp_memo_ref *ref);
 
 /* Called once per mp_unwind, before the walk caches its first new rule:
  * a return address the cache has not seen may be in an object loaded since

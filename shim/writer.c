@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "shim.h"
+#include "unwind.h"
 
 extern char *program_invocation_short_name;
 
@@ -501,6 +502,49 @@ static uint32_t intern_stack(const uint64_t *pcs, uint32_t depth)
 	return s->id;
 }
 
+/*
+ * Stacks left out of events (MP_EV_SAME_STACK): for each thread's ring,
+ * the stack each of the unwinder's memo entries last gave, as the ring's
+ * last full event from that entry carried it. Mapped per ring at its
+ * first full event from a memo entry.
+ */
+struct same_slot {
+	uint32_t stack_id;
+	uint32_t depth; /* 0: nothing here */
+};
+
+static struct same_slot *same_slots[MP_TRING_MAX];
+
+static struct same_slot *same_slot_of(uint16_t ring, uint8_t way, bool make)
+{
+	if (ring == 0 || ring > MP_TRING_MAX || way >= MP_MEMO_WAYS)
+		return NULL;
+	struct same_slot **set = &same_slots[ring - 1];
+	if (!*set && make)
+		*set = map_zeroed(sizeof(struct same_slot) * MP_MEMO_WAYS);
+	return *set ? &(*set)[way] : NULL;
+}
+
+/* The stack id of an allocation event; 0 to skip it. */
+static uint32_t stack_of(const struct mp_ev_alloc *ev, uint32_t len)
+{
+	if (ev->flags & MP_EV_SAME_STACK) {
+		/* Only after a full event of the same ring and entry (in
+		 * this process: a fork child's first events are full). */
+		struct same_slot *s = same_slot_of(ev->ring, ev->way, false);
+		return s && s->depth ? s->stack_id : 0;
+	}
+	if (ev->depth == 0 || len < sizeof(*ev) + ev->depth * sizeof(uint64_t))
+		return 0;
+	uint32_t id = intern_stack(ev->pcs, ev->depth);
+	struct same_slot *s;
+	if (id && ev->ring && (s = same_slot_of(ev->ring, ev->way, true))) {
+		s->stack_id = id;
+		s->depth = ev->depth;
+	}
+	return id;
+}
+
 static void stack_reset(void)
 {
 	/* After fork the parent's tables may have been mid-update; abandon
@@ -509,6 +553,11 @@ static void stack_reset(void)
 	stack_cap = stack_count = 0;
 	pcs_arena = NULL;
 	pcs_used = pcs_cap = 0;
+	/* The same goes for the slots (their copies stay mapped: the
+	 * parent's writer may have been changing them). A fork child's
+	 * first event from each memo entry carries its stack again
+	 * (mp_sample_fork_child). */
+	memset(same_slots, 0, sizeof(same_slots));
 }
 
 /* ---- the thread ----------------------------------------------------------- */
@@ -523,9 +572,7 @@ static void on_event(uint32_t type, const void *payload, uint32_t len)
 	switch (type) {
 	case MP_EV_ALLOC: {
 		const struct mp_ev_alloc *ev = payload;
-		if (ev->depth == 0 || len < sizeof(*ev) + ev->depth * sizeof(uint64_t))
-			return;
-		uint32_t id = intern_stack(ev->pcs, ev->depth);
+		uint32_t id = stack_of(ev, len);
 		if (!id)
 			return;
 		unsigned char *o = put_room(MP_REC_ALLOC, sizeof(struct mp_alloc));

@@ -119,6 +119,24 @@ print(len(json.dumps(d)), sum(len(x["v"]) for x in d))'
 	wait "$RUN_PID"
 }
 
+@test "at rate 1 stacks that start alike are told apart: every allocation counted under its own callers" {
+	# target_same_stack calls one leaf from two callers whose frames are
+	# the same size, so the stack walk starts at the same ip and stack
+	# pointer for both; the walk's memo and the events that leave out a
+	# stack sent before must keep the two apart, and count every block.
+	expected=$("$T/target_same_stack")
+	[ "$expected" = "via_a 30000 via_b 20000 leaf 50000 deep 20000" ]
+	run "$MEMPROF" run -o out --rate 1 -- "$T/target_same_stack"
+	[ "$status" -eq 0 ]
+	[ "$output" = "$expected" ]
+	f=$(ls out/target_same_stack.*.0001.heap.pb.gz)
+	[ "$(flat "$f" alloc_objects leaf)" -eq 50000 ]
+	[ "$(cum "$f" alloc_objects via_a)" -eq 30000 ]
+	[ "$(cum "$f" alloc_objects via_b)" -eq 20000 ]
+	[ "$(flat "$f" alloc_objects deep)" -eq 20000 ]
+	[ "$(flat "$f" inuse_objects leaf)" -eq 0 ]
+}
+
 @test "every allocator entry point works on sampled blocks, and their frees are all seen" {
 	# At rate 1 every block is a sampled one: the program checks alignment,
 	# calloc's zeros, realloc's copies and malloc_usable_size itself.

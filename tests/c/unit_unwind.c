@@ -67,16 +67,17 @@ static int cases;
 
 /* Walks from the frame of whoever called this, as the shim's entry points
  * do (preload.c's note_entry): ip, sp and rbp as they are in the caller. */
-static __attribute__((noinline)) uint32_t walk_from_caller(uint64_t *pcs, uint32_t max)
+static __attribute__((noinline)) uint32_t walk_from_caller(uint64_t *pcs, uint32_t max,
+							   struct mp_memo_ref *ref)
 {
 	const uint64_t *fp = __builtin_frame_address(0);
 	return mp_unwind_from(fp[1], (uint64_t)(uintptr_t)(fp + 2), fp[0], pcs, max, stack_lo,
-			      stack_hi);
+			      stack_hi, ref);
 }
 
 /* Unwinds from here with both unwinders and compares: frame 0 of each is
  * this function's own call site (they differ), the callers must match. */
-static __attribute__((noinline)) void compare(const char *what, int min_depth)
+static __attribute__((noinline)) void compare(const char *what, int min_depth, bool keeps)
 {
 	uint64_t ours[MAX];
 	void *theirs[MAX + EXTRA];
@@ -112,14 +113,28 @@ static __attribute__((noinline)) void compare(const char *what, int min_depth)
 	 * callers must be the same as mp_unwind's. */
 	uint64_t from[MAX];
 	uint32_t n = mp_unwind(ours, MAX, stack_lo, stack_hi);
+	/* The caller's tag: zero from a new walk, then as the caller left
+	 * it for as long as the memo gives the same walk. */
+	struct mp_memo_ref ref, first = { NULL, 0 };
 	for (int pass = 0; pass < 3; pass++) {
-		uint32_t k = walk_from_caller(from, MAX);
+		uint32_t k = walk_from_caller(from, MAX, &ref);
 		bool same = k == n;
 		for (uint32_t i = 1; same && i < n; i++)
 			same = from[i] == ours[i];
 		if (!CHECK(same))
 			fprintf(stderr, "    %s, from a frame above, pass %d: %u frames, %u before\n",
 				what, pass, k, n);
+		if (!keeps) {
+			CHECK(ref.tag == NULL);
+		} else if (pass == 0) {
+			first = ref;
+			if (!CHECK(ref.tag && *ref.tag == 0))
+				fprintf(stderr, "    %s: not kept\n", what);
+			if (ref.tag)
+				*ref.tag = 7;
+		} else {
+			CHECK(ref.tag == first.tag && ref.way == first.way && ref.tag && *ref.tag == 7);
+		}
 	}
 	cases++;
 }
@@ -128,7 +143,7 @@ static __attribute__((noinline)) void compare(const char *what, int min_depth)
 
 static __attribute__((noinline)) void plain3(void)
 {
-	compare("plain calls", 5);
+	compare("plain calls", 5, true);
 	__asm__ volatile("");
 }
 
@@ -149,14 +164,14 @@ static __attribute__((noinline)) void with_alloca(size_t n)
 {
 	volatile char *p = alloca(n);
 	p[0] = 1;
-	compare("alloca frame", 3);
+	compare("alloca frame", 3, true);
 	p[n - 1] = 2;
 }
 
 __attribute__((noinline, optimize("no-omit-frame-pointer"))) static void with_frame_pointer(void)
 {
 	volatile int x = 1;
-	compare("frame pointer kept", 3);
+	compare("frame pointer kept", 3, true);
 	(void)x;
 }
 
@@ -195,7 +210,7 @@ static __attribute__((noinline)) void via_no_cfi(void)
 static __attribute__((noinline)) void recurse(int depth)
 {
 	if (depth == 0)
-		compare("deep recursion, cut at MAX", MAX);
+		compare("deep recursion, cut at MAX", MAX, true);
 	else
 		recurse(depth - 1);
 	__asm__ volatile("");
@@ -206,7 +221,7 @@ static int by_value(const void *a, const void *b)
 	static bool done;
 	if (!done) {
 		done = true;
-		compare("through libc's qsort", 4);
+		compare("through libc's qsort", 4, true);
 	}
 	return *(const int *)a - *(const int *)b;
 }
@@ -229,9 +244,15 @@ static uint64_t leaf_pcs[MAX];
 static uint32_t leaf_n;
 static uint64_t leaf_sp, leaf_ret;
 
+static uint32_t *leaf_tag;
+
 static __attribute__((noinline, noipa)) void leaf(void)
 {
-	leaf_n = walk_from_caller(leaf_pcs, MAX);
+	struct mp_memo_ref ref;
+	leaf_n = walk_from_caller(leaf_pcs, MAX, &ref);
+	leaf_tag = ref.tag;
+	if (ref.tag)
+		(*ref.tag)++;
 	leaf_sp = (uint64_t)(uintptr_t)__builtin_frame_address(0);
 	leaf_ret = (uint64_t)(uintptr_t)__builtin_return_address(0);
 	__asm__ volatile("");
@@ -254,10 +275,13 @@ static __attribute__((noinline, noipa)) void same_sp(void (*first)(void), void (
 {
 	first();
 	uint64_t sp1 = leaf_sp, ret1 = leaf_ret;
+	uint32_t *tag1 = leaf_tag;
 	bool first_ok = leaf_n >= 3 && leaf_pcs[1] == leaf_ret;
 	second();
 	CHECK(leaf_sp == sp1 && leaf_ret != ret1); /* else the case tests nothing */
 	CHECK(first_ok);
+	/* The same entry, filled again: its tag starts over (leaf added 1). */
+	CHECK(leaf_tag && leaf_tag == tag1 && *leaf_tag == 1);
 	if (!CHECK(leaf_n >= 3 && leaf_pcs[1] == leaf_ret))
 		fprintf(stderr, "    pcs[1] %lx: the first caller's return address taken for %lx\n",
 			(unsigned long)leaf_pcs[1], (unsigned long)leaf_ret);
@@ -267,11 +291,14 @@ static __attribute__((noinline, noipa)) void same_sp(void (*first)(void), void (
 /* ---- signals and threads -------------------------------------------------- */
 
 static const char *handler_case;
+static bool handler_on_alt;
 
 static void on_signal(int sig)
 {
 	(void)sig;
-	compare(handler_case, 5);
+	/* Not kept on the alternate stack: its bounds are not the
+	 * thread's, which the memo is keyed on. */
+	compare(handler_case, 5, !handler_on_alt);
 }
 
 static __attribute__((noinline)) void raise_it(int sig)
@@ -292,6 +319,7 @@ static void in_handler(bool alt)
 		sigaltstack(&ss, &old);
 	}
 	handler_case = alt ? "signal handler on an alternate stack" : "signal handler";
+	handler_on_alt = alt;
 	raise_it(SIGUSR1);
 	if (alt) {
 		sigaltstack(&old, NULL);
