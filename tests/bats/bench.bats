@@ -61,6 +61,29 @@ load test_helper
 		<(sed '/<!-- bench\/realprog:begin/,/<!-- bench\/realprog:end/d' results.md)
 }
 
+# Some rows only, many rounds of them in a block of their own: the rows
+# asked for and bare, and the full table's block left as it was.
+@test "bench/realprog: BENCH_CONFIGS runs only the rows asked for, BENCH_BLOCK writes them apart" {
+	cp "$ROOT/bench/RESULTS.md" results.md
+	run env BENCH_NO_INSTALL=1 BENCH_SIZE_DIV=100000 BENCH_ROUNDS=1 BENCH_MAX_ROUNDS=1 \
+		BENCH_WARMUP=0 BENCH_QUIET_WAIT=0 BENCH_RESULTS="$TEST_TMP/results.md" \
+		BENCH_WORKLOADS=sort BENCH_CONFIGS=preload BENCH_BLOCK=defaults \
+		"$ROOT/bench/realprog" --write
+	[ "$status" -eq 0 ]
+	[ "$(echo "$output" | grep -c '^| sort | ')" -eq 2 ]
+	echo "$output" | grep -q '^| sort | bare |'
+	echo "$output" | grep -q '^| sort | memprof shim preloaded, shared collector'
+	sed -n '/<!-- bench\/realprog:defaults:begin/,/<!-- bench\/realprog:defaults:end/p' results.md |
+		grep -q '^| sort | bare |'
+	# The full table's block and the text around this one: as they were
+	# (blank lines aside: a new block comes after one).
+	local cut='/<!-- bench\/realprog:defaults:begin/,/<!-- bench\/realprog:defaults:end/d'
+	diff <(sed "$cut" "$ROOT/bench/RESULTS.md" | grep -v '^$') <(sed "$cut" results.md | grep -v '^$')
+	run env BENCH_CONFIGS=nosuch "$ROOT/bench/realprog"
+	[ "$status" -eq 2 ]
+	[[ $output == *"BENCH_CONFIGS: unknown configuration 'nosuch'"* ]]
+}
+
 # bench/run's fulltrace part, the same way (about 10 s): 400,000 pairs, one
 # round, every row in the report with its collector CPU, samples and drop
 # counts, and its block written between its markers.
