@@ -350,8 +350,11 @@ void mp_ring_reset(void);
 
 extern _Atomic uint64_t mp_dropped;
 /* In full trace: waits a little for the writer to move tail t on; false
- * when it is time to give up (no writer, or no progress for ten seconds). */
-bool mp_ring_wait_for_room(uint64_t t, uint64_t *stall_start, uint64_t *seen_tail);
+ * when it is time to give up (no writer, or no progress for ten seconds).
+ * word: the low half of tail, if the writer wakes it (futex) when it moves
+ * tail and finds a waiter; else the wait is a short sleep. */
+bool mp_ring_wait_for_room(uint64_t t, uint64_t *stall_start, uint64_t *seen_tail,
+			   _Atomic uint32_t *word);
 
 /* ---- per-thread event rings (tring.c) -------------------------------------- */
 

@@ -29,7 +29,10 @@
  * A thread that allocates after that, or finds every ring taken, uses the
  * shared ring, with ids from a counter the threads share.
  */
+#include <linux/futex.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "shim.h"
 
@@ -68,8 +71,28 @@ struct tring {
 	 * tail says the ring is more than a quarter full. */
 	_Alignas(64) _Atomic uint64_t tail;
 	_Atomic uint32_t state;
+	_Atomic uint32_t waiting; /* the producer waits for tail to move (futex) */
 	unsigned char *buf;
 };
+
+/* The futex word the producer waits on: tail's low half (x86-64 is little
+ * endian), so that any move of tail changes it. */
+static _Atomic uint32_t *tail_word(struct tring *r)
+{
+	return (_Atomic uint32_t *)(void *)&r->tail;
+}
+
+/* Writer: after moving r's tail, wakes its producer if it waits. The fence
+ * pairs with the producer's: it either sees the new tail or is woken. */
+static void hand_back(struct tring *r, uint64_t t)
+{
+	atomic_store_explicit(&r->tail, t, memory_order_release);
+	atomic_thread_fence(memory_order_seq_cst);
+	if (atomic_load_explicit(&r->waiting, memory_order_relaxed)) {
+		atomic_store_explicit(&r->waiting, 0, memory_order_relaxed);
+		syscall(SYS_futex, tail_word(r), FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+	}
+}
 
 /* State and head at the writer's last snapshot: the writer's alone, kept
  * off the line every producer reads. */
@@ -136,7 +159,13 @@ static void *reserve_in(struct tring *r, uint32_t type, uint32_t len)
 		uint64_t stall_start = 0, stall_tail = 0;
 		t = atomic_load_explicit(&r->tail, memory_order_acquire);
 		while (h + pad + need - t > TRING_BYTES) {
-			if (!mp_ring_wait_for_room(t, &stall_start, &stall_tail)) {
+			atomic_store(&r->waiting, 1);
+			atomic_thread_fence(memory_order_seq_cst);
+			if (atomic_load_explicit(&r->tail, memory_order_acquire) != t) {
+				t = atomic_load_explicit(&r->tail, memory_order_acquire);
+				continue;
+			}
+			if (!mp_ring_wait_for_room(t, &stall_start, &stall_tail, tail_word(r))) {
 				atomic_fetch_add_explicit(&mp_dropped, 1, memory_order_relaxed);
 				return NULL;
 			}
@@ -241,11 +270,11 @@ size_t mp_trings_drain(void (*fn)(uint32_t type, const void *payload, uint32_t l
 			}
 			t += rec->size;
 			if (t - given >= TRING_BYTES / 8) {
-				atomic_store_explicit(&r->tail, t, memory_order_release);
+				hand_back(r, t);
 				given = t;
 			}
 		}
-		atomic_store_explicit(&r->tail, t, memory_order_release);
+		hand_back(r, t);
 		if (st == TRING_RETIRED) {
 			seen[i].state = TRING_FREE;
 			atomic_store_explicit(&r->state, TRING_FREE, memory_order_release);
