@@ -117,3 +117,21 @@ load test_helper
 	diff <(sed '/<!-- bench\/run:fulltrace:begin/,/<!-- bench\/run:fulltrace:end/d' "$ROOT/bench/RESULTS.md") \
 		<(sed '/<!-- bench\/run:fulltrace:begin/,/<!-- bench\/run:fulltrace:end/d' results.md)
 }
+
+# bench/instructions the same way (a few seconds): the smallest sort,
+# bare, preloaded and under memprof run, every count a number and the
+# block written between its markers.
+@test "bench/instructions: a smoke run counts every row and writes its block" {
+	command -v valgrind >/dev/null || skip "valgrind is not installed"
+	cp "$ROOT/bench/RESULTS.md" results.md
+	run env BENCH_SIZE_DIV=100000 BENCH_WORKLOADS=sort BENCH_RESULTS="$TEST_TMP/results.md" \
+		"$ROOT/bench/instructions" --write
+	echo "$output" | tail -n 5 | sed 's/^/# /' >&3
+	[ "$status" -eq 0 ]
+	# workload, bare, program, collector, ratio, memprof run, ratio: all
+	# numbers, the collector's above zero (it wrote a profile).
+	echo "$output" | grep -Eq '^\| sort \| [0-9.]+ \| [0-9.]+ \| [0-9]*[1-9][0-9.]* \| \*\*[0-9.]+\*\* \| [0-9.]+ \| \*\*[0-9.]+\*\* \|$'
+	sed -n '/<!-- bench\/instructions:begin/,/<!-- bench\/instructions:end/p' results.md | grep -q '^| sort |'
+	local cut='/<!-- bench\/instructions:begin/,/<!-- bench\/instructions:end/d'
+	diff <(sed "$cut" "$ROOT/bench/RESULTS.md" | grep -v '^$') <(sed "$cut" results.md | grep -v '^$')
+}
