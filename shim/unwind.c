@@ -609,9 +609,9 @@ struct regs {
 	bool bp_start; /* bp is still the value the walk started with */
 };
 
-/* What a walk read from the stack (and whether it used its starting rbp,
- * which -fomit-frame-pointer code keeps anything in), so that a later walk can tell it would
- * read the same (see the memo below). */
+/* What a walk read from the stack, and whether it used its starting rbp
+ * (code built without frame pointers keeps anything in rbp), so that a
+ * later walk can tell it would read the same (see the memo below). */
 #define MEMO_LOADS 96
 
 struct recorder {

@@ -525,23 +525,30 @@ static struct same_slot *same_slot_of(uint16_t ring, uint8_t way, bool make)
 	return *set ? &(*set)[way] : NULL;
 }
 
-/* The stack id of an allocation event; 0 to skip it. */
+/* The stack id of an allocation event; 0 to skip it (counted as a drop
+ * if the stack could not be had). */
 static uint32_t stack_of(const struct mp_ev_alloc *ev, uint32_t len)
 {
+	uint32_t id = 0;
 	if (ev->flags & MP_EV_SAME_STACK) {
 		/* Only after a full event of the same ring and entry (in
 		 * this process: a fork child's first events are full). */
 		struct same_slot *s = same_slot_of(ev->ring, ev->way, false);
-		return s && s->depth ? s->stack_id : 0;
+		id = s && s->depth ? s->stack_id : 0;
+	} else {
+		if (ev->depth == 0 || len < sizeof(*ev) + ev->depth * sizeof(uint64_t))
+			return 0;
+		id = intern_stack(ev->pcs, ev->depth);
+		/* Even when it failed: a slot must never give the stack of an
+		 * earlier event for a later one's. */
+		struct same_slot *s;
+		if (ev->ring && (s = same_slot_of(ev->ring, ev->way, true))) {
+			s->stack_id = id;
+			s->depth = id ? ev->depth : 0;
+		}
 	}
-	if (ev->depth == 0 || len < sizeof(*ev) + ev->depth * sizeof(uint64_t))
-		return 0;
-	uint32_t id = intern_stack(ev->pcs, ev->depth);
-	struct same_slot *s;
-	if (id && ev->ring && (s = same_slot_of(ev->ring, ev->way, true))) {
-		s->stack_id = id;
-		s->depth = ev->depth;
-	}
+	if (!id)
+		atomic_fetch_add_explicit(&mp_dropped, 1, memory_order_relaxed);
 	return id;
 }
 
