@@ -10,6 +10,7 @@
  */
 #include <dlfcn.h>
 #include <errno.h>
+#include <link.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -190,13 +191,55 @@ static size_t libc_malloc_usable_size(void *p)
 	return fn ? fn(p) : 0;
 }
 
-/* Whether fn lives in glibc's libc.so. */
-static bool in_libc(void *fn)
+/* Where glibc's libc.so is loaded: its PT_LOAD ranges, found once by the
+ * object that holds malloc. Not dladdr per function: glibc's dladdr walks
+ * every symbol of libc to name the nearest one, and the eight calls it
+ * took were 5% of the CPU of a shell loop running /bin/true under the
+ * shim (perf, _dl_addr). */
+#define LIBC_RANGES 8
+
+struct libc_ranges {
+	const void *probe;
+	int n;
+	uintptr_t lo[LIBC_RANGES], hi[LIBC_RANGES];
+};
+
+static int libc_cb(struct dl_phdr_info *info, size_t size, void *arg)
 {
-	Dl_info info;
-	const char *lib = fn && dladdr(fn, &info) && info.dli_fname ? info.dli_fname : "";
-	const char *base = strrchr(lib, '/');
-	return strncmp(base ? base + 1 : lib, "libc.so", 7) == 0;
+	struct libc_ranges *lr = arg;
+	uintptr_t probe = (uintptr_t)lr->probe;
+	(void)size;
+	bool holds = false;
+	for (int i = 0; i < info->dlpi_phnum && !holds; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+		uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
+		holds = ph->p_type == PT_LOAD && probe >= lo && probe < lo + ph->p_memsz;
+	}
+	if (!holds)
+		return 0;
+	const char *name = info->dlpi_name ? info->dlpi_name : "";
+	const char *base = strrchr(name, '/');
+	if (strncmp(base ? base + 1 : name, "libc.so", 7) != 0)
+		return 1; /* found, and not libc */
+	for (int i = 0; i < info->dlpi_phnum && lr->n < LIBC_RANGES; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+		if (ph->p_type != PT_LOAD)
+			continue;
+		lr->lo[lr->n] = info->dlpi_addr + ph->p_vaddr;
+		lr->hi[lr->n] = lr->lo[lr->n] + ph->p_memsz;
+		lr->n++;
+	}
+	return 1;
+}
+
+/* Whether fn lives in the libc.so of lr (empty if malloc's object is not
+ * glibc's libc.so). */
+static bool in_libc(const struct libc_ranges *lr, void *fn)
+{
+	for (int i = 0; fn && i < lr->n; i++)
+		if ((uintptr_t)fn >= lr->lo[i] && (uintptr_t)fn < lr->hi[i])
+			return true;
+	return false;
 }
 
 int mp_resolve_real(void)
@@ -245,13 +288,17 @@ int mp_resolve_real(void)
 	*(void **)&r.dlclose = dlsym(RTLD_NEXT, "dlclose");
 	*(void **)&r.fork = dlsym(RTLD_NEXT, "fork");
 	mp_real = r;
-	mp_malloc_is_glibc = in_libc(*(void **)&r.malloc);
+	struct libc_ranges lr = { .probe = *(void **)&r.malloc };
+	if (lr.probe)
+		dl_iterate_phdr(libc_cb, &lr);
+	mp_malloc_is_glibc = in_libc(&lr, *(void **)&r.malloc);
 	/* Headers need every function that makes or takes a block to be
 	 * glibc's: its chunk layout is what makes the marker unambiguous. */
-	mp_headed = mp_malloc_is_glibc && in_libc(*(void **)&r.free) && in_libc(*(void **)&r.calloc) &&
-		    in_libc(*(void **)&r.realloc) && in_libc(*(void **)&r.memalign) &&
-		    in_libc(*(void **)&r.aligned_alloc) && in_libc(*(void **)&r.posix_memalign) &&
-		    in_libc(*(void **)&r.malloc_usable_size);
+	mp_headed = mp_malloc_is_glibc && in_libc(&lr, *(void **)&r.free) &&
+		    in_libc(&lr, *(void **)&r.calloc) && in_libc(&lr, *(void **)&r.realloc) &&
+		    in_libc(&lr, *(void **)&r.memalign) && in_libc(&lr, *(void **)&r.aligned_alloc) &&
+		    in_libc(&lr, *(void **)&r.posix_memalign) &&
+		    in_libc(&lr, *(void **)&r.malloc_usable_size);
 	long ps = sysconf(_SC_PAGESIZE);
 	if (ps > 0)
 		page_size = (size_t)ps;
