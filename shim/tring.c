@@ -159,10 +159,13 @@ static void *reserve_in(struct tring *r, uint32_t type, uint32_t len)
 		uint64_t stall_start = 0, stall_tail = 0;
 		t = atomic_load_explicit(&r->tail, memory_order_acquire);
 		while (h + pad + need - t > TRING_BYTES) {
+			/* Say so, then look again: the writer either sees the
+			 * flag or has moved tail before this load (hand_back). */
 			atomic_store(&r->waiting, 1);
 			atomic_thread_fence(memory_order_seq_cst);
-			if (atomic_load_explicit(&r->tail, memory_order_acquire) != t) {
-				t = atomic_load_explicit(&r->tail, memory_order_acquire);
+			uint64_t now = atomic_load_explicit(&r->tail, memory_order_acquire);
+			if (now != t) {
+				t = now;
 				continue;
 			}
 			if (!mp_ring_wait_for_room(t, &stall_start, &stall_tail, tail_word(r))) {
@@ -189,13 +192,21 @@ static void *reserve_in(struct tring *r, uint32_t type, uint32_t len)
 	return rec->payload;
 }
 
-uint16_t mp_tring_own(void)
+/* The calling thread's ring, taken at its first record; NO_RING if none
+ * could be had. */
+static struct tring *my_ring(void)
 {
 	struct tring *r = mine;
 	if (MP_UNLIKELY(!r)) {
 		r = take_ring();
 		mine = r = r ? r : NO_RING;
 	}
+	return r;
+}
+
+uint16_t mp_tring_own(void)
+{
+	struct tring *r = my_ring();
 	return r == NO_RING ? 0 : (uint16_t)(r - rings + 1);
 }
 
@@ -203,11 +214,7 @@ _Static_assert(MP_TRING_MAX < UINT16_MAX, "a ring's number + 1 fits in mp_ev_all
 
 void *mp_tring_reserve(uint32_t type, uint32_t len, uint64_t *id)
 {
-	struct tring *r = mine;
-	if (MP_UNLIKELY(!r)) {
-		r = take_ring();
-		mine = r = r ? r : NO_RING;
-	}
+	struct tring *r = my_ring();
 	if (MP_UNLIKELY(r == NO_RING)) {
 		in_shared = true;
 		if (id)

@@ -504,24 +504,19 @@ static uint32_t intern_stack(const uint64_t *pcs, uint32_t depth)
 
 /*
  * Stacks left out of events (MP_EV_SAME_STACK): for each thread's ring,
- * the stack each of the unwinder's memo entries last gave, as the ring's
- * last full event from that entry carried it. Mapped per ring at its
- * first full event from a memo entry.
+ * the stack id each of the unwinder's memo entries last gave, as the
+ * ring's last full event from that entry carried it (0: none). Mapped per
+ * ring at its first full event from a memo entry.
  */
-struct same_slot {
-	uint32_t stack_id;
-	uint32_t depth; /* 0: nothing here */
-};
+static uint32_t *same_ids[MP_TRING_MAX];
 
-static struct same_slot *same_slots[MP_TRING_MAX];
-
-static struct same_slot *same_slot_of(uint16_t ring, uint8_t way, bool make)
+static uint32_t *same_id_of(uint16_t ring, uint8_t way, bool make)
 {
 	if (ring == 0 || ring > MP_TRING_MAX || way >= MP_MEMO_WAYS)
 		return NULL;
-	struct same_slot **set = &same_slots[ring - 1];
+	uint32_t **set = &same_ids[ring - 1];
 	if (!*set && make)
-		*set = map_zeroed(sizeof(struct same_slot) * MP_MEMO_WAYS);
+		*set = map_zeroed(sizeof(uint32_t) * MP_MEMO_WAYS);
 	return *set ? &(*set)[way] : NULL;
 }
 
@@ -529,23 +524,20 @@ static struct same_slot *same_slot_of(uint16_t ring, uint8_t way, bool make)
  * if the stack could not be had). */
 static uint32_t stack_of(const struct mp_ev_alloc *ev, uint32_t len)
 {
-	uint32_t id = 0;
+	uint32_t id = 0, *same;
 	if (ev->flags & MP_EV_SAME_STACK) {
 		/* Only after a full event of the same ring and entry (in
 		 * this process: a fork child's first events are full). */
-		struct same_slot *s = same_slot_of(ev->ring, ev->way, false);
-		id = s && s->depth ? s->stack_id : 0;
+		same = same_id_of(ev->ring, ev->way, false);
+		id = same ? *same : 0;
 	} else {
 		if (ev->depth == 0 || len < sizeof(*ev) + ev->depth * sizeof(uint64_t))
 			return 0;
 		id = intern_stack(ev->pcs, ev->depth);
-		/* Even when it failed: a slot must never give the stack of an
-		 * earlier event for a later one's. */
-		struct same_slot *s;
-		if (ev->ring && (s = same_slot_of(ev->ring, ev->way, true))) {
-			s->stack_id = id;
-			s->depth = id ? ev->depth : 0;
-		}
+		/* Even when it failed (0): an entry must never give the stack
+		 * of an earlier event for a later one's. */
+		if (ev->ring && (same = same_id_of(ev->ring, ev->way, true)))
+			*same = id;
 	}
 	if (!id)
 		atomic_fetch_add_explicit(&mp_dropped, 1, memory_order_relaxed);
@@ -560,11 +552,11 @@ static void stack_reset(void)
 	stack_cap = stack_count = 0;
 	pcs_arena = NULL;
 	pcs_used = pcs_cap = 0;
-	/* The same goes for the slots (their copies stay mapped: the
-	 * parent's writer may have been changing them). A fork child's
+	/* The same goes for the same-stack ids (their copies stay mapped:
+	 * the parent's writer may have been changing them). A fork child's
 	 * first event from each memo entry carries its stack again
 	 * (mp_sample_fork_child). */
-	memset(same_slots, 0, sizeof(same_slots));
+	memset(same_ids, 0, sizeof(same_ids));
 }
 
 /* ---- the thread ----------------------------------------------------------- */
