@@ -261,6 +261,11 @@ static void add_stats(struct strbuf *b, const struct proc *p)
 		unsigned arenas = count_arenas(p->pid);
 		if (arenas)
 			sb_printf(b, "# MallocArenas = %u\n", arenas);
+	} else if (p->flags & MP_HELLO_MALLOC_STATS) {
+		/* Read only while this page waits for them (a walk of the
+		 * whole heap): a process that has ended was not asked. */
+		sb_printf(b, "# Malloc statistics: none (the process ended before this page "
+			     "asked for them)\n");
 	} else {
 		sb_printf(b, "# Malloc statistics: none (the program's malloc is not glibc's)\n");
 	}
