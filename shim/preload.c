@@ -578,24 +578,40 @@ static __attribute__((noinline)) void *realloc_to_headed(void *old, size_t size)
 	return p;
 }
 
+/* realloc whose new block is to be sampled, the old one not (or no
+ * longer: its free is reported). */
+static __attribute__((noinline)) void *realloc_due(void *old, size_t size)
+{
+	if (mp_headed)
+		return realloc_to_headed(old, size);
+	return sampled(mp_real.realloc(old, size), size);
+}
+
+/* realloc of a block that may be sampled or early. */
+static __attribute__((noinline)) void *realloc_marked(void *old, size_t size)
+{
+	if (is_early(old)) {
+		void *p = malloc(size);
+		if (p)
+			memcpy(p, old, early_size(old) < size ? early_size(old) : size);
+		return p;
+	}
+	if (mp_headed)
+		return realloc_headed(old, size);
+	mp_sample_free(old);
+	if (due(size))
+		return realloc_due(old, size);
+	return mp_real.realloc(old, size);
+}
+
+/* Everything but the common case is out of line, so that the common case
+ * is a tail call with no frame (sqlite3 reallocs every tenth call). */
 MP_EXPORT void *realloc(void *old, size_t size)
 {
-	if (old && MP_UNLIKELY(maybe_sampled(old))) {
-		if (is_early(old)) {
-			void *p = malloc(size);
-			if (p)
-				memcpy(p, old, early_size(old) < size ? early_size(old) : size);
-			return p;
-		}
-		if (mp_headed)
-			return realloc_headed(old, size);
-		mp_sample_free(old);
-	}
-	if (due(size)) {
-		if (mp_headed)
-			return realloc_to_headed(old, size);
-		return sampled(mp_real.realloc(old, size), size);
-	}
+	if (old && MP_UNLIKELY(maybe_sampled(old)))
+		return realloc_marked(old, size);
+	if (due(size))
+		return realloc_due(old, size);
 	return mp_real.realloc(old, size);
 }
 
