@@ -119,8 +119,8 @@ load test_helper
 }
 
 # bench/instructions the same way (a few seconds): the smallest sort,
-# bare, preloaded and under memprof run, every count a number and the
-# block written between its markers.
+# bare, preloaded, under memprof run and with an idle thread, every count
+# a number and the block written between its markers.
 @test "bench/instructions: a smoke run counts every row and writes its block" {
 	command -v valgrind >/dev/null || skip "valgrind is not installed"
 	cp "$ROOT/bench/RESULTS.md" results.md
@@ -128,9 +128,10 @@ load test_helper
 		"$ROOT/bench/instructions" --write
 	echo "$output" | tail -n 5 | sed 's/^/# /' >&3
 	[ "$status" -eq 0 ]
-	# workload, bare, program, collector, ratio, memprof run, ratio: all
-	# numbers, the collector's above zero (it wrote a profile).
-	echo "$output" | grep -Eq '^\| sort \| [0-9.]+ \| [0-9.]+ \| [0-9]*[1-9][0-9.]* \| \*\*[0-9.]+\*\* \| [0-9.]+ \| \*\*[0-9.]+\*\* \|$'
+	# workload, bare, program, collector, ratio, memprof run, ratio, idle
+	# thread's ratio: all numbers, the collector's above zero (it wrote a
+	# profile).
+	echo "$output" | grep -Eq '^\| sort \| [0-9.]+ \| [0-9.]+ \| [0-9]*[1-9][0-9.]* \| \*\*[0-9.]+\*\* \| [0-9.]+ \| \*\*[0-9.]+\*\* \| [0-9]\.[0-9]{4} \|$'
 	sed -n '/<!-- bench\/instructions:begin/,/<!-- bench\/instructions:end/p' results.md | grep -q '^| sort |'
 	local cut='/<!-- bench\/instructions:begin/,/<!-- bench\/instructions:end/d'
 	diff <(sed "$cut" "$ROOT/bench/RESULTS.md" | grep -v '^$') <(sed "$cut" results.md | grep -v '^$')
