@@ -33,6 +33,7 @@ struct location {
 
 struct stack {
 	uint32_t depth;
+	uint32_t last_bucket; /* + 1: the bucket it last allocated into, 0 none */
 	uint32_t *locs; /* indices into proc.locs, leaf first */
 };
 
