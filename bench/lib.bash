@@ -61,6 +61,18 @@ machine_line() {
 		"$(cat /etc/debian_version)" "$(pkg_version libc6)" "$(${CC:-cc} --version | head -1)"
 }
 
+# build_c SOURCE EXE COMPILER [FLAGS...]: builds EXE from SOURCE unless it
+# is newer already (the scripts' own `note` says so).
+build_c() {
+	local src=$1 exe=$2
+	shift 2
+	if [ ! -x "$exe" ] || [ "$src" -nt "$exe" ]; then
+		note "building $exe"
+		mkdir -p "$(dirname "$exe")"
+		"$@" -o "$exe" "$src"
+	fi
+}
+
 # write_block RESULTS BEGIN END BLOCKFILE: puts BLOCKFILE between the lines
 # BEGIN and END of RESULTS (the text around them is left alone), or, if
 # RESULTS has no such markers, appends them with the block.

@@ -444,14 +444,11 @@ static int add_alloc(struct proc *p, const void *payload, uint32_t len, const ch
 	 * used last is tried before the table (a lookup there was a cache
 	 * miss per event at rate 1). */
 	struct stack *st = stack == PROC_STACK_OVER_LIMIT ? NULL : &p->stacks[stack];
-	uint64_t b = UINT64_MAX;
-	if (st && st->last_bucket && p->buckets[st->last_bucket - 1].size == a.size) {
+	uint64_t b = UINT64_MAX, *v;
+	if (st && st->last_bucket && p->buckets[st->last_bucket - 1].size == a.size)
 		b = st->last_bucket - 1;
-	} else if (st) {
-		uint64_t *v = map_find(&p->bucket_by_key, (uint64_t)stack + 1, a.size);
-		if (v)
-			b = *v;
-	}
+	else if (st && (v = map_find(&p->bucket_by_key, (uint64_t)stack + 1, a.size)))
+		b = *v;
 	if (!st || p->live.count >= PROC_MAX_LIVE ||
 	    (b == UINT64_MAX && p->nbuckets >= PROC_MAX_BUCKETS)) {
 		p->over_limit_samples++;

@@ -294,11 +294,14 @@ int mp_resolve_real(void)
 	mp_malloc_is_glibc = in_libc(&lr, *(void **)&r.malloc);
 	/* Headers need every function that makes or takes a block to be
 	 * glibc's: its chunk layout is what makes the marker unambiguous. */
-	mp_headed = mp_malloc_is_glibc && in_libc(&lr, *(void **)&r.free) &&
-		    in_libc(&lr, *(void **)&r.calloc) && in_libc(&lr, *(void **)&r.realloc) &&
-		    in_libc(&lr, *(void **)&r.memalign) && in_libc(&lr, *(void **)&r.aligned_alloc) &&
-		    in_libc(&lr, *(void **)&r.posix_memalign) &&
-		    in_libc(&lr, *(void **)&r.malloc_usable_size);
+	void *const block_fns[] = {
+		*(void **)&r.free, *(void **)&r.calloc, *(void **)&r.realloc,
+		*(void **)&r.memalign, *(void **)&r.aligned_alloc, *(void **)&r.posix_memalign,
+		*(void **)&r.malloc_usable_size,
+	};
+	mp_headed = mp_malloc_is_glibc;
+	for (size_t i = 0; i < sizeof(block_fns) / sizeof(block_fns[0]); i++)
+		mp_headed = mp_headed && in_libc(&lr, block_fns[i]);
 	long ps = sysconf(_SC_PAGESIZE);
 	if (ps > 0)
 		page_size = (size_t)ps;

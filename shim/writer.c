@@ -607,8 +607,8 @@ static void send_drops(void)
 
 /* mallinfo2 takes every arena's lock and walks every free list: its cost
  * grows with the heap (a fifth of perl's cycles when it was read once a
- * second; 60 ms at the exit of a 2.5 s std::map churn, whose fastbins
- * held 424,000 chunks), so it is read only when the collector asks, for
+ * second; 62 ms at the exit of a 1.6-1.9 s std::map churn, whose
+ * fastbins held 424,000 chunks), so it is read only when the collector asks, for
  * the ?debug=1 page: not for dumps, whose files do not carry it, and not
  * at exit. Only from this thread (or the one that owns the connection),
  * never while the program's threads are stopped. */
