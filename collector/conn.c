@@ -444,7 +444,7 @@ static void finish_conn(struct conn *c)
 	/* A process's state is many small blocks; without a trim, what a big
 	 * one held stays in the collector's heap after it has gone (issue
 	 * 12). malloc_trim walks the whole heap, so not for every small one. */
-	bool big = c->proc && c->proc->nstacks + c->proc->nlocs + c->proc->live.count > 10000;
+	bool big = c->proc && c->proc->nstacks + c->proc->nlocs + live_count(&c->proc->live) > 10000;
 	proc_free(c->proc);
 	c->proc = NULL;
 	unlink_conn(c);

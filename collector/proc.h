@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "live.h"
 #include "map.h"
 #include "memprof_wire.h"
 #include "symbolize.h"
@@ -101,7 +102,7 @@ struct proc {
 	struct bucket *buckets;
 	size_t nbuckets, cap_buckets;
 	struct map bucket_by_key; /* (stack + 1, size) -> index into buckets */
-	struct map live;          /* address or id -> index into buckets (proc.c) */
+	struct live live;         /* address or id -> index into buckets (proc.c) */
 	uint64_t freed_first;     /* frees in live waiting for their allocation */
 	/* CPU time by stack, cumulative: stack + 1 -> timer periods since the
 	 * process began. Nothing here knows of windows: a dump's CPU profile

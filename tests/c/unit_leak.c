@@ -72,19 +72,19 @@ static void test_ids_in_any_order(void)
 	/* In order. */
 	CHECK_INT_EQ(add_alloc_id(p, 0x1000, 64, 1, 7), 0);
 	CHECK_INT_EQ(add_free(p, 0x1000, 7), 0);
-	CHECK_INT_EQ(p->live.count, 0);
+	CHECK_INT_EQ(live_count(&p->live), 0);
 	/* The free first: nothing stays live, and the allocation counts. */
 	CHECK_INT_EQ(add_free(p, 0x2000, 8), 0);
 	CHECK_INT_EQ(p->freed_first, 1);
 	CHECK_INT_EQ(add_alloc_id(p, 0x2000, 64, 1, 8), 0);
-	CHECK_INT_EQ(p->live.count, 0);
+	CHECK_INT_EQ(live_count(&p->live), 0);
 	CHECK_INT_EQ(p->freed_first, 0);
 	/* 0x3000 made (id 9), freed, and made again (id 10) by another
 	 * thread, whose allocation comes before the first one's free. */
 	CHECK_INT_EQ(add_alloc_id(p, 0x3000, 64, 1, 9), 0);
 	CHECK_INT_EQ(add_alloc_id(p, 0x3000, 64, 1, 10), 0);
 	CHECK_INT_EQ(add_free(p, 0x3000, 9), 0);
-	CHECK_INT_EQ(p->live.count, 1);
+	CHECK_INT_EQ(live_count(&p->live), 1);
 	CHECK_INT_EQ(p->nbuckets, 1);
 	CHECK_INT_EQ(p->buckets[0].alloc_samples, 4);
 	CHECK_INT_EQ(p->buckets[0].inuse_samples, 1);
@@ -171,13 +171,13 @@ static void test_limits(void)
 	CHECK_INT_EQ(add_alloc(p, 0x1000, 8, id), 0);
 	CHECK_INT_EQ(add_alloc(p, 0x2000, 8, 1), 0);
 	CHECK_INT_EQ(p->over_limit_samples, 1);
-	CHECK_INT_EQ(p->live.count, 1);
+	CHECK_INT_EQ(live_count(&p->live), 1);
 	/* A block with an id whose sample is not kept: its free finds it,
 	 * rather than waiting for an allocation that has come already. */
 	CHECK_INT_EQ(add_alloc_id(p, 0x4000, 8, id, 99), 0);
 	CHECK_INT_EQ(p->over_limit_samples, 2);
 	CHECK_INT_EQ(add_free(p, 0x4000, 99), 0);
-	CHECK_INT_EQ(p->live.count, 1);
+	CHECK_INT_EQ(live_count(&p->live), 1);
 	CHECK_INT_EQ(p->freed_first, 0);
 	/* An id never defined is still a protocol error. */
 	CHECK_INT_EQ(add_alloc(p, 0x3000, 8, id + 2), -1);
