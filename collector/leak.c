@@ -133,8 +133,10 @@ size_t leak_group(const struct proc *p, struct leak_group **out)
 	size_t ng = 0, cap = 0;
 	for (size_t i = 0; i < p->nleaks; i++) {
 		const struct mp_leak *l = &p->leaks[i];
-		uint64_t *b = map_find(&p->live.other, l->addr, 0);
-		uint32_t stack = b ? p->buckets[*b].stack : LEAK_UNKNOWN_STACK;
+		uint64_t b;
+		uint32_t stack = live_find(&p->live, l->addr, LIVE_BY_ADDR, &b) && b < p->nbuckets
+					 ? p->buckets[b].stack
+					 : LEAK_UNKNOWN_STACK;
 		uint64_t *gi = map_find(&index, (uint64_t)stack + 1, l->kind);
 		if (!gi) {
 			GROW(g, cap, ng + 1);

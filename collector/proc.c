@@ -390,14 +390,13 @@ static int add_stack(struct proc *p, const void *payload, uint32_t len, const ch
  * before its allocation (see struct mp_alloc). A block with an id whose
  * sample was not kept (PROC_MAX_*) is live too, in no bucket (NOT_KEPT),
  * so that its free finds it rather than wait, for ever, as FREED_FIRST. */
-enum { LIVE_BY_ADDR = 0, LIVE_BY_ID = LIVE_ID_KIND, FREED_FIRST = 2 };
+enum { FREED_FIRST = LIVE_KIND_PAGED_MAX + 1 };
 #define NOT_KEPT UINT64_MAX
 
 static bool release_block(struct proc *p, uint64_t k1, uint64_t k2)
 {
 	uint64_t b;
-	if (!(k2 == LIVE_BY_ID ? live_take_id(&p->live, k1, &b)
-			       : map_remove(&p->live.other, k1, k2, &b)))
+	if (!live_take(&p->live, k1, k2, &b))
 		return false;
 	if (b != NOT_KEPT && p->buckets[b].inuse_samples) {
 		peak_save(p, &p->buckets[b]);
@@ -415,7 +414,7 @@ static void add_free(struct proc *p, const struct mp_free *f)
 	}
 	/* Its allocation is still on its way: cancel it when it comes. */
 	if (!release_block(p, f->id, LIVE_BY_ID) && live_count(&p->live) < PROC_MAX_LIVE) {
-		map_put(&p->live.other, f->id, FREED_FIRST, 0);
+		live_put(&p->live, f->id, FREED_FIRST, 0);
 		p->freed_first++;
 	}
 }
@@ -439,7 +438,7 @@ static int add_alloc(struct proc *p, const void *payload, uint32_t len, const ch
 	if (!a.id)
 		release_block(p, a.addr, LIVE_BY_ADDR);
 	/* Out of order is rare: no probe at all while nothing waits. */
-	bool freed = a.id && p->freed_first && map_remove(&p->live.other, a.id, FREED_FIRST, NULL);
+	bool freed = a.id && p->freed_first && live_take(&p->live, a.id, FREED_FIRST, NULL);
 	p->freed_first -= freed;
 	/* Most stacks allocate one size over and over: the bucket a stack
 	 * used last is tried before the table (a lookup there was a cache
@@ -454,7 +453,7 @@ static int add_alloc(struct proc *p, const void *payload, uint32_t len, const ch
 	    (b == UINT64_MAX && p->nbuckets >= PROC_MAX_BUCKETS)) {
 		p->over_limit_samples++;
 		if (a.id && !freed && live_count(&p->live) < PROC_MAX_LIVE)
-			live_put_id(&p->live, a.id, NOT_KEPT);
+			live_put(&p->live, a.id, LIVE_BY_ID, NOT_KEPT);
 		return 0;
 	}
 	if (b == UINT64_MAX) {
@@ -473,9 +472,9 @@ static int add_alloc(struct proc *p, const void *payload, uint32_t len, const ch
 	p->buckets[b].inuse_samples++;
 	peak_grew(p, &p->buckets[b]);
 	if (a.id)
-		live_put_id(&p->live, a.id, b);
+		live_put(&p->live, a.id, LIVE_BY_ID, b);
 	else
-		map_put(&p->live.other, a.addr, LIVE_BY_ADDR, b);
+		live_put(&p->live, a.addr, LIVE_BY_ADDR, b);
 	return 0;
 }
 

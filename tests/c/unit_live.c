@@ -3,7 +3,9 @@
  * and takes applied to it and to a plain hash map must give the same
  * answers, whether ids come in order from several rings, out of order,
  * are mostly freed (pages released into the hash table), or are what a
- * hostile client picks (pages only while they pay for themselves).
+ * hostile client picks (pages only while they pay for themselves); and
+ * the same for addresses as an allocator hands them out and reuses them,
+ * aligned or not, and for keys of other kinds.
  */
 #include <stdlib.h>
 
@@ -24,19 +26,31 @@ static uint64_t next_rand(void)
 struct both {
 	struct live live;
 	struct map model;
+	uint64_t kind; /* of every key: LIVE_BY_ID unless a test says */
+	size_t most_paged; /* the largest live.paged so far */
 };
+
+/* Pages are made only while there are fewer than 64 + one per 32 keys
+ * in pages, and an empty one is released, so there are never more than
+ * the most keys ever paged paid for, and none without a key. */
+static bool pages_bounded(const struct both *b)
+{
+	return b->live.npages <= 64 + b->most_paged / 32 && b->live.npages <= b->live.paged;
+}
 
 static void put(struct both *b, uint64_t id, uint64_t val)
 {
-	live_put_id(&b->live, id, val);
-	map_put(&b->model, id, 1, val);
+	live_put(&b->live, id, b->kind, val);
+	map_put(&b->model, id, b->kind, val);
+	if (b->live.paged > b->most_paged)
+		b->most_paged = b->live.paged;
 }
 
 static void take(struct both *b, uint64_t id)
 {
 	uint64_t got = 12345, want = 67890;
-	bool in_live = live_take_id(&b->live, id, &got);
-	bool in_model = map_remove(&b->model, id, 1, &want);
+	bool in_live = live_take(&b->live, id, b->kind, &got);
+	bool in_model = map_remove(&b->model, id, b->kind, &want);
 	CHECK(in_live == in_model);
 	if (in_live && in_model && got != want) {
 		CHECK_INT_EQ(got, want);
@@ -52,8 +66,10 @@ static void same(struct both *b)
 	live_copy(&copy, &b->live);
 	for (size_t i = 0; i < b->model.cap; i++)
 		if (b->model.slots[i].k1) {
-			uint64_t v = 0;
-			CHECK(live_take_id(&copy, b->model.slots[i].k1, &v));
+			uint64_t v = 0, f = 1;
+			CHECK(live_find(&b->live, b->model.slots[i].k1, b->kind, &f));
+			CHECK_INT_EQ(f, b->model.slots[i].val);
+			CHECK(live_take(&copy, b->model.slots[i].k1, b->kind, &v));
 			CHECK_INT_EQ(v, b->model.slots[i].val);
 		}
 	CHECK_INT_EQ(live_count(&copy), 0);
@@ -72,7 +88,7 @@ static void done(struct both *b)
  * ones a page slot cannot hold. */
 static void test_rings(void)
 {
-	struct both b = { 0 };
+	struct both b = { .kind = LIVE_BY_ID };
 	enum { RINGS = 4, WINDOW = 3000 };
 	uint64_t next[RINGS] = { 0 }, window[WINDOW] = { 0 };
 	for (int step = 0; step < 400000; step++) {
@@ -92,7 +108,7 @@ static void test_rings(void)
 	}
 	same(&b);
 	/* Each page that held mostly freed ids has been released. */
-	CHECK(b.live.npages <= 64 + b.live.paged / 32);
+	CHECK(pages_bounded(&b));
 	for (size_t w = 0; w < WINDOW; w++)
 		if (window[w])
 			take(&b, window[w]);
@@ -103,7 +119,7 @@ static void test_rings(void)
 /* Frees of ids never allocated, twice-freed ids and replaced values. */
 static void test_odd_sequences(void)
 {
-	struct both b = { 0 };
+	struct both b = { .kind = LIVE_BY_ID };
 	take(&b, 5);
 	put(&b, 5, 1);
 	put(&b, 5, 2); /* replaces */
@@ -126,10 +142,10 @@ static void test_odd_sequences(void)
  * and the rest go to the hash table, so memory stays with the count. */
 static void test_hostile_ids(void)
 {
-	struct both b = { 0 };
+	struct both b = { .kind = LIVE_BY_ID };
 	for (int i = 0; i < 100000; i++)
 		put(&b, next_rand() | 1, (uint64_t)i);
-	CHECK(b.live.npages <= 64 + b.live.paged / 32);
+	CHECK(pages_bounded(&b));
 	CHECK(b.live.npages < 4000);
 	same(&b);
 	/* Taken from a list: taking from the model moves its slots. */
@@ -145,9 +161,58 @@ static void test_hostile_ids(void)
 	done(&b);
 }
 
+/* Addresses: a bump allocator with a free list that reuses addresses,
+ * sizes from 8 bytes (some not 16-byte aligned) to 8 KB, and a block
+ * freed a random while later; then every key kind at once. */
+static void test_addresses(void)
+{
+	struct both b = { .kind = LIVE_BY_ADDR };
+	enum { WINDOW = 2000, FREE_LIST = 4096 };
+	uint64_t top = 0x555500000000ULL, window[WINDOW] = { 0 }, freed[FREE_LIST];
+	size_t nfreed = 0;
+	for (int step = 0; step < 300000; step++) {
+		uint64_t size = next_rand() % 4 == 0 ? 8 + next_rand() % 8192 : 8 + next_rand() % 64;
+		uint64_t addr;
+		if (nfreed && next_rand() % 2) {
+			addr = freed[--nfreed];
+		} else {
+			addr = top;
+			top += (size + 7) & ~7ULL; /* 8-byte granules: half unaligned */
+		}
+		put(&b, addr, (uint64_t)step % 100000);
+		if (next_rand() % 40 == 0)
+			continue;
+		size_t w = next_rand() % WINDOW;
+		if (window[w]) {
+			take(&b, window[w]);
+			if (nfreed < FREE_LIST)
+				freed[nfreed++] = window[w];
+		}
+		window[w] = addr;
+	}
+	same(&b);
+	CHECK(pages_bounded(&b));
+	done(&b);
+
+	/* Keys of each kind side by side: the same number is three keys. */
+	struct live l = { 0 };
+	uint64_t v;
+	live_put(&l, 0x1000, LIVE_BY_ADDR, 1);
+	live_put(&l, 0x1000, LIVE_BY_ID, 2);
+	live_put(&l, 0x1000, LIVE_KIND_PAGED_MAX + 1, 3);
+	CHECK_INT_EQ(live_count(&l), 3);
+	CHECK(live_take(&l, 0x1000, LIVE_BY_ID, &v) && v == 2);
+	CHECK(live_take(&l, 0x1000, LIVE_KIND_PAGED_MAX + 1, &v) && v == 3);
+	CHECK(!live_take(&l, 0x1000, LIVE_KIND_PAGED_MAX + 1, &v));
+	CHECK(live_find(&l, 0x1000, LIVE_BY_ADDR, &v) && v == 1);
+	CHECK_INT_EQ(live_count(&l), 1);
+	live_free(&l);
+}
+
 int main(int argc, char **argv)
 {
 	(void)argc;
+	test_addresses();
 	test_rings();
 	test_odd_sequences();
 	test_hostile_ids();
