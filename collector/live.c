@@ -35,7 +35,8 @@ struct live_page {
 };
 
 /* Where (key, kind) would be paged: false if it never is. */
-static bool place(uint64_t key, uint64_t kind, uint64_t *page, uint32_t *slot)
+static inline __attribute__((always_inline)) bool place(uint64_t key, uint64_t kind, uint64_t *page,
+						      uint32_t *slot)
 {
 	if (kind == LIVE_BY_ID) {
 		*page = key >> ID_SHIFT;
@@ -56,10 +57,31 @@ static uint64_t key_at(uint64_t page, uint32_t slot, uint64_t kind)
 				  : page << ADDR_SHIFT | (uint64_t)slot << ADDR_GRAIN;
 }
 
-static struct live_page *page_of(const struct live *l, uint64_t page, uint64_t kind)
+static size_t recent_of(uint64_t page)
+{
+	/* An id's page number has its ring's number in its high bits. */
+	return (size_t)(page ^ page >> 30) & 3;
+}
+
+static struct live_page *page_lookup(const struct live *l, uint64_t page, uint64_t kind)
 {
 	uint64_t *v = map_find(&l->pages, page + 1, kind);
 	return v ? (struct live_page *)(uintptr_t)*v : NULL;
+}
+
+static inline __attribute__((always_inline)) struct live_page *page_of(struct live *l, uint64_t page,
+								     uint64_t kind)
+{
+	size_t r = recent_of(page);
+	if (l->recent[r].pg && l->recent[r].page == page && l->recent[r].kind == kind)
+		return l->recent[r].pg;
+	struct live_page *pg = page_lookup(l, page, kind);
+	if (!pg)
+		return NULL;
+	l->recent[r].page = page;
+	l->recent[r].kind = kind;
+	l->recent[r].pg = pg;
+	return pg;
 }
 
 static uint64_t slot_value(uint32_t s)
@@ -79,6 +101,8 @@ static void release_page(struct live *l, uint64_t page, uint64_t kind, struct li
 			map_put(&l->other, key_at(page, i, kind), kind, slot_value(pg->slot[i]));
 	l->paged -= pg->live;
 	map_remove(&l->pages, page + 1, kind, NULL);
+	if (l->recent[recent_of(page)].pg == pg)
+		l->recent[recent_of(page)].pg = NULL;
 	l->npages--;
 	/* Kept for the next page: a program that allocates and frees in turn
 	 * empties and refills the same page. */
@@ -138,7 +162,7 @@ bool live_find(const struct live *l, uint64_t key, uint64_t kind, uint64_t *val)
 {
 	uint64_t page;
 	uint32_t i;
-	struct live_page *pg = place(key, kind, &page, &i) ? page_of(l, page, kind) : NULL;
+	struct live_page *pg = place(key, kind, &page, &i) ? page_lookup(l, page, kind) : NULL;
 	if (pg && pg->slot[i]) {
 		*val = slot_value(pg->slot[i]);
 		return true;

@@ -38,6 +38,13 @@ struct live {
 	size_t npages;
 	size_t paged;     /* keys held in pages */
 	struct live_page *spare; /* a released page, zeroed, for the next */
+	/* Pages used last, by a hash of their number: each event looked its
+	 * page up in `pages` (22% of the collector's samples in map_find at
+	 * rate 1, two threads' rings taking turns). */
+	struct {
+		uint64_t page, kind;
+		struct live_page *pg; /* NULL: empty */
+	} recent[4];
 };
 
 /* Keys held, of every kind. */
