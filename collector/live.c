@@ -11,8 +11,10 @@
 #define ID_SHIFT 10   /* an id's page: id / PAGE_SLOTS */
 #define ADDR_GRAIN 4  /* an address's slot: its 16-byte granule */
 #define ADDR_SHIFT 14 /* an address's page: 16 KB of address space */
-/* Pages a process may have beyond one per PAGED_PER_PAGE keys in them:
- * 4 KB each, so at most ~256 KB plus 128 bytes per live key. */
+/* Pages a process may have beyond one per PAGED_PER_PAGE keys in them,
+ * counted when a page is made: 4 KB each, so at most ~256 KB plus 128
+ * bytes per key of the most there ever were in pages (a page outlives
+ * most of its keys until it is empty or sparse, below). */
 #define FREE_PAGES 64
 #define PAGED_PER_PAGE 32
 /* A page that has had at least half as many keys as it has slots is
