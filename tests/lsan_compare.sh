@@ -5,7 +5,8 @@
 # different verdicts, or leaked bytes more than 10% apart; or if fewer
 # than MIN_COMPARED rows could be compared at all. A program that
 # LeakSanitizer itself crashes (Debian 12's liblsan0 kills git and
-# sqlite3 with SIGSEGV at start: a call through a NULL pointer from main)
+# sqlite3 with SIGSEGV at start: its signal() interceptor jumps to a NULL
+# "real" signal, so any program that calls signal() dies there)
 # is said to be so and not compared: its "no leaks" would agree with
 # anything.
 set -u
