@@ -98,18 +98,21 @@ size_t live_count(const struct live *l)
 
 static void release_page(struct live *l, uint64_t page, uint64_t kind, struct live_page *pg)
 {
-	for (uint32_t i = 0; i < PAGE_SLOTS; i++)
-		if (pg->slot[i])
-			map_put(&l->other, key_at(page, i, kind), kind, slot_value(pg->slot[i]));
+	/* A sparse page's keys move to `other` (an empty page has none). */
+	if (pg->live)
+		for (uint32_t i = 0; i < PAGE_SLOTS; i++)
+			if (pg->slot[i])
+				map_put(&l->other, key_at(page, i, kind), kind, slot_value(pg->slot[i]));
 	l->paged -= pg->live;
 	map_remove(&l->pages, page + 1, kind, NULL);
 	if (l->recent[recent_of(page)].pg == pg)
 		l->recent[recent_of(page)].pg = NULL;
-	l->npages--;
 	/* Kept for the next page: a program that allocates and frees in turn
 	 * empties and refills the same page. */
 	if (!l->spare) {
-		memset(pg, 0, sizeof(*pg));
+		if (pg->live) /* an empty page's slots are all 0 already */
+			memset(pg->slot, 0, sizeof(pg->slot));
+		pg->live = pg->filled = 0;
 		l->spare = pg;
 	} else {
 		free(pg);
@@ -126,14 +129,13 @@ void live_put(struct live *l, uint64_t key, uint64_t kind, uint64_t val)
 	}
 	struct live_page *pg = page_of(l, page, kind);
 	if (!pg) {
-		if (l->npages >= FREE_PAGES + l->paged / PAGED_PER_PAGE) {
+		if (l->pages.count >= FREE_PAGES + l->paged / PAGED_PER_PAGE) {
 			map_put(&l->other, key, kind, val);
 			return;
 		}
 		pg = l->spare ? l->spare : xcalloc(1, sizeof(*pg));
 		l->spare = NULL;
 		map_put(&l->pages, page + 1, kind, (uint64_t)(uintptr_t)pg);
-		l->npages++;
 	}
 	if (!pg->slot[i]) {
 		pg->live++;
@@ -186,7 +188,6 @@ void live_copy(struct live *dst, const struct live *src)
 			memcpy(pg, (void *)(uintptr_t)dst->pages.slots[i].val, sizeof(*pg));
 			dst->pages.slots[i].val = (uint64_t)(uintptr_t)pg;
 		}
-	dst->npages = src->npages;
 	dst->paged = src->paged;
 }
 

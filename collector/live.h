@@ -35,7 +35,6 @@ enum { LIVE_BY_ADDR = 0, LIVE_BY_ID = 1, LIVE_KIND_PAGED_MAX = 1 };
 struct live {
 	struct map other; /* (key, kind) -> value */
 	struct map pages; /* (page number + 1, kind) -> struct live_page * */
-	size_t npages;
 	size_t paged;     /* keys held in pages */
 	struct live_page *spare; /* a released page, zeroed, for the next */
 	/* Pages used last, by a hash of their number: each event looked its

@@ -60,9 +60,10 @@ for p in "${programs[@]}"; do
 	l=$(echo "$l" | bytes)
 	rm -rf repo
 	m=$("$root/scripts/memprof" check -o "$tmp/out" -- "${cmd[@]}" 2>&1 >/dev/null | bytes)
-	ok=yes
+	ok=yes lv="$l bytes"
+	[ "$l" -eq 0 ] && lv="no leaks"
 	if [ "$lstatus" -gt 128 ]; then
-		ok="not compared"
+		ok="not compared" lv="crashed (signal $((lstatus - 128)))"
 	elif [ "$l" -eq 0 ] || [ "$m" -eq 0 ]; then
 		[ "$l" -eq "$m" ] || ok=no
 	else
@@ -71,13 +72,6 @@ for p in "${programs[@]}"; do
 	[ "$ok" = no ] && bad=1
 	[ "$ok" = yes ] && compared=$((compared + 1))
 	name=${p#"$T/"}
-	if [ "$lstatus" -gt 128 ]; then
-		lv="crashed (signal $((lstatus - 128)))"
-	elif [ "$l" -eq 0 ]; then
-		lv="no leaks"
-	else
-		lv="$l bytes"
-	fi
 	printf '| `%s` | %s | %s | %s |\n' "$name" "$lv" \
 		"$([ "$m" -eq 0 ] && echo "no leaks" || echo "$m bytes")" "$ok"
 done

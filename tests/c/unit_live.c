@@ -35,7 +35,7 @@ struct both {
  * the most keys ever paged paid for, and none without a key. */
 static bool pages_bounded(const struct both *b)
 {
-	return b->live.npages <= 64 + b->most_paged / 32 && b->live.npages <= b->live.paged;
+	return b->live.pages.count <= 64 + b->most_paged / 32 && b->live.pages.count <= b->live.paged;
 }
 
 static void put(struct both *b, uint64_t id, uint64_t val)
@@ -146,7 +146,7 @@ static void test_hostile_ids(void)
 	for (int i = 0; i < 100000; i++)
 		put(&b, next_rand() | 1, (uint64_t)i);
 	CHECK(pages_bounded(&b));
-	CHECK(b.live.npages < 4000);
+	CHECK(b.live.pages.count < 4000);
 	same(&b);
 	/* Taken from a list: taking from the model moves its slots. */
 	size_t n = 0;
