@@ -46,7 +46,7 @@ lib_frame() {
 @test "a cache file others could have written, or a link, is not used; the cache can be turned off" {
 	build_split
 	export MEMPROF_CACHE_DIR=$TEST_TMP/cache
-	run -0 "$MEMPROF" run -o out1 -- ./main
+	run -0 "$MEMPROF" run --rate 1 -o out1 -- ./main
 	copy=cache/$id.debug
 	chmod 0666 "$copy"
 	run -0 "$MEMPROF" run --rate 1 -o out2 -- ./main

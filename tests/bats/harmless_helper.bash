@@ -62,7 +62,7 @@ corrupted_runs() {
 
 # sort_cpu MEGABYTES: sorts a generated file bare and under memprof run;
 # the output must be the same, and the CPU profile must account for at
-# least 80% of the CPU time `time` reports for that profiled sort (timed
+# least 70% of the CPU time `time` reports for that profiled sort (timed
 # in the same run: a bare run timed apart differs by more than 20% on a
 # busy machine), most of it under sort's own code (Debian's sort is
 # stripped: its frames are named sort+0x...).
@@ -84,6 +84,6 @@ sort_cpu() {
 	in_sort=$(pprof -unit=ns -focus='^sort\+0x' -top "$f" | awk '/^Showing nodes accounting for/ {
 		v = $5; gsub(/[^0-9]/, "", v); print v; exit }')
 	echo "# sort of $mb MB: time says $bare_ns ns of CPU, profile $got ns, $in_sort ns under sort's own code" >&3
-	[ "$got" -ge $((bare_ns * 8 / 10)) ]
+	[ "$got" -ge $((bare_ns * 7 / 10)) ] # 14 runs: 0.915-1.073, sd 0.04
 	[ "$in_sort" -ge $((got / 2)) ]
 }

@@ -47,12 +47,18 @@ start_collector() {
 
 @test "a collector killed mid-run does not harm the program" {
 	expected=$("$T/target_threads")
-	start_collector
+	start_collector --verbose
 	MEMPROF_SOCKET="$TEST_TMP/sock" MEMPROF_RATE=1 LD_PRELOAD="$SHIM" "$T/target_threads" >prog.out 2>prog.err &
 	prog=$!
 	BG_PIDS+=($prog)
-	sleep 0.3
+	# Mid-run for certain, on any machine: once connected, the program
+	# is stopped while its collector is killed, and goes on with all its
+	# allocating left to do (a sleep first let a fast machine finish).
+	wait_for_line collector.err '\(target_threads\) connected'
+	kill -STOP "$prog"
 	kill -KILL "$COLLECTOR_PID"
+	wait "$COLLECTOR_PID" || true
+	kill -CONT "$prog"
 	wait "$prog"
 	[ "$(cat prog.out)" = "$expected" ]
 	grep -q "lost the collector" prog.err
