@@ -2,14 +2,17 @@
  * The shim's descriptors. The program owns the descriptor table: it may
  * close what it did not open (closefrom(3)), dup2 over low numbers, or
  * count what it has (a test suite checking that a child inherited nothing).
- * So memprof keeps exactly one descriptor for as long as the process runs,
- * its connection to the collector, high up and close-on-exec, and checks
- * before every use that the number still names that socket (writer.c).
- * Every other descriptor the shim opens lives for a few system calls:
+ * So memprof's connection to the collector lives in the writer thread's own
+ * table (writer.c), and in the program's only where unshare is refused:
+ * then as one descriptor, high up and close-on-exec, checked before every
+ * use. In the writer's table it is moved high as well, so that nothing
+ * written to descriptors 0-2 from that thread can reach it. Every other
+ * descriptor the shim opens in the program's table lives for a few system
+ * calls:
  *   /proc/self/task and /proc/self/maps  during a leak check at exit
  *                                        (leak.c), moved up at once
  *   /proc/self/stat                      once no thread of the program's
- *                                        is left (writer.c)
+ *                                        is left (keeper.c)
  *   the private collector's socket       in the constructor (spawn.c),
  *                                        before the program runs
  * The shim links nothing that opens descriptors of its own.

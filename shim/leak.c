@@ -141,7 +141,7 @@ struct linux_dirent64 {
 };
 
 /* Asks every thread not yet asked to stop; returns how many were new. */
-static int stop_new_threads(pid_t self, pid_t writer)
+static int stop_new_threads(pid_t self, pid_t writer, pid_t keeper)
 {
 	/* Other threads still run: out of their way at once (fd.c). */
 	int fd = mp_fd_high(open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
@@ -155,7 +155,7 @@ static int stop_new_threads(pid_t self, pid_t writer)
 			struct linux_dirent64 *d = (struct linux_dirent64 *)(buf + off);
 			off += d->d_reclen;
 			pid_t tid = (pid_t)atoi(d->d_name);
-			if (tid <= 0 || tid == self || tid == writer)
+			if (tid <= 0 || tid == self || tid == writer || tid == keeper)
 				continue;
 			bool known = false;
 			for (int i = 0; i < nthreads && !known; i++)
@@ -181,16 +181,16 @@ static long elapsed_ms(const struct timespec *since)
 	return (now.tv_sec - since->tv_sec) * 1000 + (now.tv_nsec - since->tv_nsec) / 1000000;
 }
 
-/* Stops every other thread but the writer; returns how many could not be
+/* Stops every other thread but memprof's; returns how many could not be
  * stopped (they block the signal, or are stuck in the kernel). */
 static int stop_the_world(void)
 {
-	pid_t self = gettid_raw(), writer = mp_writer_tid();
+	pid_t self = gettid_raw(), writer = mp_writer_tid(), keeper = mp_keeper_tid();
 	struct timespec start;
 	clock_gettime(CLOCK_MONOTONIC, &start);
 	/* Threads can start threads until they are stopped: list again until
 	 * a listing finds nobody new. */
-	while (stop_new_threads(self, writer) > 0) {
+	while (stop_new_threads(self, writer, keeper) > 0) {
 		for (;;) {
 			int waiting = 0;
 			for (int i = 0; i < nthreads; i++)

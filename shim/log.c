@@ -108,6 +108,7 @@ int mp_format(char *buf, size_t size, const char *fmt, ...)
 }
 
 bool mp_quiet;
+__thread bool mp_log_to_keeper __attribute__((tls_model("initial-exec")));
 
 void mp_log(const char *fmt, ...)
 {
@@ -122,6 +123,11 @@ void mp_log(const char *fmt, ...)
 	va_end(ap);
 	size_t len = pre + ((size_t)n < sizeof(line) - pre - 1 ? (size_t)n : sizeof(line) - pre - 2);
 	line[len++] = '\n';
+	/* The writer's table has no stderr: the keeper prints for it. */
+	if (mp_log_to_keeper && mp_keeper_log(line, len)) {
+		errno = saved;
+		return;
+	}
 	for (size_t off = 0; off < len;) {
 		ssize_t w = write(STDERR_FILENO, line + off, len - off);
 		if (w < 0 && errno == EINTR)

@@ -123,6 +123,8 @@ int mp_fd_high(int fd);
  * (its own minimal formatter; no stdio, no malloc). */
 void mp_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 extern bool mp_quiet; /* MEMPROF_QUIET: say nothing at all */
+/* Set on the writer thread once its descriptor table is its own. */
+extern __thread bool mp_log_to_keeper __attribute__((tls_model("initial-exec")));
 int mp_vformat(char *buf, size_t size, const char *fmt, va_list ap);
 int mp_format(char *buf, size_t size, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -424,6 +426,28 @@ void mp_writer_sync(int stall_ms);
 /* In a forked child: forget the parent's connection and thread. */
 void mp_writer_fork_child(void);
 bool mp_writer_alive(void);
+
+/* ---- the keeper thread (keeper.c) ------------------------------------------ */
+
+/* Starts the thread that does, in the program's descriptor table, what the
+ * writer cannot from its own: 0, or -1 (then the writer keeps its socket
+ * in the program's table). */
+int mp_keeper_start(void);
+/* Ends it, once it has printed what it holds; wait: until then. */
+void mp_keeper_stop(bool wait);
+bool mp_keeper_running(void);
+/* Wakes it: a line to print, or thread.c counted the last thread out. */
+void mp_keeper_wake(void);
+/* Its thread id (0 if none), so that the leak check leaves it alone. */
+pid_t mp_keeper_tid(void);
+/* Queues one line for the program's stderr; false if the keeper is not
+ * running. From the writer thread only. */
+bool mp_keeper_log(const char *line, size_t len);
+/* Whether the program's own threads have all gone for real (/proc/self/stat:
+ * only the zombie of the initial thread and memprof's are left); since:
+ * when thread.c first counted none. */
+bool mp_program_gone(uint64_t since);
+void mp_keeper_fork_child(void);
 
 /* ---- mappings (mappings.c) ----------------------------------------------- */
 

@@ -8,10 +8,11 @@
  * The count is what keeps memprof from outliving the program. glibc ends a
  * process when its last thread exits (pthread_exit from main once the
  * others have returned, or a fork child's only thread returning), but it
- * counts the writer thread (writer.c) as one of the process's threads, so
+ * counts memprof's threads (writer.c, keeper.c) as the process's, so
  * without help such a process would never end. When the count falls to
- * zero the writer is told (mp_threads_orphaned); once the last thread has
- * really gone it ends the process as glibc would have, with exit(0).
+ * zero the keeper is told (mp_threads_orphaned; the writer, where there is
+ * no keeper); once the last thread has really gone it ends the process as
+ * glibc would have, with exit(0).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -107,15 +108,17 @@ static void count_in(void)
 
 /* Key destructor: the thread is ending (returned from its start routine or
  * called pthread_exit). Other keys' destructors may still run after this
- * one, which is why the writer waits for the thread to be gone for real. */
+ * one, which is why the keeper waits for the thread to be gone for real. */
 static void thread_end(void *value)
 {
 	(void)value;
 	mp_cpu_thread_end();
 	mp_tring_thread_end();
 	mp_unwind_thread_end();
-	if (atomic_fetch_sub(&live, 1) == 1)
+	if (atomic_fetch_sub(&live, 1) == 1) {
 		mp_writer_wake();
+		mp_keeper_wake();
+	}
 }
 
 bool mp_threads_orphaned(void)

@@ -4,6 +4,15 @@
  * stack crosses the socket once), batches wire records and sends them.
  * Program threads never wait for it, except in full-trace mode when the ring
  * is full (see ring.c).
+ *
+ * The connection lives in a descriptor table of the writer's own
+ * (unshare(CLONE_FILES) before it connects): the program can neither close
+ * it nor see a number of ours, and it never needs to be made again while
+ * the program opens files (a new socket takes the lowest free number for
+ * an instant). The keeper thread (keeper.c) does what needs the program's
+ * table. Where unshare or the keeper is not to be had, the socket is in
+ * the program's table, high up, checked before every use and made again
+ * if the program closed it.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -29,6 +38,7 @@
 extern char *program_invocation_short_name;
 
 static int sock_fd = -1;
+static bool private_fds; /* sock_fd is in the writer's own table */
 static dev_t sock_dev;
 static ino_t sock_ino;
 static bool sock_broken;
@@ -48,6 +58,15 @@ static bool said_bye;
 static _Atomic bool dump_req;
 static uint64_t drops_sent, cpu_drops, cpu_drops_sent;
 static _Atomic uint64_t bytes_sent; /* progress, watched by mp_writer_finish */
+/* The start: the writer connects, then says how that went (futex). */
+enum { CONNECT_PENDING = 0, CONNECT_OK = 1, CONNECT_FAILED = 2 };
+static _Atomic uint32_t connect_word;
+static int connect_errno;
+/* With a private table, the program's threads cannot use the socket: the
+ * leak check's exchange is done by the writer for them (exchange_word),
+ * with allocator statistics left alone while their world is stopped. */
+static _Atomic bool world_stopped;
+static _Atomic uint32_t exchange_req, exchange_done; /* futexes: asked, and answered */
 
 /* The writer sleeps two ways. For a second after the ring last had
  * something it naps BUSY_POLL_MS at a time, so what the program did is in
@@ -102,6 +121,8 @@ bool mp_writer_alive(void)
  * does not know about and reuse the number for a file of its own. */
 static bool sock_is_ours(void)
 {
+	if (private_fds)
+		return sock_fd >= 0;
 	struct stat st;
 	return fstat(sock_fd, &st) == 0 && st.st_dev == sock_dev && st.st_ino == sock_ino;
 }
@@ -716,37 +737,6 @@ static void pump_parked(void)
 	flush();
 }
 
-/* Whether the program's own threads have all gone for real: then only the
- * zombie of the initial thread and this one are left. Called only once
- * thread.c counts none, so no thread of the program's is alive to race
- * with the descriptor this opens for a moment. */
-static bool program_gone(uint64_t since)
-{
-	char buf[1024];
-	int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
-	if (fd < 0) /* no /proc: trust the count, after a pause */
-		return mp_now_ns() - since > 100000000u;
-	ssize_t len = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (len <= 0)
-		return false;
-	buf[len] = '\0';
-	/* "pid (comm) S ppid ...": comm may hold anything, so count the
-	 * fields after its last ')'. State is field 3, num_threads field 20. */
-	const char *p = strrchr(buf, ')');
-	if (!p || p[1] != ' ')
-		return false;
-	char state = p[2];
-	int field = 3;
-	for (p += 2; *p && field < 20; p++)
-		if (*p == ' ')
-			field++;
-	long threads = 0;
-	for (; *p >= '0' && *p <= '9'; p++)
-		threads = threads * 10 + (*p - '0');
-	return state == 'Z' && threads == 2;
-}
-
 /* The program has no thread of its own left, so glibc, which counts this
  * one, will not end the process: end it as glibc would have, with
  * exit(0), from here. What is queued goes out first; the goodbye is sent
@@ -776,7 +766,7 @@ static void orphan_wait(uint32_t seen)
 		since = mp_now_ns();
 		nap_ms = 1;
 	}
-	if (program_gone(since))
+	if (mp_program_gone(since))
 		orphan_exit();
 	futex_wait(&wake_word, seen, nap_ms);
 	if (nap_ms < 100)
@@ -785,12 +775,57 @@ static void orphan_wait(uint32_t seen)
 		since = 0;
 }
 
+/* Every descriptor of the table this thread now has alone: they are the
+ * program's, and a copy held here would keep a pipe from reaching its end
+ * of file when the program closes it (a daemon closing its stdout, which
+ * the shell that started it reads until then). */
+static void close_all_fds(void)
+{
+	if (syscall(SYS_close_range, 0U, ~0U, 0U) == 0)
+		return;
+	struct rlimit rl;
+	rlim_t max = getrlimit(RLIMIT_NOFILE, &rl) == 0 ? rl.rlim_cur : 65536;
+	if (max == RLIM_INFINITY || max > 65536)
+		max = 65536;
+	for (rlim_t fd = 0; fd < max; fd++)
+		close((int)fd);
+}
+
+/* A descriptor table of this thread's own, empty, if the keeper runs to
+ * do what needs the program's and the kernel lets us (a container's
+ * seccomp filter may refuse unshare). */
+static void go_private(void)
+{
+	if (!mp_keeper_running())
+		return;
+	if (syscall(SYS_unshare, CLONE_FILES) != 0) {
+		mp_keeper_stop(true); /* refused (seccomp): nothing for it to do */
+		return;
+	}
+	close_all_fds();
+	private_fds = true;
+	mp_log_to_keeper = true;
+}
+
+/* A leak exchange asked for by a program thread (mp_writer_leak_exchange). */
+static void serve_exchange(void);
+
 static void *writer_main(void *arg)
 {
 	(void)arg;
 	mp_tls.busy = 1; /* everything this thread allocates is the shim's */
 	atomic_store(&writer_tid, (pid_t)syscall(SYS_gettid));
 	futex_wake((_Atomic uint32_t *)&writer_tid);
+	go_private();
+	if (connect_collector() != 0) {
+		connect_errno = errno;
+		atomic_store(&alive, false);
+		atomic_store(&connect_word, CONNECT_FAILED);
+		futex_wake(&connect_word);
+		return NULL;
+	}
+	atomic_store(&connect_word, CONNECT_OK);
+	futex_wake(&connect_word);
 	send_hello();
 	flush();
 	hello_delivered = true;
@@ -804,7 +839,9 @@ static void *writer_main(void *arg)
 		size_t ring_n;
 		/* Parking is for the leak check, with the program's threads
 		 * stopped: mallinfo2 could wait on their locks. */
-		size_t n = pump(&ring_n, finish != FINISH_PARK);
+		size_t n = pump(&ring_n, finish != FINISH_PARK && !atomic_load(&world_stopped));
+		if (n == 0 && atomic_load(&exchange_req) != atomic_load(&exchange_done))
+			serve_exchange();
 		if ((finish == FINISH_BYE || finish == FINISH_PARK) && n == 0) {
 			send_drops();
 			if (finish == FINISH_BYE) {
@@ -836,8 +873,8 @@ static void *writer_main(void *arg)
 		}
 		if (ring_n)
 			last_busy = mp_now_ns();
-		if (n == 0 && mp_threads_orphaned())
-			orphan_wait(seen);
+		if (n == 0 && !private_fds && mp_threads_orphaned())
+			orphan_wait(seen); /* else the keeper's to do */
 		else if (n == 0)
 			writer_sleep(seen, last_busy);
 		else if (gather)
@@ -847,15 +884,15 @@ static void *writer_main(void *arg)
 
 int mp_writer_start(void)
 {
-	if (connect_collector() != 0) {
-		mp_log("cannot reach the collector at %s (%s); profiling is off", mp_cfg.socket,
-		       strerror(errno));
-		return -1;
-	}
 	atomic_store(&finish_word, FINISH_NO);
 	atomic_store(&writer_tid, 0);
+	atomic_store(&connect_word, CONNECT_PENDING);
+	atomic_store(&world_stopped, false);
 	owner_pid = getpid();
 	parked = said_bye = false;
+	/* Without the keeper the writer keeps its socket in the program's
+	 * table (go_private). */
+	mp_keeper_start();
 	atomic_store(&alive, true);
 	/* The thread starts with every signal blocked, so that the program's
 	 * signals always go to the program's own threads. */
@@ -867,13 +904,25 @@ int mp_writer_start(void)
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (rc != 0) {
 		atomic_store(&alive, false);
-		close(sock_fd);
-		sock_fd = -1;
+		mp_keeper_stop(true);
 		mp_log("cannot start the writer thread (%s); profiling is off", strerror(rc));
 		return -1;
 	}
 	pthread_setname_np(writer_thread, "memprof-writer");
 	pthread_detach(writer_thread);
+	/* The program starts once the writer has connected, or not: the
+	 * constructor says which (connecting to a Unix socket does not wait
+	 * for the collector to accept). */
+	uint32_t c;
+	while ((c = atomic_load(&connect_word)) == CONNECT_PENDING)
+		futex_wait(&connect_word, CONNECT_PENDING, 100);
+	if (c == CONNECT_FAILED) {
+		/* The keeper prints what the writer said first. */
+		mp_keeper_stop(true);
+		mp_log("cannot reach the collector at %s (%s); profiling is off", mp_cfg.socket,
+		       strerror(connect_errno));
+		return -1;
+	}
 	return 0;
 }
 
@@ -947,6 +996,13 @@ pid_t mp_writer_tid(void)
 
 int mp_writer_park(int stall_ms)
 {
+	atomic_store(&world_stopped, true);
+	if (private_fds) {
+		/* The caller cannot reach the socket: the writer stays, sends
+		 * what is queued now and does the exchange for it. */
+		mp_writer_sync(stall_ms);
+		return mp_writer_alive() && !sock_broken ? 0 : -1;
+	}
 	if (parked) /* the writer ended the process (orphan_exit) */
 		pump_parked();
 	else
@@ -987,10 +1043,11 @@ static int read_full(void *buf, size_t len, const struct timespec *since, long d
 	return 0;
 }
 
-int mp_writer_leak_exchange(const struct mp_leak *leaks, size_t n, int status, uint32_t unscanned,
-			    const char *suppressions, struct mp_leak_report *report, char **text)
+/* The exchange, on the thread that can reach the socket. */
+static int leak_exchange_here(const struct mp_leak *leaks, size_t n, int status, uint32_t unscanned,
+			      const char *suppressions, struct mp_leak_report *report, char **text)
 {
-	if (!parked || sock_broken || !sock_is_ours())
+	if (sock_broken || !sock_is_ours())
 		return -1;
 	const size_t per_record = (MP_REC_MAX_PAYLOAD - sizeof(struct mp_leaks)) / sizeof(*leaks);
 	for (size_t off = 0; off < n; off += per_record) {
@@ -1029,6 +1086,50 @@ int mp_writer_leak_exchange(const struct mp_leak *leaks, size_t n, int status, u
 	return 0;
 }
 
+static struct {
+	const struct mp_leak *leaks;
+	size_t n;
+	int status;
+	uint32_t unscanned;
+	const char *suppressions;
+	struct mp_leak_report *report;
+	char **text;
+	int rc;
+} asked;
+
+static void serve_exchange(void)
+{
+	uint32_t req = atomic_load(&exchange_req);
+	asked.rc = leak_exchange_here(asked.leaks, asked.n, asked.status, asked.unscanned,
+				      asked.suppressions, asked.report, asked.text);
+	atomic_store(&exchange_done, req);
+	futex_wake(&exchange_done);
+}
+
+int mp_writer_leak_exchange(const struct mp_leak *leaks, size_t n, int status, uint32_t unscanned,
+			    const char *suppressions, struct mp_leak_report *report, char **text)
+{
+	if (!private_fds)
+		return parked ? leak_exchange_here(leaks, n, status, unscanned, suppressions, report,
+						   text)
+			      : -1;
+	if (!mp_writer_alive())
+		return -1;
+	asked = (__typeof__(asked)){ leaks, n, status, unscanned, suppressions, report, text, -1 };
+	uint32_t req = atomic_fetch_add(&exchange_req, 1) + 1;
+	mp_writer_wake();
+	/* The writer waits up to 120 s for the report (leak_exchange_here);
+	 * a writer stuck in a send to a collector that takes nothing is
+	 * given up on when nothing has moved for as long. */
+	struct progress p = progress_start();
+	for (uint32_t done; (done = atomic_load(&exchange_done)) != req;) {
+		if (!mp_writer_alive() || progress_stalled(&p, 125000))
+			return -1;
+		futex_wait(&exchange_done, done, 20);
+	}
+	return asked.rc;
+}
+
 void mp_writer_sync(int stall_ms)
 {
 	/* A vfork child shares our memory but is not the process the writer
@@ -1054,9 +1155,11 @@ void mp_writer_fork_child(void)
 	/* The parent's connection stays the parent's: close our copy so that
 	 * the collector sees the parent's end when the parent exits (unless
 	 * the program has put a descriptor of its own under that number). */
-	if (sock_fd >= 0 && sock_is_ours())
+	if (!private_fds && sock_fd >= 0 && sock_is_ours())
 		close(sock_fd);
 	sock_fd = -1;
+	private_fds = false; /* that table stayed with the parent's writer */
+	mp_keeper_fork_child();
 	atomic_store(&alive, false);
 	atomic_store(&mp_writer_sleeping, false);
 	atomic_store(&dump_req, false);

@@ -80,6 +80,47 @@ load harmless_helper
 	[ "$output" = "itimer: the handler saw ticks: yes" ]
 }
 
+@test "memprof has no descriptor in the program's table, nor in a forked child's, at any rate" {
+	# bash lists its own descriptors and a forked subshell's (ls's
+	# /proc/self/fd would be ls's), bare and under memprof run at the
+	# default rate and at rate 1.
+	local list='ls /proc/$$/fd; echo --; (ls /proc/$BASHPID/fd); echo --; ls /proc/$$/task | wc -l'
+	only_012() { bash -c "$(declare -f close_fds); close_fds; exec \"\$@\"" _ "$@"; }
+	bare=$(only_012 bash -c "$list")
+	echo "# bare: $(echo $bare)" >&3
+	for rate in 524288 1; do
+		profiled=$(only_012 "$MEMPROF" run -o out --rate $rate -- bash -c "$list")
+		echo "# rate $rate: $(echo $profiled)" >&3
+		# The same descriptors; two more threads (the writer, the keeper).
+		[ "$(echo "$profiled" | sed '$d')" = "$(echo "$bare" | sed '$d')" ]
+		[ "$(echo "$profiled" | tail -1)" -eq $(($(echo "$bare" | tail -1) + 2)) ]
+	done
+}
+
+@test "where unshare is refused (a container's seccomp filter), the socket is the one high descriptor, and all else holds" {
+	local list='ls /proc/$$/fd; echo --; ls /proc/$$/task | wc -l'
+	no_unshare() { bash -c "$(declare -f close_fds); close_fds; exec \"\$@\"" _ "$T/target_no_unshare" "$@"; }
+	run ! "$T/target_no_unshare" unshare --files true # the filter holds
+	bare=$(no_unshare bash -c "$list")
+	profiled=$(no_unshare "$MEMPROF" run -o out --rate 1 -- bash -c "$list")
+	echo "# bare: $(echo $bare); profiled: $(echo $profiled)" >&3
+	# One more descriptor, high up (fd.c); one thread more (the writer).
+	[ "$(echo "$profiled" | sed '/^--$/,$d' | awk '$1 >= 256' | wc -l)" -eq 1 ]
+	[ "$(echo "$profiled" | sed '/^--$/,$d' | awk '$1 < 256')" = "$(echo "$bare" | sed '/^--$/,$d')" ]
+	[ "$(echo "$profiled" | tail -1)" -eq $(($(echo "$bare" | tail -1) + 1)) ]
+	# The cases the writer's own table is for, the old way.
+	run --separate-stderr no_unshare "$MEMPROF" run -o out2 --rate 1 -- "$T/target_fd_closefrom" a.out b.out
+	[ "$status" -eq 0 ]
+	[ "$(cum "$(ls out2/target_fd_closefrom.*.[0-9]*.heap.pb.gz)" alloc_objects churn)" -eq 20100 ]
+	expected=$("$T/target_pthread_exit")
+	run --separate-stderr timeout -s KILL 10 "$T/target_no_unshare" "$MEMPROF" run -o out3 -- "$T/target_pthread_exit"
+	[ "$status" -eq 0 ]
+	[ "$output" = "$expected" ]
+	run timeout -s KILL 60 "$T/target_no_unshare" "$MEMPROF" check -o out4 -- "$T/target_leaks"
+	[ "$status" -eq 23 ]
+	[ "${lines[${#lines[@]} - 1]}" = "SUMMARY: memprof: 103200 byte(s) leaked in 150 allocation(s)." ]
+}
+
 @test "a program that closes memprof's socket (closefrom) is still profiled after it" {
 	# Every allocation at rate 1: 100 before closefrom(3), 20000 after.
 	run --separate-stderr bash -c "$(declare -f close_fds); close_fds; exec \"\$@\"" _ \

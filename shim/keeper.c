@@ -1,0 +1,238 @@
+/*
+ * The keeper thread: the shim's one thread in the program's descriptor
+ * table.
+ *
+ * The writer keeps the connection to the collector in a descriptor table
+ * of its own (unshare(CLONE_FILES), writer.c), where the program can
+ * neither close it (a daemon's closefrom) nor be handed its number: a
+ * socket made again in the program's table took, for an instant, the
+ * lowest free number, the one the program's next open() expected. In a
+ * table that holds nothing of the program's, the writer cannot do the two
+ * things that need the program's descriptors:
+ *   - write memprof's lines to the program's stderr: it queues them here;
+ *   - end a process whose own threads have all gone (thread.c): exit(0)
+ *     runs the program's atexit handlers and flushes its stdio, into its
+ *     descriptors; and once the last thread that shares the program's
+ *     table has gone, the kernel closes every file in it.
+ * The keeper does those and otherwise sleeps: it costs a thread, not
+ * work. Like the writer it blocks every signal and is not one of the
+ * program's threads (no CPU timer, left running by the leak check).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "shim.h"
+
+#define LOG_SLOTS 8
+#define LOG_LINE 512
+
+static pthread_t keeper_thread;
+static _Atomic bool running;
+static _Atomic pid_t keeper_tid;
+static _Atomic uint32_t keeper_word; /* futex: bumped to wake the keeper */
+static _Atomic bool quit;
+
+/* Lines from the writer: it alone fills slots (in order), the keeper alone
+ * empties them. */
+static char log_lines[LOG_SLOTS][LOG_LINE];
+static uint32_t log_lens[LOG_SLOTS];
+static _Atomic uint32_t log_head, log_tail;
+
+static void futex_wake(_Atomic uint32_t *w)
+{
+	syscall(SYS_futex, w, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+static void futex_wait(_Atomic uint32_t *w, uint32_t seen, long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+	syscall(SYS_futex, w, FUTEX_WAIT_PRIVATE, seen, ms < 0 ? NULL : &ts, NULL, 0);
+}
+
+void mp_keeper_wake(void)
+{
+	if (!atomic_load_explicit(&running, memory_order_relaxed))
+		return;
+	atomic_fetch_add_explicit(&keeper_word, 1, memory_order_release);
+	futex_wake(&keeper_word);
+}
+
+bool mp_keeper_running(void)
+{
+	return atomic_load(&running);
+}
+
+pid_t mp_keeper_tid(void)
+{
+	/* It says who it is when it first runs: the leak check, which must
+	 * know which thread not to stop, waits for that. */
+	for (int i = 0; i < 1000 && atomic_load(&running) && !atomic_load(&keeper_tid); i++) {
+		struct timespec ts = { 0, 1000000 };
+		nanosleep(&ts, NULL);
+	}
+	return atomic_load(&keeper_tid);
+}
+
+bool mp_keeper_log(const char *line, size_t len)
+{
+	if (!atomic_load(&running))
+		return false;
+	uint32_t h = atomic_load_explicit(&log_head, memory_order_relaxed);
+	if (h - atomic_load_explicit(&log_tail, memory_order_acquire) >= LOG_SLOTS)
+		return true; /* a burst of lines nobody printed yet: this one is lost */
+	if (len > LOG_LINE)
+		len = LOG_LINE;
+	memcpy(log_lines[h % LOG_SLOTS], line, len);
+	log_lens[h % LOG_SLOTS] = (uint32_t)len;
+	atomic_store_explicit(&log_head, h + 1, memory_order_release);
+	mp_keeper_wake();
+	return true;
+}
+
+static void print_logs(void)
+{
+	uint32_t t = atomic_load_explicit(&log_tail, memory_order_relaxed);
+	while (t != atomic_load_explicit(&log_head, memory_order_acquire)) {
+		const char *p = log_lines[t % LOG_SLOTS];
+		for (size_t off = 0, len = log_lens[t % LOG_SLOTS]; off < len;) {
+			ssize_t w = write(STDERR_FILENO, p + off, len - off);
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w <= 0)
+				break;
+			off += (size_t)w;
+		}
+		atomic_store_explicit(&log_tail, ++t, memory_order_release);
+	}
+}
+
+bool mp_program_gone(uint64_t since)
+{
+	char buf[1024];
+	/* Called only once thread.c counts none of the program's threads, so
+	 * none is alive to race with the descriptor this opens for a moment. */
+	int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+	if (fd < 0) /* no /proc: trust the count, after a pause */
+		return mp_now_ns() - since > 100000000u;
+	ssize_t len = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (len <= 0)
+		return false;
+	buf[len] = '\0';
+	/* "pid (comm) S ppid ...": comm may hold anything, so count the
+	 * fields after its last ')'. State is field 3, num_threads field 20.
+	 * Left: the zombie of the initial thread, this one, and the writer
+	 * if it runs apart from this one. */
+	const char *p = strrchr(buf, ')');
+	if (!p || p[1] != ' ')
+		return false;
+	char state = p[2];
+	int field = 3;
+	for (p += 2; *p && field < 20; p++)
+		if (*p == ' ')
+			field++;
+	long threads = 0;
+	for (; *p >= '0' && *p <= '9'; p++)
+		threads = threads * 10 + (*p - '0');
+	long ours = mp_keeper_running() && mp_writer_alive() ? 2 : 1;
+	return state == 'Z' && threads == 1 + ours;
+}
+
+/* The program has no thread of its own left: end it as glibc would have,
+ * with exit(0), from here. The writer, still running, sends what is
+ * queued and its goodbye from the exit handlers (mp_stop). */
+static void orphan_exit(void)
+{
+	print_logs();
+	mp_tls.busy = 0;
+	sigset_t mask;
+	mp_threads_start_mask(&mask);
+	pthread_sigmask(SIG_SETMASK, &mask, NULL);
+	exit(0);
+}
+
+static void *keeper_main(void *arg)
+{
+	(void)arg;
+	mp_tls.busy = 1; /* anything this thread allocates is the shim's */
+	atomic_store(&keeper_tid, (pid_t)syscall(SYS_gettid));
+	uint64_t since = 0;
+	long nap_ms = -1;
+	for (;;) {
+		uint32_t seen = atomic_load_explicit(&keeper_word, memory_order_acquire);
+		print_logs();
+		if (atomic_load(&quit))
+			break;
+		/* While thread.c counts no thread of the program's: look often
+		 * at first (the last one is usually on its way out), then less
+		 * and less (an unknown thread, started before memprof, may live
+		 * on). */
+		if (mp_threads_orphaned()) {
+			if (!since) {
+				since = mp_now_ns();
+				nap_ms = 1;
+			} else if (nap_ms < 100) {
+				nap_ms *= 2;
+			}
+			if (mp_program_gone(since))
+				orphan_exit();
+		} else {
+			since = 0;
+			nap_ms = -1;
+		}
+		futex_wait(&keeper_word, seen, nap_ms);
+	}
+	atomic_store(&running, false);
+	return NULL;
+}
+
+int mp_keeper_start(void)
+{
+	atomic_store(&quit, false);
+	atomic_store(&keeper_tid, 0);
+	atomic_store(&log_head, 0);
+	atomic_store(&log_tail, 0);
+	atomic_store(&running, true);
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	int rc = mp_real.pthread_create ? mp_real.pthread_create(&keeper_thread, NULL, keeper_main, NULL)
+					: ENOSYS;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc != 0) {
+		atomic_store(&running, false);
+		return -1;
+	}
+	pthread_setname_np(keeper_thread, "memprof-keeper");
+	pthread_detach(keeper_thread);
+	return 0;
+}
+
+void mp_keeper_stop(bool wait)
+{
+	if (!atomic_load(&running))
+		return;
+	atomic_store(&quit, true);
+	mp_keeper_wake();
+	/* Its last act is to print what it holds: the caller's next line
+	 * comes after those. */
+	for (int i = 0; wait && i < 1000 && atomic_load(&running); i++) {
+		struct timespec ts = { 0, 1000000 };
+		nanosleep(&ts, NULL);
+	}
+}
+
+void mp_keeper_fork_child(void)
+{
+	/* The parent's keeper did not come along. */
+	atomic_store(&running, false);
+	atomic_store(&keeper_tid, 0);
+}
