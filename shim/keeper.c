@@ -101,15 +101,7 @@ static void print_logs(void)
 {
 	uint32_t t = atomic_load_explicit(&log_tail, memory_order_relaxed);
 	while (t != atomic_load_explicit(&log_head, memory_order_acquire)) {
-		const char *p = log_lines[t % LOG_SLOTS];
-		for (size_t off = 0, len = log_lens[t % LOG_SLOTS]; off < len;) {
-			ssize_t w = write(STDERR_FILENO, p + off, len - off);
-			if (w < 0 && errno == EINTR)
-				continue;
-			if (w <= 0)
-				break;
-			off += (size_t)w;
-		}
+		mp_write_stderr(log_lines[t % LOG_SLOTS], log_lens[t % LOG_SLOTS]);
 		atomic_store_explicit(&log_tail, ++t, memory_order_release);
 	}
 }
@@ -201,18 +193,10 @@ int mp_keeper_start(void)
 	atomic_store(&log_head, 0);
 	atomic_store(&log_tail, 0);
 	atomic_store(&running, true);
-	sigset_t all, old;
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	int rc = mp_real.pthread_create ? mp_real.pthread_create(&keeper_thread, NULL, keeper_main, NULL)
-					: ENOSYS;
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (rc != 0) {
+	if (mp_start_own_thread(&keeper_thread, keeper_main, "memprof-keeper") != 0) {
 		atomic_store(&running, false);
 		return -1;
 	}
-	pthread_setname_np(keeper_thread, "memprof-keeper");
-	pthread_detach(keeper_thread);
 	return 0;
 }
 

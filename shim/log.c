@@ -128,13 +128,18 @@ void mp_log(const char *fmt, ...)
 		errno = saved;
 		return;
 	}
+	mp_write_stderr(line, len);
+	errno = saved;
+}
+
+void mp_write_stderr(const char *p, size_t len)
+{
 	for (size_t off = 0; off < len;) {
-		ssize_t w = write(STDERR_FILENO, line + off, len - off);
+		ssize_t w = write(STDERR_FILENO, p + off, len - off);
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w <= 0)
 			break;
 		off += (size_t)w;
 	}
-	errno = saved;
 }

@@ -123,6 +123,8 @@ int mp_fd_high(int fd);
  * (its own minimal formatter; no stdio, no malloc). */
 void mp_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 extern bool mp_quiet; /* MEMPROF_QUIET: say nothing at all */
+/* write(2)s all of p to stderr, as far as it goes. */
+void mp_write_stderr(const char *p, size_t len);
 /* Set on the writer thread once its descriptor table is its own. */
 extern __thread bool mp_log_to_keeper __attribute__((tls_model("initial-exec")));
 int mp_vformat(char *buf, size_t size, const char *fmt, va_list ap);
@@ -166,6 +168,9 @@ extern __thread struct mp_tls mp_tls __attribute__((tls_model("initial-exec")));
 
 /* ---- the program's threads (thread.c) ----------------------------------- */
 
+/* Starts one of memprof's threads (not the program's: no CPU timer, not
+ * counted), every signal blocked, detached and named; 0 or an errno. */
+int mp_start_own_thread(pthread_t *t, void *(*fn)(void *), const char *name);
 /* From the constructor, on the initial thread. */
 void mp_threads_init(void);
 /* In a fork child: the thread that forked is the only one. */
@@ -175,8 +180,9 @@ void mp_threads_fork_child(void);
  * first call, which may allocate (busy flag raised): not from a signal
  * handler unless a call before it has returned true. */
 bool mp_thread_stack(uintptr_t *lo, uintptr_t *hi);
-/* Every thread of the program's own has ended (or is ending): if the writer
- * is all that is left, it must end the process. */
+/* Every thread of the program's own has ended (or is ending): once only
+ * memprof's are left, the keeper (or the writer, without one) must end the
+ * process. */
 bool mp_threads_orphaned(void);
 /* The initial thread's signal mask when memprof started. */
 void mp_threads_start_mask(sigset_t *out);

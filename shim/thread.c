@@ -126,6 +126,22 @@ bool mp_threads_orphaned(void)
 	return atomic_load(&live) <= 0 && atomic_load(&key_ok);
 }
 
+int mp_start_own_thread(pthread_t *t, void *(*fn)(void *), const char *name)
+{
+	/* Every signal blocked from its first instruction on, so that the
+	 * program's signals always go to the program's own threads. */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	int rc = mp_real.pthread_create ? mp_real.pthread_create(t, NULL, fn, NULL) : ENOSYS;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc == 0) {
+		pthread_setname_np(*t, name);
+		pthread_detach(*t);
+	}
+	return rc;
+}
+
 void mp_threads_start_mask(sigset_t *out)
 {
 	*out = start_mask;

@@ -894,22 +894,13 @@ int mp_writer_start(void)
 	 * table (go_private). */
 	mp_keeper_start();
 	atomic_store(&alive, true);
-	/* The thread starts with every signal blocked, so that the program's
-	 * signals always go to the program's own threads. */
-	sigset_t all, old;
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	int rc = mp_real.pthread_create ? mp_real.pthread_create(&writer_thread, NULL, writer_main, NULL)
-					: ENOSYS;
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	int rc = mp_start_own_thread(&writer_thread, writer_main, "memprof-writer");
 	if (rc != 0) {
 		atomic_store(&alive, false);
 		mp_keeper_stop(true);
 		mp_log("cannot start the writer thread (%s); profiling is off", strerror(rc));
 		return -1;
 	}
-	pthread_setname_np(writer_thread, "memprof-writer");
-	pthread_detach(writer_thread);
 	/* The program starts once the writer has connected, or not: the
 	 * constructor says which (connecting to a Unix socket does not wait
 	 * for the collector to accept). */
