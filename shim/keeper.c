@@ -106,36 +106,46 @@ static void print_logs(void)
 	}
 }
 
-bool mp_program_gone(uint64_t since)
+int mp_self_stat(char *state, long *threads)
 {
 	char buf[1024];
-	/* Called only once thread.c counts none of the program's threads, so
-	 * none is alive to race with the descriptor this opens for a moment. */
-	int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
-	if (fd < 0) /* no /proc: trust the count, after a pause */
-		return mp_now_ns() - since > 100000000u;
+	int fd = mp_fd_high(open("/proc/self/stat", O_RDONLY | O_CLOEXEC));
+	if (fd < 0)
+		return -1;
 	ssize_t len = read(fd, buf, sizeof(buf) - 1);
 	close(fd);
 	if (len <= 0)
-		return false;
+		return 0;
 	buf[len] = '\0';
 	/* "pid (comm) S ppid ...": comm may hold anything, so count the
-	 * fields after its last ')'. State is field 3, num_threads field 20.
-	 * Left: the zombie of the initial thread, this one, and the writer
-	 * if it runs apart from this one. */
+	 * fields after its last ')'. State is field 3, num_threads field 20. */
 	const char *p = strrchr(buf, ')');
 	if (!p || p[1] != ' ')
-		return false;
-	char state = p[2];
+		return 0;
+	*state = p[2];
 	int field = 3;
 	for (p += 2; *p && field < 20; p++)
 		if (*p == ' ')
 			field++;
-	long threads = 0;
+	*threads = 0;
 	for (; *p >= '0' && *p <= '9'; p++)
-		threads = threads * 10 + (*p - '0');
+		*threads = *threads * 10 + (*p - '0');
+	return 1;
+}
+
+bool mp_program_gone(uint64_t since)
+{
+	/* Called only once thread.c counts none of the program's threads, so
+	 * none is alive to race with the descriptor this opens for a moment. */
+	char state = 0;
+	long threads = 0;
+	int got = mp_self_stat(&state, &threads);
+	if (got < 0) /* no /proc: trust the count, after a pause */
+		return mp_now_ns() - since > 100000000u;
+	/* Left: the zombie of the initial thread, this one, and the writer
+	 * if it runs apart from this one. */
 	long ours = mp_keeper_running() && mp_writer_alive() ? 2 : 1;
-	return state == 'Z' && threads == 1 + ours;
+	return got && state == 'Z' && threads == 1 + ours;
 }
 
 /* The program has no thread of its own left: end it as glibc would have,

@@ -157,6 +157,12 @@ static int stop_new_threads(pid_t self, pid_t writer, pid_t keeper)
 			pid_t tid = (pid_t)atoi(d->d_name);
 			if (tid <= 0 || tid == self || tid == writer || tid == keeper)
 				continue;
+			/* The initial thread after its pthread_exit: a zombie,
+			 * with no stack in use to scan, that no signal reaches. */
+			char state = 0;
+			long nthr;
+			if (tid == getpid() && mp_self_stat(&state, &nthr) == 1 && state == 'Z')
+				continue;
 			bool known = false;
 			for (int i = 0; i < nthreads && !known; i++)
 				known = threads[i].tid == tid;

@@ -453,6 +453,9 @@ bool mp_keeper_log(const char *line, size_t len);
  * only the zombie of the initial thread and memprof's are left); since:
  * when thread.c first counted none. */
 bool mp_program_gone(uint64_t since);
+/* The process's state letter and thread count from /proc/self/stat: 1, 0
+ * if it could not be read as such, -1 if it could not be opened. */
+int mp_self_stat(char *state, long *threads);
 void mp_keeper_fork_child(void);
 
 /* ---- mappings (mappings.c) ----------------------------------------------- */
