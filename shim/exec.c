@@ -480,6 +480,35 @@ static int spawn(spawn_fn *fn, bool search, pid_t *pid, const char *file,
  * Its notice, queued before its own goodbye, tells the collector to wait
  * for the child. The time is taken before the fork so that the child's
  * start (taken in the child) is later. Async-signal-safe, as fork is. */
+/* _exit and _Exit end the process without exit's handlers, so without
+ * memprof's goodbye: what the writer had not sent yet died with it. dash
+ * leaves by _exit, and a vfork child's exec notice travels in its parent's
+ * queue (see queue_notice): on a busy machine a shell's last command was
+ * sometimes never named to the collector. Every fork child that does not
+ * exec leaves this way too. So what is queued is sent first, as before an
+ * exec; in a vfork child, whose queue is its parent's, nothing is waited
+ * for (mp_writer_sync). glibc's exit reaches the kernel by its own path,
+ * not through these. */
+static _Noreturn void leave_now(int status)
+{
+	if (recording())
+		mp_writer_sync(EXEC_STALL_MS);
+	for (;;) {
+		syscall(SYS_exit_group, status);
+		syscall(SYS_exit, status);
+	}
+}
+
+MP_EXPORT void _exit(int status)
+{
+	leave_now(status);
+}
+
+MP_EXPORT void _Exit(int status)
+{
+	leave_now(status);
+}
+
 MP_EXPORT pid_t fork(void)
 {
 	if (!mp_real.fork) {

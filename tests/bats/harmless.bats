@@ -121,6 +121,16 @@ load harmless_helper
 	[ "${lines[${#lines[@]} - 1]}" = "SUMMARY: memprof: 103200 byte(s) leaked in 150 allocation(s)." ]
 }
 
+@test "a program that leaves by _exit or _Exit right after allocating: every allocation is in its profile" {
+	# No exit handlers, so no goodbye: what the writer had not sent when
+	# the process ended used to be lost (a shell's last exec notice, too).
+	for how in _exit _Exit; do
+		rm -rf out
+		run -3 "$MEMPROF" run -o out --rate 1 -- "$T/target_quick_exit" 5000 $how
+		[ "$(cum "$(ls out/target_quick_exit.*.[0-9]*.heap.pb.gz)" alloc_objects keep_quick)" -eq 5000 ]
+	done
+}
+
 @test "a program that closes memprof's socket (closefrom) is still profiled after it" {
 	# Every allocation at rate 1: 100 before closefrom(3), 20000 after.
 	run --separate-stderr bash -c "$(declare -f close_fds); close_fds; exec \"\$@\"" _ \

@@ -246,10 +246,11 @@ EOF
 	# sigaction/signal (the program's view of the signals memprof shares),
 	# setitimer/timer_create (stepping aside when the program profiles
 	# itself), the exec family (sending what is queued before the image
-	# goes, and saying which program comes next) and posix_spawn/posix_spawnp
-	# (saying which program a child runs).
+	# goes, and saying which program comes next), posix_spawn/posix_spawnp
+	# (saying which program a child runs) and _exit/_Exit (sending what is
+	# queued before a process leaves without exit's handlers).
 	run sh -c "nm -D --defined-only '$SHIM' | awk '{ print \$3 }' | sort | tr '\n' ' '"
-	[ "$output" = "aligned_alloc calloc dlclose execl execle execlp execv execve execveat execvp execvpe fexecve fork free malloc malloc_usable_size memalign posix_memalign posix_spawn posix_spawnp pthread_create pvalloc realloc reallocarray setitimer sigaction signal timer_create valloc " ]
+	[ "$output" = "_Exit _exit aligned_alloc calloc dlclose execl execle execlp execv execve execveat execvp execvpe fexecve fork free malloc malloc_usable_size memalign posix_memalign posix_spawn posix_spawnp pthread_create pvalloc realloc reallocarray setitimer sigaction signal timer_create valloc " ]
 }
 
 @test "make install puts the library, the collector and memprof under PREFIX" {
