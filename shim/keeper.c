@@ -20,7 +20,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/futex.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -46,23 +45,12 @@ static char log_lines[LOG_SLOTS][LOG_LINE];
 static uint32_t log_lens[LOG_SLOTS];
 static _Atomic uint32_t log_head, log_tail;
 
-static void futex_wake(_Atomic uint32_t *w)
-{
-	syscall(SYS_futex, w, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
-}
-
-static void futex_wait(_Atomic uint32_t *w, uint32_t seen, long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-	syscall(SYS_futex, w, FUTEX_WAIT_PRIVATE, seen, ms < 0 ? NULL : &ts, NULL, 0);
-}
-
 void mp_keeper_wake(void)
 {
 	if (!atomic_load_explicit(&running, memory_order_relaxed))
 		return;
 	atomic_fetch_add_explicit(&keeper_word, 1, memory_order_release);
-	futex_wake(&keeper_word);
+	mp_futex_wake(&keeper_word);
 }
 
 bool mp_keeper_running(void)
@@ -190,7 +178,7 @@ static void *keeper_main(void *arg)
 			since = 0;
 			nap_ms = -1;
 		}
-		futex_wait(&keeper_word, seen, nap_ms);
+		mp_futex_wait(&keeper_word, seen, nap_ms);
 	}
 	atomic_store(&running, false);
 	return NULL;

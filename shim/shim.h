@@ -435,6 +435,11 @@ bool mp_writer_alive(void);
 
 /* ---- the keeper thread (keeper.c) ------------------------------------------ */
 
+/* Futex wake of one waiter, and wait while *w == seen for at most ms
+ * (ms < 0: until woken); private to the process (writer.c). */
+void mp_futex_wake(_Atomic uint32_t *w);
+void mp_futex_wait(_Atomic uint32_t *w, uint32_t seen, long ms);
+
 /* Starts the thread that does, in the program's descriptor table, what the
  * writer cannot from its own: 0, or -1 (then the writer keeps its socket
  * in the program's table). */

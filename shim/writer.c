@@ -87,21 +87,21 @@ static size_t outlen;
 /* ---- futex helpers: no fds, so a program that closes every fd cannot make
  * us write into one of its files ---------------------------------------- */
 
-static void futex_wake(_Atomic uint32_t *w)
+void mp_futex_wake(_Atomic uint32_t *w)
 {
 	syscall(SYS_futex, w, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 }
 
-static void futex_wait(_Atomic uint32_t *w, uint32_t seen, long ms)
+void mp_futex_wait(_Atomic uint32_t *w, uint32_t seen, long ms)
 {
 	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-	syscall(SYS_futex, w, FUTEX_WAIT_PRIVATE, seen, &ts, NULL, 0);
+	syscall(SYS_futex, w, FUTEX_WAIT_PRIVATE, seen, ms < 0 ? NULL : &ts, NULL, 0);
 }
 
 void mp_writer_wake(void)
 {
 	atomic_fetch_add_explicit(&wake_word, 1, memory_order_release);
-	futex_wake(&wake_word);
+	mp_futex_wake(&wake_word);
 }
 
 void mp_writer_request_dump(void)
@@ -687,7 +687,7 @@ static size_t drain_cpu(void)
 static void writer_sleep(uint32_t seen, uint64_t last_busy)
 {
 	if (mp_now_ns() - last_busy < BUSY_LINGER_NS) {
-		futex_wait(&wake_word, seen, BUSY_POLL_MS);
+		mp_futex_wait(&wake_word, seen, BUSY_POLL_MS);
 		return;
 	}
 	/* Say so, then look once more: a record committed before the flag was
@@ -696,7 +696,7 @@ static void writer_sleep(uint32_t seen, uint64_t last_busy)
 	atomic_store(&mp_writer_sleeping, true);
 	atomic_thread_fence(memory_order_seq_cst);
 	if (!mp_ring_ready() && !(mp_trings_on && mp_trings_ready()))
-		futex_wait(&wake_word, seen, IDLE_POLL_MS);
+		mp_futex_wait(&wake_word, seen, IDLE_POLL_MS);
 	atomic_store(&mp_writer_sleeping, false);
 }
 
@@ -768,7 +768,7 @@ static void orphan_wait(uint32_t seen)
 	}
 	if (mp_program_gone(since))
 		orphan_exit();
-	futex_wait(&wake_word, seen, nap_ms);
+	mp_futex_wait(&wake_word, seen, nap_ms);
 	if (nap_ms < 100)
 		nap_ms *= 2;
 	if (!mp_threads_orphaned())
@@ -815,17 +815,17 @@ static void *writer_main(void *arg)
 	(void)arg;
 	mp_tls.busy = 1; /* everything this thread allocates is the shim's */
 	atomic_store(&writer_tid, (pid_t)syscall(SYS_gettid));
-	futex_wake((_Atomic uint32_t *)&writer_tid);
+	mp_futex_wake((_Atomic uint32_t *)&writer_tid);
 	go_private();
 	if (connect_collector() != 0) {
 		connect_errno = errno;
 		atomic_store(&alive, false);
 		atomic_store(&connect_word, CONNECT_FAILED);
-		futex_wake(&connect_word);
+		mp_futex_wake(&connect_word);
 		return NULL;
 	}
 	atomic_store(&connect_word, CONNECT_OK);
-	futex_wake(&connect_word);
+	mp_futex_wake(&connect_word);
 	send_hello();
 	flush();
 	hello_delivered = true;
@@ -851,7 +851,7 @@ static void *writer_main(void *arg)
 			flush();
 			atomic_store(&alive, false);
 			atomic_store(&finish_word, FINISH_DONE);
-			futex_wake(&finish_word);
+			mp_futex_wake(&finish_word);
 			return NULL;
 		}
 		/* A round that found only a little to send, while the program
@@ -869,7 +869,7 @@ static void *writer_main(void *arg)
 		}
 		if (n == 0 && req != atomic_load(&sync_done)) {
 			atomic_store(&sync_done, req);
-			futex_wake(&sync_done);
+			mp_futex_wake(&sync_done);
 		}
 		if (ring_n)
 			last_busy = mp_now_ns();
@@ -878,7 +878,7 @@ static void *writer_main(void *arg)
 		else if (n == 0)
 			writer_sleep(seen, last_busy);
 		else if (gather)
-			futex_wait(&wake_word, seen, GATHER_MS);
+			mp_futex_wait(&wake_word, seen, GATHER_MS);
 	}
 }
 
@@ -906,7 +906,7 @@ int mp_writer_start(void)
 	 * for the collector to accept). */
 	uint32_t c;
 	while ((c = atomic_load(&connect_word)) == CONNECT_PENDING)
-		futex_wait(&connect_word, CONNECT_PENDING, 100);
+		mp_futex_wait(&connect_word, CONNECT_PENDING, 100);
 	if (c == CONNECT_FAILED) {
 		/* The keeper prints what the writer said first. */
 		mp_keeper_stop(true);
@@ -959,7 +959,7 @@ static bool stop_writer(uint32_t how, int stall_ms)
 	 * the exit for. */
 	struct progress p = progress_start();
 	while (atomic_load(&finish_word) != FINISH_DONE) {
-		futex_wait(&finish_word, how, 20);
+		mp_futex_wait(&finish_word, how, 20);
 		if (progress_stalled(&p, stall_ms))
 			break;
 	}
@@ -981,7 +981,7 @@ pid_t mp_writer_tid(void)
 	 * which must know which thread not to stop, waits for that here
 	 * rather than every program's start. */
 	for (int i = 0; i < 100 && atomic_load(&alive) && !atomic_load(&writer_tid); i++)
-		futex_wait((_Atomic uint32_t *)&writer_tid, 0, 10);
+		mp_futex_wait((_Atomic uint32_t *)&writer_tid, 0, 10);
 	return atomic_load(&writer_tid);
 }
 
@@ -1094,7 +1094,7 @@ static void serve_exchange(void)
 	asked.rc = leak_exchange_here(asked.leaks, asked.n, asked.status, asked.unscanned,
 				      asked.suppressions, asked.report, asked.text);
 	atomic_store(&exchange_done, req);
-	futex_wake(&exchange_done);
+	mp_futex_wake(&exchange_done);
 }
 
 int mp_writer_leak_exchange(const struct mp_leak *leaks, size_t n, int status, uint32_t unscanned,
@@ -1116,7 +1116,7 @@ int mp_writer_leak_exchange(const struct mp_leak *leaks, size_t n, int status, u
 	for (uint32_t done; (done = atomic_load(&exchange_done)) != req;) {
 		if (!mp_writer_alive() || progress_stalled(&p, 125000))
 			return -1;
-		futex_wait(&exchange_done, done, 20);
+		mp_futex_wait(&exchange_done, done, 20);
 	}
 	return asked.rc;
 }
@@ -1133,7 +1133,7 @@ void mp_writer_sync(int stall_ms)
 	for (uint32_t done; (done = atomic_load(&sync_done)) != req && (int32_t)(done - req) < 0;) {
 		if (progress_stalled(&p, stall_ms))
 			return;
-		futex_wait(&sync_done, done, 5);
+		mp_futex_wait(&sync_done, done, 5);
 	}
 }
 
