@@ -52,6 +52,24 @@ static inline void peak_grew(struct proc *p, const struct bucket *b)
 	}
 }
 
+/* After n more samples of b are in use at once (a tally). */
+static inline void peak_grew_by(struct proc *p, const struct bucket *b, uint64_t n)
+{
+	uint64_t add = b->unit && n > UINT64_MAX / b->unit ? UINT64_MAX : b->unit * n;
+	p->inuse_est = add > UINT64_MAX - p->inuse_est ? UINT64_MAX : p->inuse_est + add;
+	if (p->inuse_est > p->peak_est) {
+		p->peak_est = p->inuse_est;
+		p->peak_gen++;
+	}
+}
+
+/* After n samples of b are no longer in use. */
+static inline void peak_shrank_by(struct proc *p, const struct bucket *b, uint64_t n)
+{
+	uint64_t less = b->unit && n > UINT64_MAX / b->unit ? UINT64_MAX : b->unit * n;
+	p->inuse_est -= less < p->inuse_est ? less : p->inuse_est;
+}
+
 /* After one sample of b is no longer in use. */
 static inline void peak_shrank(struct proc *p, const struct bucket *b)
 {

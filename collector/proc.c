@@ -419,6 +419,84 @@ static void add_free(struct proc *p, const struct mp_free *f)
 	}
 }
 
+/* The bucket of (stack, size), made if new; UINT64_MAX if over a limit. */
+static uint64_t bucket_of(struct proc *p, uint32_t stack, uint64_t size)
+{
+	if (stack == PROC_STACK_OVER_LIMIT)
+		return UINT64_MAX;
+	/* Most stacks allocate one size over and over: the bucket a stack
+	 * used last is tried before the table (a lookup there was a cache
+	 * miss per event at rate 1). */
+	struct stack *st = &p->stacks[stack];
+	uint64_t b = UINT64_MAX, *v;
+	if (st->last_bucket && p->buckets[st->last_bucket - 1].size == size)
+		b = st->last_bucket - 1;
+	else if ((v = map_find(&p->bucket_by_key, (uint64_t)stack + 1, size)))
+		b = *v;
+	if (b == UINT64_MAX) {
+		if (p->nbuckets >= PROC_MAX_BUCKETS)
+			return UINT64_MAX;
+		GROW(p->buckets, p->cap_buckets, p->nbuckets + 1);
+		b = p->nbuckets++;
+		p->buckets[b] = (struct bucket){ .stack = stack, .size = size };
+		peak_new_bucket(p, &p->buckets[b]);
+		map_put(&p->bucket_by_key, (uint64_t)stack + 1, size, b);
+	}
+	st->last_bucket = (uint32_t)b + 1;
+	return b;
+}
+
+static uint64_t sat_add(uint64_t a, uint64_t b)
+{
+	return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
+/* Totals for a (stack, size) replace the ones before: what changed is
+ * added to the bucket, which may also hold blocks reported one by one. */
+static int add_tally(struct proc *p, const void *payload, uint32_t len, const char **why)
+{
+	struct mp_tally t;
+	if (len != sizeof(t)) {
+		*why = "malformed tally";
+		return -1;
+	}
+	memcpy(&t, payload, sizeof(t));
+	if (t.stack_id == 0 || t.stack_id > p->nwire_stacks) {
+		*why = "tally names an unknown stack";
+		return -1;
+	}
+	if (t.frees > t.allocs) {
+		*why = "tally frees more than it allocated";
+		return -1;
+	}
+	uint32_t stack = t.stack_id <= p->nwire_stacks_kept ? p->wire_stacks[t.stack_id - 1]
+							   : PROC_STACK_OVER_LIMIT;
+	uint64_t b = bucket_of(p, stack, t.size);
+	if (b == UINT64_MAX) {
+		p->over_limit_samples += t.allocs; /* a total: an upper bound */
+		return 0;
+	}
+	struct bucket *bk = &p->buckets[b];
+	/* A fork child's first totals meet what it copied of its parent's,
+	 * which may be later than the fork: counts can go down. */
+	uint64_t more = t.allocs > bk->tally_allocs ? t.allocs - bk->tally_allocs : 0;
+	uint64_t now = t.allocs - t.frees, was = bk->tally_allocs - bk->tally_frees;
+	bk->tally_allocs = t.allocs;
+	bk->tally_frees = t.frees;
+	peak_save(p, bk);
+	bk->alloc_samples = sat_add(bk->alloc_samples, more);
+	p->samples = sat_add(p->samples, more);
+	if (now > was) {
+		bk->inuse_samples = sat_add(bk->inuse_samples, now - was);
+		peak_grew_by(p, bk, now - was);
+	} else if (now < was) {
+		uint64_t less = was - now < bk->inuse_samples ? was - now : bk->inuse_samples;
+		bk->inuse_samples -= less;
+		peak_shrank_by(p, bk, less);
+	}
+	return 0;
+}
+
 static int add_alloc(struct proc *p, const void *payload, uint32_t len, const char **why)
 {
 	struct mp_alloc a;
@@ -440,30 +518,13 @@ static int add_alloc(struct proc *p, const void *payload, uint32_t len, const ch
 	/* Out of order is rare: no probe at all while nothing waits. */
 	bool freed = a.id && p->freed_first && live_take(&p->live, a.id, FREED_FIRST, NULL);
 	p->freed_first -= freed;
-	/* Most stacks allocate one size over and over: the bucket a stack
-	 * used last is tried before the table (a lookup there was a cache
-	 * miss per event at rate 1). */
-	struct stack *st = stack == PROC_STACK_OVER_LIMIT ? NULL : &p->stacks[stack];
-	uint64_t b = UINT64_MAX, *v;
-	if (st && st->last_bucket && p->buckets[st->last_bucket - 1].size == a.size)
-		b = st->last_bucket - 1;
-	else if (st && (v = map_find(&p->bucket_by_key, (uint64_t)stack + 1, a.size)))
-		b = *v;
-	if (!st || live_count(&p->live) >= PROC_MAX_LIVE ||
-	    (b == UINT64_MAX && p->nbuckets >= PROC_MAX_BUCKETS)) {
+	uint64_t b = live_count(&p->live) < PROC_MAX_LIVE ? bucket_of(p, stack, a.size) : UINT64_MAX;
+	if (b == UINT64_MAX) {
 		p->over_limit_samples++;
 		if (a.id && !freed && live_count(&p->live) < PROC_MAX_LIVE)
 			live_put(&p->live, a.id, LIVE_BY_ID, NOT_KEPT);
 		return 0;
 	}
-	if (b == UINT64_MAX) {
-		GROW(p->buckets, p->cap_buckets, p->nbuckets + 1);
-		b = p->nbuckets++;
-		p->buckets[b] = (struct bucket){ .stack = stack, .size = a.size };
-		peak_new_bucket(p, &p->buckets[b]);
-		map_put(&p->bucket_by_key, (uint64_t)stack + 1, a.size, b);
-	}
-	st->last_bucket = (uint32_t)b + 1;
 	p->samples++;
 	peak_save(p, &p->buckets[b]);
 	p->buckets[b].alloc_samples++;
@@ -514,6 +575,8 @@ int proc_apply(struct proc *p, uint32_t type, const void *payload, uint32_t len,
 		return add_stack(p, payload, len, why);
 	case MP_REC_ALLOC:
 		return add_alloc(p, payload, len, why);
+	case MP_REC_TALLY:
+		return add_tally(p, payload, len, why);
 	case MP_REC_FREE: {
 		struct mp_free f;
 		if (len != sizeof(f)) {

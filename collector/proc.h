@@ -47,6 +47,9 @@ struct bucket {
 	uint64_t unit;        /* bytes one sample stands for (peak.h) */
 	uint64_t peak_gen;    /* see peak.h: when peak_* were saved */
 	uint64_t peak_inuse, peak_alloc;
+	/* The last totals for this bucket from the shim's tallies
+	 * (MP_REC_TALLY), which its counts include. */
+	uint64_t tally_allocs, tally_frees;
 };
 
 /*

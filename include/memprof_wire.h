@@ -27,7 +27,7 @@
 #include <stdint.h>
 
 #define MP_WIRE_MAGIC 0x4f52504dU /* "MPRO" read as little-endian bytes */
-#define MP_WIRE_VERSION 2U /* 2: allocation ids */
+#define MP_WIRE_VERSION 3U /* 2: allocation ids; 3: tallies */
 #define MP_REC_MAX_PAYLOAD (1U << 20)
 #define MP_MAX_FRAMES 128     /* deepest stack the shim sends */
 #define MP_MAX_BUILD_ID 64    /* longest build id kept, in bytes */
@@ -48,7 +48,8 @@ enum mp_rec_type {
 	MP_REC_LEAKS = 11,  /* struct mp_leaks, then count struct mp_leak */
 	MP_REC_LEAK_END = 12, /* struct mp_leak_end, then the suppressions path */
 	MP_REC_EXEC = 13,   /* struct mp_exec, then the program's path */
-	MP_REC_TYPE_MAX = 13,
+	MP_REC_TALLY = 14,  /* struct mp_tally */
+	MP_REC_TYPE_MAX = 14,
 	/* Records that go the other way, collector to shim: */
 	MP_REC_LEAK_REPORT = 100, /* in reply to MP_REC_LEAK_END: struct
 				   * mp_leak_report, then the text */
@@ -132,6 +133,23 @@ struct mp_alloc {
 struct mp_free {
 	uint64_t addr;
 	uint64_t id; /* the allocation's, or 0 */
+};
+
+/*
+ * Full trace without an event per block: how many blocks of size bytes
+ * this process image has allocated from a stack, and freed, in all, since
+ * it started (a fork child: since its first ancestor of the same image
+ * line started; it inherits the counts with the heap). Totals, not
+ * additions: a later record for the same (stack, size) replaces an earlier
+ * one, so that a fork child's first records are right whatever of its
+ * parent's the collector copied. frees <= allocs.
+ */
+struct mp_tally {
+	uint32_t stack_id;
+	uint32_t reserved;
+	uint64_t size;
+	uint64_t allocs;
+	uint64_t frees;
 };
 
 struct mp_drops {
