@@ -95,6 +95,8 @@ static void fork_child(void)
 	if (atomic_load(&mp_state) == MP_STATE_ON) {
 		mp_ring_reset();
 		mp_trings_fork_child();
+		if (mp_tally_on)
+			mp_tally_fork_child();
 		mp_sample_fork_child();
 		mp_mappings_reset();
 		mp_writer_fork_child();
@@ -124,6 +126,7 @@ __attribute__((constructor(101))) static void mp_start(int argc, char **argv, ch
 		goto out;
 	}
 	mp_trings_on = mp_cfg.full_trace && MP_TRACK_BY_HEADER();
+	mp_tally_on = mp_trings_on && mp_tally_init() == 0;
 	if (mp_ring_setup(mp_cfg.full_trace ? RING_BYTES_FULL_TRACE : RING_BYTES) != 0) {
 		mp_log("cannot map the event ring (%s); profiling is off", strerror(errno));
 		goto out;

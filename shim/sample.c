@@ -89,9 +89,14 @@ static uint32_t capture_stack(uint64_t *raw, const uint64_t **pcs, struct mp_mem
 	mp_thread_stack(&lo, &hi);
 	struct mp_tls *t = &mp_tls;
 	ref->tag = NULL;
+	ref->pcs_left_out = false;
 	uint32_t n = t->entry_sp ? mp_unwind_from(t->entry_ip, t->entry_sp, t->entry_bp, raw,
 						  MP_MAX_FRAMES + 8, lo, hi, ref)
 				 : mp_unwind(raw, MP_MAX_FRAMES + 8, lo, hi);
+	if (ref->pcs_left_out) {
+		*pcs = NULL;
+		return n ? 1 : 0;
+	}
 	uint32_t first = 0;
 	while (first < n && raw[first] >= mp_self_lo && raw[first] < mp_self_hi)
 		first++;
@@ -213,11 +218,21 @@ static void record_alloc(void *p, size_t size)
 {
 	uint64_t raw[MP_MAX_FRAMES + 8];
 	const uint64_t *pcs;
-	struct mp_memo_ref ref;
+	/* A tally needs no pcs once the memo entry knows the stack's gid. */
+	struct mp_memo_ref ref = { .tag_will_do = mp_tally_on };
 	uint32_t depth = capture_stack(raw, &pcs, &ref);
 	if (depth == 0)
 		return;
-	uint16_t ring = ref.tag && mp_trings_on ? mp_tring_own() : 0;
+	if (mp_tally_on && mp_tally_alloc(mp_hdr_word(p), size, pcs, depth, ref.tag))
+		return;
+	if (!pcs) {
+		/* Not counted after all: an event needs the pcs. */
+		ref.tag_will_do = false;
+		if ((depth = capture_stack(raw, &pcs, &ref)) == 0)
+			return;
+	}
+	/* With tallies on, the memo's tag holds a gid, not a generation. */
+	uint16_t ring = ref.tag && mp_trings_on && !mp_tally_on ? mp_tring_own() : 0;
 	bool same = ring && *ref.tag == same_stack_gen;
 	uint32_t sent = same ? 0 : depth;
 	uint64_t id;
@@ -291,10 +306,21 @@ void mp_sample_free(void *p)
 	if (MP_TRACK_BY_HEADER()) {
 		/* Cleared here, so that a realloc, which carries the header
 		 * over to the new block, leaves it unreported. */
-		uint64_t *w = mp_hdr_word(p);
-		reported = *w & MP_HDR_REPORTED;
-		id = (*w >> MP_HDR_ID_SHIFT) & MP_HDR_ID_MAX;
-		*w &= MP_HDR_LOG2_MASK;
+		uint64_t *w = mp_hdr_word(p), word = *w;
+		*w = word & MP_HDR_LOG2_MASK;
+		if (word & MP_HDR_TALLIED) {
+			if (!mp_tally_free(word)) {
+				uint64_t *ev = reserve(MP_EV_TALLY_FREE, sizeof(word), NULL);
+				if (ev) {
+					*ev = word;
+					commit(ev);
+				}
+			}
+			t->busy--;
+			return;
+		}
+		reported = word & MP_HDR_REPORTED;
+		id = (word >> MP_HDR_ID_SHIFT) & MP_HDR_ID_MAX;
 	} else {
 		reported = mp_live_remove(p);
 	}

@@ -62,13 +62,19 @@ extern bool mp_headed;
  * that free() compares it with one instruction. */
 #define MP_HDR_MARK ((uint64_t)(int64_t)(int32_t)0x8badf00du)
 /* The header's first word: the base-2 logarithm of the header's size (a
- * power of two) in its low bits; the allocation's id when events carry ids
- * (tring.c) above them; and MP_HDR_REPORTED, set while the block is
- * reported to the collector (see mp_sample_free): in full trace that
- * spares the live table's shared locks on every malloc and free. */
+ * power of two) in its low bits; above them either
+ *  - the allocation's id when events carry ids (tring.c), with
+ *    MP_HDR_REPORTED, set while the block is reported to the collector
+ *    (see mp_sample_free): in full trace that spares the live table's
+ *    shared locks on every malloc and free; or
+ *  - its stack's gid and its size, with MP_HDR_TALLIED, set while the
+ *    block is counted in a tally (tally.c). */
 #define MP_HDR_LOG2_MASK 0x3fULL
 #define MP_HDR_ID_SHIFT 6
-#define MP_HDR_ID_MAX ((1ULL << 57) - 1)
+#define MP_HDR_ID_MAX ((1ULL << 55) - 1)
+#define MP_HDR_GID_SHIFT 6
+#define MP_HDR_SIZE_SHIFT 30
+#define MP_HDR_TALLIED (1ULL << 62)
 #define MP_HDR_REPORTED (1ULL << 63)
 
 static inline uint64_t *mp_hdr_word(const void *p)
@@ -179,7 +185,17 @@ void mp_threads_fork_child(void);
  * memprof did not see start, on a stack it could not find). Learnt at the
  * first call, which may allocate (busy flag raised): not from a signal
  * handler unless a call before it has returned true. */
-bool mp_thread_stack(uintptr_t *lo, uintptr_t *hi);
+void mp_thread_learn_stack(struct mp_tls *t);
+/* Inline: full trace asks on every allocation. */
+static inline bool mp_thread_stack(uintptr_t *lo, uintptr_t *hi)
+{
+	struct mp_tls *t = &mp_tls;
+	if (MP_UNLIKELY(!t->stack_hi))
+		mp_thread_learn_stack(t);
+	*lo = t->stack_lo;
+	*hi = t->stack_hi;
+	return t->stack_hi > 1;
+}
 /* Every thread of the program's own has ended (or is ending): once only
  * memprof's are left, the keeper (or the writer, without one) must end the
  * process. */
@@ -216,7 +232,7 @@ void mp_signals_after_exec(void);
 void mp_sample_slow(void *p, size_t size);
 
 /* Called by free and realloc for a pointer mp_live_maybe says may have been
- * sampled: removes it and reports the free. */
+ * sampled: removes it and reports (or counts) the free. */
 void mp_sample_free(void *p);
 /* In a fork child: what the parent's writer knew of stacks is not the
  * child's, so no event may leave a stack out for having sent it before. */
@@ -315,6 +331,7 @@ enum mp_ev_type {
 	MP_EV_ALLOC = 1,   /* struct mp_ev_alloc + depth pcs */
 	MP_EV_FREE = 2,    /* struct mp_free */
 	MP_EV_WIRE = 3,    /* a complete wire record, sent as is */
+	MP_EV_TALLY_FREE = 4, /* uint64_t: the header word of a tallied block */
 };
 
 struct mp_ev_alloc {
@@ -363,6 +380,67 @@ extern _Atomic uint64_t mp_dropped;
  * tail and finds a waiter; else the wait is a short sleep. */
 bool mp_ring_wait_for_room(uint64_t t, uint64_t *stall_start, uint64_t *seen_tail,
 			   _Atomic uint32_t *word);
+
+/* ---- full-trace tallies (tally.c) ------------------------------------------ */
+
+/* Full trace under glibc without a leak check: allocations and frees are
+ * counted per (stack, size) in the program, not sent one by one. Set
+ * once, before anything is sampled. */
+extern bool mp_tally_on;
+#define MP_TALLY_SLOTS 256            /* threads counting at once */
+#define MP_TALLY_GID_MAX ((1U << 24) - 1) /* bits for a gid in the header */
+#define MP_TALLY_GIDS (1U << 17)          /* distinct stacks tallied at most */
+#define MP_TALLY_SIZE_MAX 0xffffffffULL   /* larger blocks are events */
+
+/* One (stack, size) of a thread's table. key: gid << 32 | size, 0 = empty;
+ * counts since the process (a fork child: the first of its line) began,
+ * modulo 2^32: the writer reads them every TALLY_MS (writer.c) and adds
+ * the differences up in 64 bits. 16 bytes, not 24: a loop allocating
+ * 4,000 sizes at random spent 65% of its lookups' time on the first load
+ * of an entry (perf), and the smaller table misses the cache less. */
+struct mp_tally_entry {
+	_Atomic uint64_t key;
+	_Atomic uint32_t allocs;
+	_Atomic uint32_t frees;
+};
+
+static inline uint64_t mp_tally_key(uint32_t gid, uint64_t size)
+{
+	return (uint64_t)gid << 32 | size;
+}
+
+/* Maps the stack table; 0, or -1 (full trace then sends events). */
+int mp_tally_init(void);
+/* Counts an allocation of size bytes from the stack pcs, and marks its
+ * header (*hdr, the header's first word); false if it cannot be counted
+ * (the caller sends an event). tag: the unwinder's memo word for this
+ * walk (struct mp_memo_ref), which keeps the gid, or NULL. Busy flag up. */
+bool mp_tally_alloc(uint64_t *hdr, size_t size, const uint64_t *pcs, uint32_t depth,
+		    uint32_t *tag);
+/* Counts the free of a block whose header's first word was word (with
+ * MP_HDR_TALLIED); false if this thread cannot (MP_EV_TALLY_FREE then). */
+bool mp_tally_free(uint64_t word);
+void mp_tally_thread_end(void);
+void mp_tally_fork_child(void);
+/* Writer side. Gids 1 .. mp_tally_stacks_made() may be in tables. */
+uint32_t mp_tally_stacks_made(void);
+/* The pcs of gid (read-only, for ever), or NULL. */
+const uint64_t *mp_tally_stack(uint32_t gid, uint32_t *depth);
+/* Calls fn for every entry of every table that changed since the last
+ * scan; returns how many. */
+size_t mp_tally_scan(void (*fn)(uint32_t slot, const struct mp_tally_entry *e, void *arg), void *arg);
+/* Has slot looked at again by the next scan. */
+void mp_tally_mark_dirty(uint32_t slot);
+/* (tally_sum.c) Reads the tables that changed and calls emit for each
+ * (stack, size) whose totals changed since the last call, those whose
+ * in-use count shrank first; stacks above gid_limit wait for the next
+ * call. Returns how many. */
+size_t mp_tally_sum(uint32_t gid_limit,
+		    void (*emit)(uint32_t gid, uint64_t size, uint64_t allocs, uint64_t frees));
+/* A free the thread could not count (MP_EV_TALLY_FREE). */
+void mp_tally_sum_loose_free(uint64_t word);
+/* In a fork child: the writer's sums start again from nothing. */
+void mp_tally_sum_reset(void);
 
 /* ---- per-thread event rings (tring.c) -------------------------------------- */
 

@@ -53,7 +53,7 @@ static void make_key(void)
  * it, with a descriptor of the program's own numbering and a FILE. Other
  * threads' come from their descriptors; glibc allocates while answering,
  * which the busy flag keeps out of the profile. */
-static void learn_stack(struct mp_tls *t)
+void mp_thread_learn_stack(struct mp_tls *t)
 {
 	uintptr_t sp = (uintptr_t)__builtin_frame_address(0);
 	if (main_thread && pthread_equal(pthread_self(), main_thread)) {
@@ -86,15 +86,6 @@ static void learn_stack(struct mp_tls *t)
 		t->stack_hi = 1; /* unknown, and not worth asking again */
 }
 
-bool mp_thread_stack(uintptr_t *lo, uintptr_t *hi)
-{
-	struct mp_tls *t = &mp_tls;
-	if (MP_UNLIKELY(!t->stack_hi))
-		learn_stack(t);
-	*lo = t->stack_lo;
-	*hi = t->stack_hi;
-	return t->stack_hi > 1;
-}
 
 /* Counts the calling thread in, once. */
 static void count_in(void)
@@ -114,6 +105,7 @@ static void thread_end(void *value)
 	(void)value;
 	mp_cpu_thread_end();
 	mp_tring_thread_end();
+	mp_tally_thread_end();
 	mp_unwind_thread_end();
 	if (atomic_fetch_sub(&live, 1) == 1) {
 		mp_writer_wake();

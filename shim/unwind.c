@@ -701,8 +701,12 @@ static bool step(struct regs *r, struct bounds *b, const struct bounds *thread, 
 	return ra != 0;
 }
 
-static uint32_t walk(struct regs r, uint64_t *pcs, uint32_t max, uintptr_t stack_lo,
-		     uintptr_t stack_hi, struct recorder *rec)
+/* Out of line: the memo's hit (walk_memo) then needs no frame of walk's
+ * size, whose register saves were a tenth of a full-trace allocation's
+ * instructions. */
+static __attribute__((noinline)) uint32_t walk(struct regs r, uint64_t *pcs, uint32_t max,
+					       uintptr_t stack_lo, uintptr_t stack_hi,
+					       struct recorder *rec)
 {
 	struct bounds thread = { stack_lo, stack_hi, rec }, b = thread;
 	if (r.sp < b.lo || r.sp >= b.hi) {
@@ -795,17 +799,23 @@ static uint32_t walk_memo(uint64_t ip, uint64_t sp, uint64_t bp, uint64_t *pcs, 
 			  uintptr_t lo, uintptr_t hi, struct mp_memo_ref *ref)
 {
 	struct memo *m;
-	if (ref)
+	if (ref) {
 		ref->tag = NULL;
+		ref->pcs_left_out = false;
+	}
 	if (sp < lo || sp >= hi || !(m = memo_of(ip, sp)))
 		return walk((struct regs){ ip, sp, bp, false, false }, pcs, max, lo, hi, NULL);
 	uint32_t e = atomic_load_explicit(&epoch, memory_order_relaxed);
 	if (memo_holds(m, ip, sp, bp, max, lo, hi, e)) {
-		memcpy(pcs, m->pcs, m->n * sizeof(uint64_t));
 		if (ref) {
 			ref->tag = &m->tag;
 			ref->way = (uint32_t)(m - memos);
+			if (ref->tag_will_do && m->tag) {
+				ref->pcs_left_out = true;
+				return m->n;
+			}
 		}
+		memcpy(pcs, m->pcs, m->n * sizeof(uint64_t));
 		return m->n;
 	}
 	m->epoch = 0;

@@ -27,6 +27,9 @@ int mp_unwind_init(void);
 struct mp_memo_ref {
 	uint32_t *tag;
 	uint32_t way;
+	/* In: on a memo hit whose tag is not 0, leave pcs alone (the caller
+	 * has what it needs in the tag); out: that is what happened. */
+	bool tag_will_do, pcs_left_out;
 };
 
 /* Fills pcs with the return addresses of the calling function's callers,

@@ -79,6 +79,10 @@ static _Atomic uint32_t exchange_req, exchange_done; /* futexes: asked, and answ
 #define GATHER_MS 1 /* at most this long between a round's events and their send */
 #define BUSY_LINGER_NS 1000000000u
 #define IDLE_POLL_MS 200
+/* Tallies (tally.c) are added up and sent this often, and before a dump,
+ * an exec, a fork or the goodbye: the collector's figures trail the
+ * program's by at most this much. */
+#define TALLY_MS 100
 _Atomic bool mp_writer_sleeping;
 
 static unsigned char outbuf[64 * 1024];
@@ -565,6 +569,41 @@ static uint32_t stack_of(const struct mp_ev_alloc *ev, uint32_t len)
 	return id;
 }
 
+/* ---- tallies --------------------------------------------------------------- */
+
+/* The wire stack id of each gid (tally.c), 0 = not yet sent; mapped at the
+ * first tally. */
+static uint32_t *tally_wire;
+static uint64_t tally_last_ns;
+
+static void emit_tally(uint32_t gid, uint64_t size, uint64_t allocs, uint64_t frees)
+{
+	if (gid > MP_TALLY_GIDS)
+		return;
+	if (!tally_wire && !(tally_wire = map_zeroed((MP_TALLY_GIDS + 1) * sizeof(uint32_t))))
+		return;
+	if (!tally_wire[gid]) {
+		uint32_t depth;
+		const uint64_t *pcs = mp_tally_stack(gid, &depth);
+		if (!pcs || !(tally_wire[gid] = intern_stack(pcs, depth)))
+			return;
+	}
+	struct mp_tally t = { tally_wire[gid], 0, size, allocs, frees };
+	memcpy(put_room(MP_REC_TALLY, sizeof(t)), &t, sizeof(t));
+}
+
+/* Sends the totals that changed, every TALLY_MS or at once (now).
+ * gid_limit: the gids made before the shared ring, which carries their
+ * mappings, was drained. */
+static void send_tallies(bool now, uint32_t gid_limit)
+{
+	uint64_t t = mp_now_ns();
+	if (!now && t - tally_last_ns < TALLY_MS * 1000000ull)
+		return;
+	tally_last_ns = t;
+	mp_tally_sum(gid_limit, emit_tally);
+}
+
 static void stack_reset(void)
 {
 	/* After fork the parent's tables may have been mid-update; abandon
@@ -578,6 +617,10 @@ static void stack_reset(void)
 	 * first event from each memo entry carries its stack again
 	 * (mp_sample_fork_child). */
 	memset(same_ids, 0, sizeof(same_ids));
+	/* Tallies: every total is sent again, as the child's. */
+	tally_wire = NULL;
+	tally_last_ns = 0;
+	mp_tally_sum_reset();
 }
 
 /* ---- the thread ----------------------------------------------------------- */
@@ -606,6 +649,12 @@ static void on_event(uint32_t type, const void *payload, uint32_t len)
 	case MP_EV_FREE:
 		memcpy(put_room(MP_REC_FREE, sizeof(struct mp_free)), payload, sizeof(struct mp_free));
 		break;
+	case MP_EV_TALLY_FREE: {
+		uint64_t word;
+		memcpy(&word, payload, sizeof(word));
+		mp_tally_sum_loose_free(word);
+		break;
+	}
 	case MP_EV_WIRE: {
 		const struct mp_rec_hdr *h = payload;
 		put_simple(h->type, h + 1, h->len);
@@ -696,7 +745,7 @@ static void writer_sleep(uint32_t seen, uint64_t last_busy)
 	atomic_store(&mp_writer_sleeping, true);
 	atomic_thread_fence(memory_order_seq_cst);
 	if (!mp_ring_ready() && !(mp_trings_on && mp_trings_ready()))
-		mp_futex_wait(&wake_word, seen, IDLE_POLL_MS);
+		mp_futex_wait(&wake_word, seen, mp_tally_on ? TALLY_MS : IDLE_POLL_MS);
 	atomic_store(&mp_writer_sleeping, false);
 }
 
@@ -712,6 +761,7 @@ static size_t pump(size_t *ring_n, bool stats)
 	 * per-thread rings may need: a record committed in a thread's ring
 	 * before the snapshot had its mapping committed before it, and goes
 	 * only once the shared ring has been drained past that point. */
+	uint32_t gid_limit = mp_tally_on ? mp_tally_stacks_made() : 0;
 	if (mp_trings_on)
 		mp_trings_snapshot();
 	*ring_n = mp_ring_drain(on_event);
@@ -720,6 +770,11 @@ static size_t pump(size_t *ring_n, bool stats)
 	size_t n = *ring_n + drain_cpu();
 	if (stats && stats_asked())
 		send_malloc_stats();
+	/* Before the dump record, which asks for profiles with them in. */
+	if (mp_tally_on)
+		send_tallies(atomic_load(&dump_req) || atomic_load(&finish_word) != FINISH_NO ||
+				     atomic_load(&sync_req) != atomic_load(&sync_done),
+			     gid_limit);
 	if (atomic_exchange(&dump_req, false)) {
 		send_drops();
 		put_simple(MP_REC_DUMP, NULL, 0);

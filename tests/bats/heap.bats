@@ -119,6 +119,44 @@ print(len(json.dumps(d)), sum(len(x["v"]) for x in d))'
 	wait "$RUN_PID"
 }
 
+@test "at rate 1 the tallies are exact: more threads than slots, slots handed on, many sizes, a fork child" {
+	# Full trace counts per (stack, size) in the program (shim/tally.c);
+	# target_tally prints what it did, and each count must be in the
+	# profiles exactly: 300 threads at once (more than the 256 slots, so
+	# some count by events), two waves (slots handed on with their counts),
+	# blocks freed by main after their threads ended, main's blocks freed
+	# by threads with and without a slot, 500 sizes from one
+	# stack, and a fork child that frees 100 inherited blocks and makes 7.
+	run "$MEMPROF" run -o out --rate 1 --cpu-hz 0 -- "$T/target_tally"
+	[ "$status" -eq 0 ]
+	[ "$output" = "kept 1000 in_wave 6000 in_use 0 to_give 1200 sized 1000 in_use 500 child_kept 900 in_child 7" ]
+	parent=$(ls out/target_tally.*.0001.heap.pb.gz | head -1)
+	child=$(ls out/target_tally.*.0001.heap.pb.gz | tail -1)
+	[ "$parent" != "$child" ]
+	# The parent ends first in pid order unless pids wrapped: tell them
+	# apart by what only the child has.
+	if [ "$(flat "$parent" alloc_objects in_child)" -ne 0 ]; then
+		t=$parent parent=$child child=$t
+	fi
+	[ "$(flat "$parent" alloc_objects kept)" -eq 1000 ]
+	[ "$(flat "$parent" inuse_objects kept)" -eq 1000 ]
+	[ "$(flat "$parent" inuse_space kept)" -eq 48000 ]
+	[ "$(flat "$parent" alloc_objects in_wave)" -eq 6000 ]
+	[ "$(flat "$parent" alloc_space in_wave)" -eq 480000 ]
+	[ "$(flat "$parent" inuse_objects in_wave)" -eq 0 ]
+	[ "$(flat "$parent" alloc_objects to_give)" -eq 1200 ]
+	[ "$(flat "$parent" inuse_objects to_give)" -eq 0 ]
+	[ "$(flat "$parent" alloc_objects sized)" -eq 1000 ]
+	[ "$(flat "$parent" inuse_objects sized)" -eq 500 ]
+	# sum of 16 + 8i for i < 500, the kept copy of each size
+	[ "$(flat "$parent" inuse_space sized)" -eq 1006000 ]
+	[ "$(flat "$child" inuse_objects kept)" -eq 900 ]
+	[ "$(flat "$child" inuse_objects sized)" -eq 500 ]
+	[ "$(flat "$child" inuse_objects in_child)" -eq 7 ]
+	[ "$(flat "$child" alloc_objects in_child)" -eq 7 ]
+	[ "$(flat "$child" inuse_objects in_wave)" -eq 0 ]
+}
+
 @test "at rate 1 stacks that start alike are told apart: every allocation counted under its own callers" {
 	# target_same_stack calls one leaf from two callers whose frames are
 	# the same size, so the stack walk starts at the same ip and stack

@@ -120,7 +120,7 @@ static __attribute__((noinline)) void compare(const char *what, int min_depth, e
 	uint32_t n = mp_unwind(ours, MAX, stack_lo, stack_hi);
 	/* The caller's tag: zero from a new walk, then as the caller left
 	 * it for as long as the memo gives the same walk. */
-	struct mp_memo_ref ref, first = { NULL, 0 };
+	struct mp_memo_ref ref = { 0 }, first = { 0 };
 	for (int pass = 0; pass < 3; pass++) {
 		uint32_t k = walk_from_caller(from, MAX, &ref);
 		bool same = k == n;
@@ -254,7 +254,7 @@ static uint32_t *leaf_tag;
 
 static __attribute__((noinline, noipa)) void leaf(void)
 {
-	struct mp_memo_ref ref;
+	struct mp_memo_ref ref = { 0 };
 	leaf_n = walk_from_caller(leaf_pcs, MAX, &ref);
 	leaf_tag = ref.tag;
 	if (ref.tag)
