@@ -520,6 +520,15 @@ static __attribute__((noinline)) void free_slow(void *p)
 {
 	if (is_early(p))
 		return; /* the early arena is never reused */
+	/* Full trace's free, with nothing in between that it does not need:
+	 * it is every other call the program makes to the allocator. */
+	uint64_t *w = mp_hdr_word(p), word = *w;
+	if (mp_tally_on && (word & MP_HDR_TALLIED) && !mp_tls.busy) {
+		*w = word & MP_HDR_LOG2_MASK;
+		mp_sample_free_tallied(word);
+		mp_real.free((unsigned char *)p - ((size_t)1 << (word & MP_HDR_LOG2_MASK)));
+		return;
+	}
 	mp_sample_free(p);
 	mp_real.free(real_block(p));
 }

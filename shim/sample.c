@@ -287,11 +287,25 @@ void mp_sample_slow(void *p, size_t size)
 		if (t->countdown > 0)
 			return;
 	}
-	t->countdown = next_countdown(t);
+	t->countdown = mp_cfg.full_trace ? 0 : next_countdown(t);
 	if (t->busy)
 		return; /* the shim's own allocation */
 	t->busy++;
 	record_alloc(p, size);
+	t->busy--;
+}
+
+void mp_sample_free_tallied(uint64_t word)
+{
+	struct mp_tls *t = &mp_tls;
+	t->busy++;
+	if (!mp_tally_free(word)) {
+		uint64_t *ev = reserve(MP_EV_TALLY_FREE, sizeof(word), NULL);
+		if (ev) {
+			*ev = word;
+			commit(ev);
+		}
+	}
 	t->busy--;
 }
 
@@ -309,14 +323,8 @@ void mp_sample_free(void *p)
 		uint64_t *w = mp_hdr_word(p), word = *w;
 		*w = word & MP_HDR_LOG2_MASK;
 		if (word & MP_HDR_TALLIED) {
-			if (!mp_tally_free(word)) {
-				uint64_t *ev = reserve(MP_EV_TALLY_FREE, sizeof(word), NULL);
-				if (ev) {
-					*ev = word;
-					commit(ev);
-				}
-			}
 			t->busy--;
+			mp_sample_free_tallied(word);
 			return;
 		}
 		reported = word & MP_HDR_REPORTED;

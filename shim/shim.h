@@ -234,6 +234,9 @@ void mp_sample_slow(void *p, size_t size);
 /* Called by free and realloc for a pointer mp_live_maybe says may have been
  * sampled: removes it and reports (or counts) the free. */
 void mp_sample_free(void *p);
+/* The same, for a tallied block (tally.c) whose header has been cleared:
+ * word is what its first word was. */
+void mp_sample_free_tallied(uint64_t word);
 /* In a fork child: what the parent's writer knew of stacks is not the
  * child's, so no event may leave a stack out for having sent it before. */
 void mp_sample_fork_child(void);
