@@ -89,14 +89,9 @@ static uint32_t capture_stack(uint64_t *raw, const uint64_t **pcs, struct mp_mem
 	mp_thread_stack(&lo, &hi);
 	struct mp_tls *t = &mp_tls;
 	ref->tag = NULL;
-	ref->pcs_left_out = false;
 	uint32_t n = t->entry_sp ? mp_unwind_from(t->entry_ip, t->entry_sp, t->entry_bp, raw,
 						  MP_MAX_FRAMES + 8, lo, hi, ref)
 				 : mp_unwind(raw, MP_MAX_FRAMES + 8, lo, hi);
-	if (ref->pcs_left_out) {
-		*pcs = NULL;
-		return n ? 1 : 0;
-	}
 	uint32_t first = 0;
 	while (first < n && raw[first] >= mp_self_lo && raw[first] < mp_self_hi)
 		first++;
@@ -214,23 +209,30 @@ void mp_sample_fork_child(void)
 		same_stack_gen = 1;
 }
 
-static void record_alloc(void *p, size_t size)
+/* Full trace, a stack the unwinder's memo has given before: its entry's
+ * tag holds the stack's gid, and the tally needs nothing else (neither a
+ * walk nor a copy of its pcs). */
+static bool tally_again(void *p, size_t size)
+{
+	struct mp_tls *t = &mp_tls;
+	uintptr_t lo, hi;
+	if (!t->entry_sp || !mp_thread_stack(&lo, &hi))
+		return false;
+	uint32_t *tag = mp_unwind_memo_tag(t->entry_ip, t->entry_sp, t->entry_bp,
+					   MP_MAX_FRAMES + 8, lo, hi);
+	return tag && mp_tally_alloc(mp_hdr_word(p), size, NULL, 0, tag);
+}
+
+static __attribute__((noinline)) void record_alloc_walked(void *p, size_t size)
 {
 	uint64_t raw[MP_MAX_FRAMES + 8];
 	const uint64_t *pcs;
-	/* A tally needs no pcs once the memo entry knows the stack's gid. */
-	struct mp_memo_ref ref = { .tag_will_do = mp_tally_on };
+	struct mp_memo_ref ref;
 	uint32_t depth = capture_stack(raw, &pcs, &ref);
 	if (depth == 0)
 		return;
 	if (mp_tally_on && mp_tally_alloc(mp_hdr_word(p), size, pcs, depth, ref.tag))
 		return;
-	if (!pcs) {
-		/* Not counted after all: an event needs the pcs. */
-		ref.tag_will_do = false;
-		if ((depth = capture_stack(raw, &pcs, &ref)) == 0)
-			return;
-	}
 	/* With tallies on, the memo's tag holds a gid, not a generation. */
 	uint16_t ring = ref.tag && mp_trings_on && !mp_tally_on ? mp_tring_own() : 0;
 	bool same = ring && *ref.tag == same_stack_gen;
@@ -264,6 +266,14 @@ static void record_alloc(void *p, size_t size)
 		atomic_fetch_add(&mp_dropped, 1);
 	}
 	commit(ev);
+}
+
+/* The walk's buffer (a kilobyte of stack) and the event path out of line:
+ * a repeated stack in full trace needs neither. */
+static inline void record_alloc(void *p, size_t size)
+{
+	if (!(mp_tally_on && tally_again(p, size)))
+		record_alloc_walked(p, size);
 }
 
 void mp_sample_slow(void *p, size_t size)

@@ -140,7 +140,7 @@ struct tally_table {
 	uint32_t bits;
 	uint32_t count;                /* the owner's */
 	struct tally_table *retired;   /* the next one the writer is to unmap */
-	uint64_t pad;
+	uint32_t mask, shift;          /* (1 << bits) - 1, 64 - bits */
 	struct mp_tally_entry e[];
 };
 
@@ -172,6 +172,8 @@ static struct tally_table *table_new(uint32_t bits)
 	if (t == MAP_FAILED)
 		return NULL;
 	t->bits = bits;
+	t->mask = (1U << bits) - 1;
+	t->shift = 64 - bits;
 	return t;
 }
 
@@ -205,16 +207,16 @@ static inline struct slot *my_slot(void)
 	return s == NO_SLOT ? NULL : s;
 }
 
-static inline uint32_t key_home(uint64_t key, uint32_t bits)
+static inline uint32_t key_home(uint64_t key, const struct tally_table *t)
 {
-	return (uint32_t)((key * 0x9e3779b97f4a7c15ULL) >> (64 - bits));
+	return (uint32_t)((key * 0x9e3779b97f4a7c15ULL) >> t->shift);
 }
 
 static void put_copy(struct tally_table *t, const struct mp_tally_entry *src)
 {
-	uint32_t mask = (1U << t->bits) - 1;
+	uint32_t mask = t->mask;
 	uint64_t key = atomic_load_explicit(&src->key, memory_order_relaxed);
-	uint32_t i = key_home(key, t->bits);
+	uint32_t i = key_home(key, t);
 	while (atomic_load_explicit(&t->e[i].key, memory_order_relaxed))
 		i = (i + 1) & mask;
 	atomic_store_explicit(&t->e[i].allocs,
@@ -250,8 +252,8 @@ static struct tally_table *grow(struct slot *s, struct tally_table *old)
 static inline struct mp_tally_entry *entry_of(struct slot *s, uint64_t key)
 {
 	struct tally_table *t = atomic_load_explicit(&s->table, memory_order_relaxed);
-	uint32_t mask = (1U << t->bits) - 1;
-	for (uint32_t i = key_home(key, t->bits);; i = (i + 1) & mask) {
+	uint32_t mask = t->mask;
+	for (uint32_t i = key_home(key, t);; i = (i + 1) & mask) {
 		uint64_t k = atomic_load_explicit(&t->e[i].key, memory_order_relaxed);
 		if (k == key)
 			return &t->e[i];
@@ -260,8 +262,8 @@ static inline struct mp_tally_entry *entry_of(struct slot *s, uint64_t key)
 	}
 	if ((t->count + 1) * 4 > (3U << t->bits) && !(t = grow(s, t)))
 		return NULL;
-	mask = (1U << t->bits) - 1;
-	uint32_t i = key_home(key, t->bits);
+	mask = t->mask;
+	uint32_t i = key_home(key, t);
 	while (atomic_load_explicit(&t->e[i].key, memory_order_relaxed))
 		i = (i + 1) & mask;
 	t->count++;

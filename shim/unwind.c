@@ -767,7 +767,7 @@ struct memo {
 #define NO_MEMO ((struct memo *)1)
 static __thread struct memo *memos __attribute__((tls_model("initial-exec")));
 
-static struct memo *memo_of(uint64_t ip, uint64_t sp)
+static inline __attribute__((always_inline)) struct memo *memo_of(uint64_t ip, uint64_t sp)
 {
 	struct memo *m = memos;
 	if (__builtin_expect(!m, 0)) {
@@ -780,8 +780,9 @@ static struct memo *memo_of(uint64_t ip, uint64_t sp)
 	return &m[((ip ^ (sp << 7)) * 0x9e3779b97f4a7c15ULL) >> (64 - 3)];
 }
 
-static bool memo_holds(const struct memo *m, uint64_t ip, uint64_t sp, uint64_t bp, uint32_t max,
-		       uintptr_t lo, uintptr_t hi, uint32_t e)
+static inline __attribute__((always_inline)) bool memo_holds(const struct memo *m, uint64_t ip,
+							     uint64_t sp, uint64_t bp, uint32_t max,
+							     uintptr_t lo, uintptr_t hi, uint32_t e)
 {
 	if (m->epoch != e || m->ip != ip || m->sp != sp || (m->loads.bp_used && m->bp != bp) ||
 	    m->lo != lo || m->hi != hi || m->max != max)
@@ -799,23 +800,17 @@ static uint32_t walk_memo(uint64_t ip, uint64_t sp, uint64_t bp, uint64_t *pcs, 
 			  uintptr_t lo, uintptr_t hi, struct mp_memo_ref *ref)
 {
 	struct memo *m;
-	if (ref) {
+	if (ref)
 		ref->tag = NULL;
-		ref->pcs_left_out = false;
-	}
 	if (sp < lo || sp >= hi || !(m = memo_of(ip, sp)))
 		return walk((struct regs){ ip, sp, bp, false, false }, pcs, max, lo, hi, NULL);
 	uint32_t e = atomic_load_explicit(&epoch, memory_order_relaxed);
 	if (memo_holds(m, ip, sp, bp, max, lo, hi, e)) {
+		memcpy(pcs, m->pcs, m->n * sizeof(uint64_t));
 		if (ref) {
 			ref->tag = &m->tag;
 			ref->way = (uint32_t)(m - memos);
-			if (ref->tag_will_do && m->tag) {
-				ref->pcs_left_out = true;
-				return m->n;
-			}
 		}
-		memcpy(pcs, m->pcs, m->n * sizeof(uint64_t));
 		return m->n;
 	}
 	m->epoch = 0;
@@ -842,6 +837,19 @@ static uint32_t walk_memo(uint64_t ip, uint64_t sp, uint64_t bp, uint64_t *pcs, 
 		}
 	}
 	return n;
+}
+
+uint32_t *mp_unwind_memo_tag(uint64_t ip, uint64_t sp, uint64_t bp, uint32_t max,
+			    uintptr_t stack_lo, uintptr_t stack_hi)
+{
+	struct memo *m = memos;
+	if (!m || m == NO_MEMO || sp < stack_lo || sp >= stack_hi)
+		return NULL;
+	m = memo_of(ip, sp);
+	uint32_t e = atomic_load_explicit(&epoch, memory_order_relaxed);
+	if (!m->tag || !memo_holds(m, ip, sp, bp, max, stack_lo, stack_hi, e))
+		return NULL;
+	return &m->tag;
 }
 
 void mp_unwind_thread_end(void)

@@ -27,9 +27,6 @@ int mp_unwind_init(void);
 struct mp_memo_ref {
 	uint32_t *tag;
 	uint32_t way;
-	/* In: on a memo hit whose tag is not 0, leave pcs alone (the caller
-	 * has what it needs in the tag); out: that is what happened. */
-	bool tag_will_do, pcs_left_out;
 };
 
 /* Fills pcs with the return addresses of the calling function's callers,
@@ -43,6 +40,12 @@ uint32_t mp_unwind(uint64_t *pcs, uint32_t max, uintptr_t stack_lo, uintptr_t st
  * values rsp and rbp have in that function at that point. pcs[0] = ip. */
 uint32_t mp_unwind_from(uint64_t ip, uint64_t sp, uint64_t bp, uint64_t *pcs, uint32_t max,
 			uintptr_t stack_lo, uintptr_t stack_hi, struct mp_memo_ref *ref);
+
+/* Whether mp_unwind_from with these arguments would copy its walk from
+ * a memo entry whose tag is not 0: that tag, else NULL. Nothing is walked
+ * or copied: for a caller whose tag says all it needs. */
+uint32_t *mp_unwind_memo_tag(uint64_t ip, uint64_t sp, uint64_t bp, uint32_t max,
+			    uintptr_t stack_lo, uintptr_t stack_hi);
 
 /* Called once per mp_unwind, before the walk caches its first new rule:
  * a return address the cache has not seen may be in an object loaded since
