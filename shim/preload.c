@@ -525,7 +525,7 @@ static __attribute__((noinline)) void free_slow(void *p)
 	uint64_t *w = mp_hdr_word(p), word = *w;
 	if (mp_tally_on && (word & MP_HDR_TALLIED) && !mp_tls.busy) {
 		*w = word & MP_HDR_LOG2_MASK;
-		mp_sample_free_tallied(word);
+		mp_tally_free(word);
 		mp_real.free((unsigned char *)p - ((size_t)1 << (word & MP_HDR_LOG2_MASK)));
 		return;
 	}

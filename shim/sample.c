@@ -305,18 +305,13 @@ void mp_sample_slow(void *p, size_t size)
 	t->busy--;
 }
 
-void mp_sample_free_tallied(uint64_t word)
+void mp_sample_tally_free_event(uint64_t word)
 {
-	struct mp_tls *t = &mp_tls;
-	t->busy++;
-	if (!mp_tally_free(word)) {
-		uint64_t *ev = reserve(MP_EV_TALLY_FREE, sizeof(word), NULL);
-		if (ev) {
-			*ev = word;
-			commit(ev);
-		}
+	uint64_t *ev = reserve(MP_EV_TALLY_FREE, sizeof(word), NULL);
+	if (ev) {
+		*ev = word;
+		commit(ev);
 	}
-	t->busy--;
 }
 
 void mp_sample_free(void *p)
@@ -334,7 +329,7 @@ void mp_sample_free(void *p)
 		*w = word & MP_HDR_LOG2_MASK;
 		if (word & MP_HDR_TALLIED) {
 			t->busy--;
-			mp_sample_free_tallied(word);
+			mp_tally_free(word);
 			return;
 		}
 		reported = word & MP_HDR_REPORTED;

@@ -234,9 +234,8 @@ void mp_sample_slow(void *p, size_t size);
 /* Called by free and realloc for a pointer mp_live_maybe says may have been
  * sampled: removes it and reports (or counts) the free. */
 void mp_sample_free(void *p);
-/* The same, for a tallied block (tally.c) whose header has been cleared:
- * word is what its first word was. */
-void mp_sample_free_tallied(uint64_t word);
+/* A free mp_tally_free could not count, as an event (the busy flag up). */
+void mp_sample_tally_free_event(uint64_t word);
 /* In a fork child: what the parent's writer knew of stacks is not the
  * child's, so no event may leave a stack out for having sent it before. */
 void mp_sample_fork_child(void);
@@ -421,8 +420,9 @@ int mp_tally_init(void);
 bool mp_tally_alloc(uint64_t *hdr, size_t size, const uint64_t *pcs, uint32_t depth,
 		    uint32_t *tag);
 /* Counts the free of a block whose header's first word was word (with
- * MP_HDR_TALLIED); false if this thread cannot (MP_EV_TALLY_FREE then). */
-bool mp_tally_free(uint64_t word);
+ * MP_HDR_TALLIED; the header is cleared already), or sends it as an
+ * MP_EV_TALLY_FREE event if this thread cannot. */
+void mp_tally_free(uint64_t word);
 void mp_tally_thread_end(void);
 void mp_tally_fork_child(void);
 /* Writer side. Gids 1 .. mp_tally_stacks_made() may be in tables. */

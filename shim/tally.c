@@ -307,17 +307,22 @@ bool mp_tally_alloc(uint64_t *hdr, size_t size, const uint64_t *pcs, uint32_t de
 	return true;
 }
 
-bool mp_tally_free(uint64_t word)
+void mp_tally_free(uint64_t word)
 {
+	struct mp_tls *t = &mp_tls;
 	uint32_t gid = (uint32_t)(word >> MP_HDR_GID_SHIFT) & MP_TALLY_GID_MAX;
 	uint64_t size = (word >> MP_HDR_SIZE_SHIFT) & MP_TALLY_SIZE_MAX;
+	/* Busy: a signal handler's free must not find the table mid-change. */
+	t->busy++;
 	struct slot *s = my_slot();
 	struct mp_tally_entry *e;
-	if (!s || !(e = entry_of(s, mp_tally_key(gid, size))))
-		return false;
-	bump(&e->frees);
-	mark_dirty(s);
-	return true;
+	if (MP_LIKELY(s && (e = entry_of(s, mp_tally_key(gid, size))))) {
+		bump(&e->frees);
+		mark_dirty(s);
+	} else {
+		mp_sample_tally_free_event(word);
+	}
+	t->busy--;
 }
 
 void mp_tally_thread_end(void)
