@@ -55,7 +55,8 @@ SHIM_LIBS := -ldl -lpthread -lm
 TARGET_C := $(wildcard tests/c/target_*.c)
 TARGET_CXX := $(wildcard tests/c/target_*.cpp)
 TARGETS := $(TARGET_C:tests/c/%.c=$(B)/tests/%) $(TARGET_CXX:tests/c/%.cpp=$(B)/tests/%) \
-	$(B)/tests/libplugin.so $(B)/tests/libmallinfo_count.so $(B)/examples/demo_app \
+	$(B)/tests/libplugin.so $(B)/tests/libmallinfo_count.so $(B)/tests/libguarded_alloc.so \
+	$(B)/examples/demo_app \
 	$(B)/tests/static_hello $(B)/tests/probe_client
 UNIT_SRC := $(wildcard tests/c/unit_*.c)
 UNITS := $(UNIT_SRC:tests/c/%.c=$(B)/tests/%)
@@ -102,6 +103,11 @@ $(B)/memprof-collector: $(COLL_OBJ)
 
 # ---- test programs and unit tests ------------------------------------------
 $(B)/tests/libplugin.so: tests/c/plugin.c
+	$(call say,CC,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(BASE_CFLAGS) $(TARGET_CFLAGS) -fPIC -shared -o $@ $<
+
+$(B)/tests/libguarded_alloc.so: tests/c/guarded_alloc.c
 	$(call say,CC,$@)
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(BASE_CFLAGS) $(TARGET_CFLAGS) -fPIC -shared -o $@ $<

@@ -521,13 +521,17 @@ static __attribute__((noinline)) void free_slow(void *p)
 	if (is_early(p))
 		return; /* the early arena is never reused */
 	/* Full trace's free, with nothing in between that it does not need:
-	 * it is every other call the program makes to the allocator. */
-	uint64_t *w = mp_hdr_word(p), word = *w;
-	if (mp_tally_on && (word & MP_HDR_TALLIED) && !mp_tls.busy) {
-		*w = word & MP_HDR_LOG2_MASK;
-		mp_tally_free(word);
-		mp_real.free((unsigned char *)p - ((size_t)1 << (word & MP_HDR_LOG2_MASK)));
-		return;
+	 * it is every other call the program makes to the allocator. Only
+	 * with tallies on is there a header to read (the bytes before a block
+	 * of another allocator's may not even be mapped: redis). */
+	if (mp_tally_on) {
+		uint64_t *w = mp_hdr_word(p), word = *w;
+		if ((word & MP_HDR_TALLIED) && !mp_tls.busy) {
+			*w = word & MP_HDR_LOG2_MASK;
+			mp_tally_free(word);
+			mp_real.free((unsigned char *)p - ((size_t)1 << (word & MP_HDR_LOG2_MASK)));
+			return;
+		}
 	}
 	mp_sample_free(p);
 	mp_real.free(real_block(p));

@@ -131,6 +131,28 @@ load harmless_helper
 	done
 }
 
+@test "another allocator preloaded after memprof: the bytes before its blocks are never read, and every block is counted" {
+	# libguarded_alloc puts every block right after an inaccessible page.
+	# memprof puts no header on another allocator's blocks; reading one
+	# anyway (free() at rate 1 once did) is a crash here every time, and
+	# was one in redis, whose jemalloc sometimes starts a block a page
+	# after an unmapped one.
+	# A private collector each (the shim starts it, without the allocator).
+	for rate in 4096 1; do
+		rm -rf out
+		run env LD_PRELOAD="$SHIM $T/libguarded_alloc.so" MEMPROF_DIR=out MEMPROF_RATE=$rate \
+			"$T/target_same_stack"
+		[ "$status" -eq 0 ]
+		[ "$output" = "via_a 30000 via_b 20000 leaf 50000 deep 20000" ]
+	done
+	# At rate 1 every block, none of them with a header.
+	f=$(wait_for_file "$(echo out/target_same_stack.*.0001.heap.pb.gz)" 1)
+	[ "$(flat "$f" alloc_objects leaf)" -eq 50000 ]
+	run env LD_PRELOAD="$SHIM $T/libguarded_alloc.so" MEMPROF_DIR=out MEMPROF_RATE=1 \
+		"$T/target_alloc_api"
+	[ "$status" -eq 0 ]
+}
+
 @test "a program that closes memprof's socket (closefrom) is still profiled after it" {
 	# Every allocation at rate 1: 100 before closefrom(3), 20000 after.
 	run --separate-stderr bash -c "$(declare -f close_fds); close_fds; exec \"\$@\"" _ \
