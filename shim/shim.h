@@ -406,6 +406,24 @@ struct mp_tally_entry {
 	_Atomic uint32_t frees;
 };
 
+/* A hash of a stack's pcs: the writer's table of stack ids and the tally
+ * table of gids both key stacks by it. */
+static inline uint64_t mp_hash_pcs(const uint64_t *pcs, uint32_t depth)
+{
+	uint64_t h = 0x243f6a8885a308d3ULL ^ depth;
+	for (uint32_t i = 0; i < depth; i++) {
+		h ^= pcs[i];
+		h *= 0x9e3779b97f4a7c15ULL;
+		h ^= h >> 32;
+	}
+	return h;
+}
+
+/* Zeroed memory for the shim's own tables, from mmap (never the program's
+ * malloc: at a leak check its threads may be stopped holding its locks);
+ * NULL if there is none. (tally_sum.c) */
+void *mp_map_zeroed(size_t bytes);
+
 static inline uint64_t mp_tally_key(uint32_t gid, uint64_t size)
 {
 	return (uint64_t)gid << 32 | size;

@@ -67,17 +67,6 @@ static void *map_lazy(size_t bytes)
 	return p == MAP_FAILED ? NULL : p;
 }
 
-static uint64_t hash_stack(const uint64_t *pcs, uint32_t depth)
-{
-	uint64_t h = 0x243f6a8885a308d3ULL ^ depth;
-	for (uint32_t i = 0; i < depth; i++) {
-		h ^= pcs[i];
-		h *= 0x9e3779b97f4a7c15ULL;
-		h ^= h >> 32;
-	}
-	return h;
-}
-
 static bool same_stack(uint32_t gid, const uint64_t *pcs, uint32_t depth)
 {
 	uint32_t off = atomic_load_explicit(&stack_off[gid], memory_order_acquire);
@@ -88,7 +77,7 @@ static bool same_stack(uint32_t gid, const uint64_t *pcs, uint32_t depth)
 /* The stack's gid, made if it is new; 0 if the table is full. */
 static uint32_t stack_gid(const uint64_t *pcs, uint32_t depth)
 {
-	uint64_t h = hash_stack(pcs, depth);
+	uint64_t h = mp_hash_pcs(pcs, depth);
 	uint64_t tag = h & ~(uint64_t)MP_TALLY_GID_MAX;
 	uint32_t i = (uint32_t)(h >> 40) & (STACK_INDEX_SIZE - 1);
 	uint32_t mine = 0;

@@ -34,7 +34,7 @@ static uint32_t nchanged, changed_cap;
 _Static_assert(MP_TALLY_SLOTS <= 256 && MP_TALLY_GID_MAX < (1U << 24),
 	       "slot, gid and size fit in one key");
 
-static void *map_zeroed(size_t bytes)
+void *mp_map_zeroed(size_t bytes)
 {
 	void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	return p == MAP_FAILED ? NULL : p;
@@ -48,7 +48,7 @@ static uint32_t home(uint64_t key, uint32_t bits)
 static int wmap_grow(struct wmap *m)
 {
 	uint32_t bits = m->bits ? m->bits + 1 : 10;
-	struct wentry *ne = map_zeroed(sizeof(*ne) << bits);
+	struct wentry *ne = mp_map_zeroed(sizeof(*ne) << bits);
 	if (!ne)
 		return -1;
 	for (uint32_t i = 0; m->e && i < (1U << m->bits); i++) {
@@ -86,7 +86,7 @@ static void note_changed(struct wentry *t)
 		return;
 	if (nchanged == changed_cap) {
 		uint32_t ncap = changed_cap ? changed_cap * 2 : 1024;
-		uint64_t *nc = map_zeroed(ncap * sizeof(*nc));
+		uint64_t *nc = mp_map_zeroed(ncap * sizeof(*nc));
 		if (!nc)
 			return; /* sent at a later round */
 		if (changed) {

@@ -440,30 +440,10 @@ static uint32_t stack_cap, stack_count;
 static uint64_t *pcs_arena;
 static uint64_t pcs_used, pcs_cap;
 
-static uint64_t hash_pcs(const uint64_t *pcs, uint32_t depth)
-{
-	uint64_t h = 0x243f6a8885a308d3ULL ^ depth;
-	for (uint32_t i = 0; i < depth; i++) {
-		h ^= pcs[i];
-		h *= 0x9e3779b97f4a7c15ULL;
-		h ^= h >> 32;
-	}
-	return h;
-}
-
-/* The tables come from mmap, not malloc: at a leak check the writer keeps
- * working while the program's threads are stopped, maybe holding malloc's
- * locks. */
-static void *map_zeroed(size_t bytes)
-{
-	void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	return p == MAP_FAILED ? NULL : p;
-}
-
 static int stack_grow(void)
 {
 	uint32_t ncap = stack_cap ? stack_cap * 2 : 4096;
-	struct stack_slot *nt = map_zeroed(ncap * sizeof(*nt));
+	struct stack_slot *nt = mp_map_zeroed(ncap * sizeof(*nt));
 	if (!nt)
 		return -1;
 	for (uint32_t i = 0; i < stack_cap; i++) {
@@ -485,7 +465,7 @@ static int stack_grow(void)
  * out of memory. */
 static uint32_t intern_stack(const uint64_t *pcs, uint32_t depth)
 {
-	uint64_t h = hash_pcs(pcs, depth);
+	uint64_t h = mp_hash_pcs(pcs, depth);
 	if (stack_cap == 0 && stack_grow() != 0)
 		return 0;
 	uint32_t j = (uint32_t)h & (stack_cap - 1);
@@ -501,7 +481,7 @@ static uint32_t intern_stack(const uint64_t *pcs, uint32_t depth)
 			ncap *= 2;
 		uint64_t *na = pcs_arena ? mremap(pcs_arena, pcs_cap * sizeof(uint64_t),
 						   ncap * sizeof(uint64_t), MREMAP_MAYMOVE)
-					 : map_zeroed(ncap * sizeof(uint64_t));
+					 : mp_map_zeroed(ncap * sizeof(uint64_t));
 		if (!na || na == MAP_FAILED)
 			return 0;
 		pcs_arena = na;
@@ -541,7 +521,7 @@ static uint32_t *same_id_of(uint16_t ring, uint8_t way, bool make)
 		return NULL;
 	uint32_t **set = &same_ids[ring - 1];
 	if (!*set && make)
-		*set = map_zeroed(sizeof(uint32_t) * MP_MEMO_WAYS);
+		*set = mp_map_zeroed(sizeof(uint32_t) * MP_MEMO_WAYS);
 	return *set ? &(*set)[way] : NULL;
 }
 
@@ -580,7 +560,7 @@ static void emit_tally(uint32_t gid, uint64_t size, uint64_t allocs, uint64_t fr
 {
 	if (gid > MP_TALLY_GIDS)
 		return;
-	if (!tally_wire && !(tally_wire = map_zeroed((MP_TALLY_GIDS + 1) * sizeof(uint32_t))))
+	if (!tally_wire && !(tally_wire = mp_map_zeroed((MP_TALLY_GIDS + 1) * sizeof(uint32_t))))
 		return;
 	if (!tally_wire[gid]) {
 		uint32_t depth;
