@@ -19,7 +19,7 @@
  *    knows what to count without a table: MP_HDR_TALLIED.
  *  - Each thread that allocates or frees holds a slot: an open-addressing
  *    table (gid, size) -> (allocations, frees), written by that thread
- *    alone, read by the writer (tally_flush in writer.c). The counts only
+ *    alone, read by the writer (mp_tally_sum in tally_sum.c). The counts only
  *    grow, so whatever the writer reads is a state the table was in. A
  *    slot outlives its thread, keeping its counts, for the next thread.
  *  - The slot's dirty flag tells the writer which tables changed. The
@@ -85,6 +85,11 @@ static uint32_t stack_gid(const uint64_t *pcs, uint32_t depth)
 		uint64_t v = atomic_load_explicit(&stack_index[i], memory_order_acquire);
 		while (v == 0) {
 			if (!mine) {
+				/* Full: looked at first, so that a program that
+				 * goes on meeting new stacks does not run the
+				 * count of gids round to ones in use. */
+				if (atomic_load_explicit(&stacks_made, memory_order_relaxed) >= STACK_GIDS)
+					return 0;
 				/* Made before it is offered: a thread that finds
 				 * the slot finds the record complete. */
 				uint32_t gid = atomic_fetch_add(&stacks_made, 1) + 1;
