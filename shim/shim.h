@@ -393,6 +393,13 @@ extern bool mp_tally_on;
 #define MP_TALLY_GID_MAX ((1U << 24) - 1) /* bits for a gid in the header */
 #define MP_TALLY_GIDS (1U << 17)          /* distinct stacks tallied at most */
 #define MP_TALLY_SIZE_MAX 0xffffffffULL   /* larger blocks are events */
+/* A thread whose allocations, less its frees, grow by more than this asks
+ * for the totals to be sent at once: the writer sets it to a 32nd of the
+ * heap in use (at least MP_TALLY_STEP_MIN), so that the peak the collector
+ * sees is within about 3% of the real one, for a few dozen sends per
+ * doubling of the heap. */
+extern _Atomic uint64_t mp_tally_step;
+#define MP_TALLY_STEP_MIN (1ULL << 20)
 
 /* One (stack, size) of a thread's table. key: gid << 32 | size, 0 = empty;
  * counts since the process (a fork child: the first of its line) began,
@@ -462,6 +469,8 @@ size_t mp_tally_sum(uint32_t gid_limit,
 void mp_tally_sum_loose_free(uint64_t word);
 /* In a fork child: the writer's sums start again from nothing. */
 void mp_tally_sum_reset(void);
+/* Bytes in use by the totals summed so far. */
+uint64_t mp_tally_sum_inuse(void);
 
 /* ---- per-thread event rings (tring.c) -------------------------------------- */
 
@@ -500,6 +509,8 @@ void mp_writer_note_start(int argc, char **argv);
 extern _Atomic bool mp_writer_sleeping;
 /* Wakes the writer (async-signal-safe). */
 void mp_writer_wake(void);
+/* Tallies (tally.c): the totals are to go now, not at the next TALLY_MS. */
+void mp_writer_send_tallies_soon(void);
 /* After a record is published: wakes the writer if it is in its long
  * sleep (one producer does; the others find the flag cleared). */
 static inline void mp_writer_wake_if_asleep(void)

@@ -42,6 +42,7 @@
 #include "shim.h"
 
 bool mp_tally_on;
+_Atomic uint64_t mp_tally_step = MP_TALLY_STEP_MIN;
 
 /* ---- stacks and their gids ------------------------------------------------ */
 
@@ -144,6 +145,11 @@ struct slot {
 	_Alignas(64) _Atomic(struct tally_table *) table;
 	_Atomic uint32_t state;
 	_Atomic uint32_t dirty;
+	/* Bytes this thread's allocations added, less its frees, since it
+	 * last asked for the totals to be sent: the owner's. Not kept from
+	 * going below 0: a thread that frees as much as it allocates, at
+	 * random, would then drift up and ask again and again. */
+	int64_t growth;
 	/* Tables replaced by bigger ones, for the writer to unmap. */
 	_Atomic(struct tally_table *) retired;
 };
@@ -296,6 +302,15 @@ bool mp_tally_alloc(uint64_t *hdr, size_t size, const uint64_t *pcs, uint32_t de
 		return false;
 	bump(&e->allocs);
 	mark_dirty(s);
+	/* A heap growing fast is sent as it grows, not only every TALLY_MS:
+	 * the collector's peak is taken from the totals it is sent, and a
+	 * compiler's or a batch job's peak may come and go within 100 ms. */
+	s->growth += (int64_t)size;
+	if (MP_UNLIKELY(s->growth > (int64_t)atomic_load_explicit(&mp_tally_step,
+								   memory_order_relaxed))) {
+		s->growth = 0;
+		mp_writer_send_tallies_soon();
+	}
 	*hdr = (*hdr & MP_HDR_LOG2_MASK) | (uint64_t)gid << MP_HDR_GID_SHIFT |
 	       (uint64_t)size << MP_HDR_SIZE_SHIFT | MP_HDR_TALLIED;
 	return true;
@@ -313,6 +328,7 @@ void mp_tally_free(uint64_t word)
 	if (MP_LIKELY(s && (e = entry_of(s, mp_tally_key(gid, size))))) {
 		bump(&e->frees);
 		mark_dirty(s);
+		s->growth -= (int64_t)size;
 	} else {
 		mp_sample_tally_free_event(word);
 	}

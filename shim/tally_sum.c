@@ -27,6 +27,9 @@ struct wmap {
 /* seen: (slot << 56 | gid << 32 | size) -> allocs, frees as last read.
  * totals: (gid << 32 | size) -> allocs, frees, allocs sent, frees sent. */
 static struct wmap seen, totals;
+/* Bytes in use by the totals (sum of (allocs - frees) * size), modulo
+ * 2^64 while a round is under way. */
+static uint64_t inuse_bytes;
 /* Keys of totals that changed in this round. */
 static uint64_t *changed;
 static uint32_t nchanged, changed_cap;
@@ -126,8 +129,10 @@ static void take_entry(uint32_t slot, const struct mp_tally_entry *e, void *argp
 	if (a == s->v[0] && f == s->v[1])
 		return;
 	/* Counts wrap at 2^32; read this often, they never wrap twice. */
-	t->v[0] += (uint32_t)(a - (uint32_t)s->v[0]);
-	t->v[1] += (uint32_t)(f - (uint32_t)s->v[1]);
+	uint32_t more = a - (uint32_t)s->v[0], fewer = f - (uint32_t)s->v[1];
+	t->v[0] += more;
+	t->v[1] += fewer;
+	inuse_bytes += ((uint64_t)more - fewer) * (key & MP_TALLY_SIZE_MAX);
 	s->v[0] = a;
 	s->v[1] = f;
 	note_changed(t);
@@ -141,6 +146,7 @@ void mp_tally_sum_loose_free(uint64_t word)
 	if (!t)
 		return;
 	t->v[1]++;
+	inuse_bytes -= size;
 	note_changed(t);
 }
 
@@ -188,6 +194,12 @@ void mp_tally_sum_reset(void)
 	/* A fork child's writer starts from nothing; the parent's maps stay
 	 * mapped (its writer may have been changing them). */
 	seen = totals = (struct wmap){ 0 };
+	inuse_bytes = 0;
 	changed = NULL;
 	nchanged = changed_cap = 0;
+}
+
+uint64_t mp_tally_sum_inuse(void)
+{
+	return inuse_bytes;
 }

@@ -555,6 +555,13 @@ static uint32_t stack_of(const struct mp_ev_alloc *ev, uint32_t len)
  * first tally. */
 static uint32_t *tally_wire;
 static uint64_t tally_last_ns;
+static _Atomic bool tally_soon;
+
+void mp_writer_send_tallies_soon(void)
+{
+	atomic_store_explicit(&tally_soon, true, memory_order_relaxed);
+	mp_writer_wake();
+}
 
 static void emit_tally(uint32_t gid, uint64_t size, uint64_t allocs, uint64_t frees)
 {
@@ -578,10 +585,16 @@ static void emit_tally(uint32_t gid, uint64_t size, uint64_t allocs, uint64_t fr
 static void send_tallies(bool now, uint32_t gid_limit)
 {
 	uint64_t t = mp_now_ns();
+	now |= atomic_exchange_explicit(&tally_soon, false, memory_order_relaxed);
 	if (!now && t - tally_last_ns < TALLY_MS * 1000000ull)
 		return;
 	tally_last_ns = t;
 	mp_tally_sum(gid_limit, emit_tally);
+	/* A free read before its allocation can leave the sum "below 0"
+	 * for a round. */
+	uint64_t inuse = mp_tally_sum_inuse(), step = inuse >> 62 ? 0 : inuse / 32;
+	atomic_store_explicit(&mp_tally_step, step > MP_TALLY_STEP_MIN ? step : MP_TALLY_STEP_MIN,
+			      memory_order_relaxed);
 }
 
 static void stack_reset(void)

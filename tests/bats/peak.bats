@@ -19,6 +19,17 @@ load test_helper
 	[[ $output == *"the in-use heap when it was at its highest: "* ]]
 }
 
+@test "at rate 1 too the peak profile shows phase_a's 64 MiB: a heap that grows fast is sent as it grows" {
+	# Full trace sends totals every 100 ms (shim/tally.c); phase_a rises
+	# to 64 MiB and falls again in a few milliseconds, between two of
+	# those. A thread whose heap grew by a 32nd asks for them at once.
+	"$MEMPROF" run -o out --rate 1 --cpu-hz 0 -- "$T/target_peak"
+	peak=$(echo out/target_peak.*.peak.heap.pb.gz)
+	within "$(flat "$peak" inuse_space phase_a)" $((64 * 1024 * 1024)) 10
+	[ "$(flat "$peak" inuse_space phase_b)" -eq 0 ]
+	[ "$(flat "$(echo out/target_peak.*.0001.heap.pb.gz)" alloc_objects phase_a)" -eq 4096 ]
+}
+
 @test "USR2 writes the peak so far, and heap?peak=1 serves it" {
 	MEMPROF_SEED=42 "$MEMPROF" run -o out --rate 65536 --http 127.0.0.1:0 \
 		-- "$T/target_peak" wait >prog.out 2>run.err &
