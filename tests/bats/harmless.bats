@@ -137,18 +137,19 @@ load harmless_helper
 	# anyway (free() at rate 1 once did) is a crash here every time, and
 	# was one in redis, whose jemalloc sometimes starts a block a page
 	# after an unmapped one.
-	# A private collector each (the shim starts it, without the allocator).
+	# A private collector each (the shim starts it, without the allocator),
+	# each with a directory of its own: it writes there after the program
+	# has gone.
 	for rate in 4096 1; do
-		rm -rf out
-		run env LD_PRELOAD="$SHIM $T/libguarded_alloc.so" MEMPROF_DIR=out MEMPROF_RATE=$rate \
-			"$T/target_same_stack"
+		run env LD_PRELOAD="$SHIM $T/libguarded_alloc.so" MEMPROF_DIR=out-$rate \
+			MEMPROF_RATE=$rate "$T/target_same_stack"
 		[ "$status" -eq 0 ]
 		[ "$output" = "via_a 30000 via_b 20000 leaf 50000 deep 20000" ]
 	done
 	# At rate 1 every block, none of them with a header.
-	f=$(wait_for_file "$(echo out/target_same_stack.*.0001.heap.pb.gz)" 1)
+	f=$(wait_for_file "out-1/target_same_stack.*.0001.heap.pb.gz" 5)
 	[ "$(flat "$f" alloc_objects leaf)" -eq 50000 ]
-	run env LD_PRELOAD="$SHIM $T/libguarded_alloc.so" MEMPROF_DIR=out MEMPROF_RATE=1 \
+	run env LD_PRELOAD="$SHIM $T/libguarded_alloc.so" MEMPROF_DIR=out-api MEMPROF_RATE=1 \
 		"$T/target_alloc_api"
 	[ "$status" -eq 0 ]
 }
