@@ -105,7 +105,6 @@ static void note_changed(struct wentry *t)
 
 struct scan_arg {
 	uint32_t gid_limit;
-	bool short_of_memory;
 };
 
 static void take_entry(uint32_t slot, const struct mp_tally_entry *e, void *argp)
@@ -122,8 +121,7 @@ static void take_entry(uint32_t slot, const struct mp_tally_entry *e, void *argp
 	struct wentry *s = wmap_get(&seen, (uint64_t)slot << 56 | key);
 	struct wentry *t = s ? wmap_get(&totals, key) : NULL;
 	if (!t) {
-		arg->short_of_memory = true;
-		mp_tally_mark_dirty(slot);
+		mp_tally_mark_dirty(slot); /* out of memory: next round */
 		return;
 	}
 	if (a == s->v[0] && f == s->v[1])
@@ -150,11 +148,16 @@ void mp_tally_sum_loose_free(uint64_t word)
 	note_changed(t);
 }
 
+/* The frees a total may say: a free counted before its allocation was
+ * read (another thread's table, read earlier) waits for it. */
+static uint64_t frees_to_send(const struct wentry *t)
+{
+	return t->v[1] < t->v[0] ? t->v[1] : t->v[0];
+}
+
 static void emit_one(struct wentry *t, void (*emit)(uint32_t, uint64_t, uint64_t, uint64_t))
 {
-	/* A free counted before its allocation was read (another thread's
-	 * table, read earlier) waits for it. */
-	uint64_t frees = t->v[1] < t->v[0] ? t->v[1] : t->v[0];
+	uint64_t frees = frees_to_send(t);
 	if (t->v[0] != t->v[2] || frees != t->v[3])
 		emit((uint32_t)(t->key >> 32), t->key & MP_TALLY_SIZE_MAX, t->v[0], frees);
 	t->v[2] = t->v[0];
@@ -164,7 +167,7 @@ static void emit_one(struct wentry *t, void (*emit)(uint32_t, uint64_t, uint64_t
 size_t mp_tally_sum(uint32_t gid_limit,
 		    void (*emit)(uint32_t gid, uint64_t size, uint64_t allocs, uint64_t frees))
 {
-	struct scan_arg arg = { gid_limit, false };
+	struct scan_arg arg = { gid_limit };
 	mp_tally_scan(take_entry, &arg);
 	/* What shrank first, then what grew: the collector's peak is taken
 	 * as totals arrive, and must not count this round's growth before
@@ -175,9 +178,7 @@ size_t mp_tally_sum(uint32_t gid_limit,
 			struct wentry *t = wmap_get(&totals, changed[i]);
 			if (!t)
 				continue;
-			uint64_t was = t->v[2] - t->v[3];
-			uint64_t frees = t->v[1] < t->v[0] ? t->v[1] : t->v[0];
-			bool shrank = t->v[0] - frees < was;
+			bool shrank = t->v[0] - frees_to_send(t) < t->v[2] - t->v[3];
 			if (shrank == (pass == 0)) {
 				emit_one(t, emit);
 				t->listed = 0;
