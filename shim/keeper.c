@@ -21,11 +21,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "shim.h"
@@ -34,7 +32,7 @@
 #define LOG_LINE 512
 
 static pthread_t keeper_thread;
-static _Atomic bool running;
+static _Atomic uint32_t running; /* futex: 0 once the keeper has ended */
 static _Atomic pid_t keeper_tid;
 static _Atomic uint32_t keeper_word; /* futex: bumped to wake the keeper */
 static _Atomic bool quit;
@@ -55,17 +53,15 @@ void mp_keeper_wake(void)
 
 bool mp_keeper_running(void)
 {
-	return atomic_load(&running);
+	return atomic_load(&running) != 0;
 }
 
 pid_t mp_keeper_tid(void)
 {
 	/* It says who it is when it first runs: the leak check, which must
 	 * know which thread not to stop, waits for that. */
-	for (int i = 0; i < 1000 && atomic_load(&running) && !atomic_load(&keeper_tid); i++) {
-		struct timespec ts = { 0, 1000000 };
-		nanosleep(&ts, NULL);
-	}
+	for (int i = 0; i < 100 && atomic_load(&running) && !atomic_load(&keeper_tid); i++)
+		mp_futex_wait((_Atomic uint32_t *)&keeper_tid, 0, 10);
 	return atomic_load(&keeper_tid);
 }
 
@@ -136,17 +132,22 @@ bool mp_program_gone(uint64_t since)
 	return got && state == 'Z' && threads == 1 + ours;
 }
 
-/* The program has no thread of its own left: end it as glibc would have,
- * with exit(0), from here. The writer, still running, sends what is
- * queued and its goodbye from the exit handlers (mp_stop). */
-static void orphan_exit(void)
+long mp_orphan_watch(struct mp_orphan_watch *w)
 {
-	print_logs();
-	mp_tls.busy = 0;
-	sigset_t mask;
-	mp_threads_start_mask(&mask);
-	pthread_sigmask(SIG_SETMASK, &mask, NULL);
-	exit(0);
+	if (!mp_threads_orphaned()) {
+		w->since = 0;
+		return -1;
+	}
+	/* Look often at first (the last thread is usually on its way out),
+	 * then less and less (an unknown thread, started before memprof, may
+	 * live on). */
+	if (!w->since) {
+		w->since = mp_now_ns();
+		w->nap_ms = 1;
+	} else if (w->nap_ms < 100) {
+		w->nap_ms *= 2;
+	}
+	return mp_program_gone(w->since) ? 0 : w->nap_ms;
 }
 
 static void *keeper_main(void *arg)
@@ -154,33 +155,22 @@ static void *keeper_main(void *arg)
 	(void)arg;
 	mp_tls.busy = 1; /* anything this thread allocates is the shim's */
 	atomic_store(&keeper_tid, (pid_t)syscall(SYS_gettid));
-	uint64_t since = 0;
-	long nap_ms = -1;
+	mp_futex_wake((_Atomic uint32_t *)&keeper_tid);
+	struct mp_orphan_watch watch = { 0, 0 };
 	for (;;) {
 		uint32_t seen = atomic_load_explicit(&keeper_word, memory_order_acquire);
 		print_logs();
 		if (atomic_load(&quit))
 			break;
-		/* While thread.c counts no thread of the program's: look often
-		 * at first (the last one is usually on its way out), then less
-		 * and less (an unknown thread, started before memprof, may live
-		 * on). */
-		if (mp_threads_orphaned()) {
-			if (!since) {
-				since = mp_now_ns();
-				nap_ms = 1;
-			} else if (nap_ms < 100) {
-				nap_ms *= 2;
-			}
-			if (mp_program_gone(since))
-				orphan_exit();
-		} else {
-			since = 0;
-			nap_ms = -1;
-		}
+		long nap_ms = mp_orphan_watch(&watch);
+		/* The writer, still running, sends what is queued and its
+		 * goodbye from the exit handlers (mp_stop). */
+		if (nap_ms == 0)
+			mp_exit_for_program();
 		mp_futex_wait(&keeper_word, seen, nap_ms);
 	}
-	atomic_store(&running, false);
+	atomic_store(&running, 0);
+	mp_futex_wake(&running);
 	return NULL;
 }
 
@@ -190,9 +180,9 @@ int mp_keeper_start(void)
 	atomic_store(&keeper_tid, 0);
 	atomic_store(&log_head, 0);
 	atomic_store(&log_tail, 0);
-	atomic_store(&running, true);
+	atomic_store(&running, 1);
 	if (mp_start_own_thread(&keeper_thread, keeper_main, "memprof-keeper") != 0) {
-		atomic_store(&running, false);
+		atomic_store(&running, 0);
 		return -1;
 	}
 	return 0;
@@ -206,15 +196,13 @@ void mp_keeper_stop(bool wait)
 	mp_keeper_wake();
 	/* Its last act is to print what it holds: the caller's next line
 	 * comes after those. */
-	for (int i = 0; wait && i < 1000 && atomic_load(&running); i++) {
-		struct timespec ts = { 0, 1000000 };
-		nanosleep(&ts, NULL);
-	}
+	for (int i = 0; wait && i < 100 && atomic_load(&running); i++)
+		mp_futex_wait(&running, 1, 10);
 }
 
 void mp_keeper_fork_child(void)
 {
 	/* The parent's keeper did not come along. */
-	atomic_store(&running, false);
+	atomic_store(&running, 0);
 	atomic_store(&keeper_tid, 0);
 }

@@ -202,6 +202,9 @@ static inline bool mp_thread_stack(uintptr_t *lo, uintptr_t *hi)
 bool mp_threads_orphaned(void);
 /* The initial thread's signal mask when memprof started. */
 void mp_threads_start_mask(sigset_t *out);
+/* exit(0) as the program would have, from a thread of memprof's once the
+ * program's own threads have all gone. */
+_Noreturn void mp_exit_for_program(void);
 
 /* ---- signals shared with the program (signals.c) -------------------------- */
 
@@ -568,6 +571,16 @@ bool mp_keeper_log(const char *line, size_t len);
  * only the zombie of the initial thread and memprof's are left); since:
  * when thread.c first counted none. */
 bool mp_program_gone(uint64_t since);
+/* Watching for the program's last thread to have gone, for a thread of
+ * memprof's that calls mp_orphan_watch each time it wakes: it returns how
+ * long to sleep before the next look (-1: thread.c counts threads of the
+ * program's, no need to look), or 0 once the program has gone and the
+ * caller is to end the process (mp_exit_for_program). */
+struct mp_orphan_watch {
+	uint64_t since; /* when thread.c first counted none, or 0 */
+	long nap_ms;
+};
+long mp_orphan_watch(struct mp_orphan_watch *w);
 /* The process's state letter and thread count from /proc/self/stat: 1, 0
  * if it could not be read as such, -1 if it could not be opened. */
 int mp_self_stat(char *state, long *threads);

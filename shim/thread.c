@@ -118,6 +118,17 @@ bool mp_threads_orphaned(void)
 	return atomic_load(&live) <= 0 && atomic_load(&key_ok);
 }
 
+void mp_exit_for_program(void)
+{
+	/* Its atexit handlers and stdio flushes run as on the program's own
+	 * threads: no shim work counted as the program's, its signal mask. */
+	mp_tls.busy = 0;
+	sigset_t mask;
+	mp_threads_start_mask(&mask);
+	pthread_sigmask(SIG_SETMASK, &mask, NULL);
+	exit(0);
+}
+
 int mp_start_own_thread(pthread_t *t, void *(*fn)(void *), const char *name)
 {
 	/* Every signal blocked from its first instruction on, so that the

@@ -796,31 +796,7 @@ static void orphan_exit(void)
 	parked = true;
 	atomic_store(&alive, false);
 	atomic_store(&finish_word, FINISH_DONE);
-	mp_tls.busy = 0;
-	sigset_t mask;
-	mp_threads_start_mask(&mask);
-	pthread_sigmask(SIG_SETMASK, &mask, NULL);
-	exit(0);
-}
-
-/* While thread.c counts no thread of the program's: look often at first
- * (the last one is usually on its way out), then less and less (an
- * unknown thread, started before memprof, may live on). */
-static void orphan_wait(uint32_t seen)
-{
-	static uint64_t since;
-	static long nap_ms;
-	if (!since) {
-		since = mp_now_ns();
-		nap_ms = 1;
-	}
-	if (mp_program_gone(since))
-		orphan_exit();
-	mp_futex_wait(&wake_word, seen, nap_ms);
-	if (nap_ms < 100)
-		nap_ms *= 2;
-	if (!mp_threads_orphaned())
-		since = 0;
+	mp_exit_for_program();
 }
 
 /* Every descriptor of the table this thread now has alone: they are the
@@ -878,6 +854,7 @@ static void *writer_main(void *arg)
 	flush();
 	hello_delivered = true;
 	uint64_t last_busy = mp_now_ns();
+	struct mp_orphan_watch watch = { 0, 0 };
 	for (;;) {
 		uint32_t seen = atomic_load_explicit(&wake_word, memory_order_acquire);
 		/* Read before draining: a sync asked for before this drain is
@@ -921,8 +898,12 @@ static void *writer_main(void *arg)
 		}
 		if (ring_n)
 			last_busy = mp_now_ns();
-		if (n == 0 && !private_fds && mp_threads_orphaned())
-			orphan_wait(seen); /* else the keeper's to do */
+		/* Unless the keeper runs: then it is the keeper's to do. */
+		long nap_ms = n == 0 && !private_fds ? mp_orphan_watch(&watch) : -1;
+		if (nap_ms == 0)
+			orphan_exit();
+		else if (nap_ms > 0)
+			mp_futex_wait(&wake_word, seen, nap_ms);
 		else if (n == 0)
 			writer_sleep(seen, last_busy);
 		else if (gather)
