@@ -157,6 +157,20 @@ print(len(json.dumps(d)), sum(len(x["v"]) for x in d))'
 	[ "$(flat "$child" inuse_objects in_wave)" -eq 0 ]
 }
 
+@test "at rate 1 more stacks than the tally table holds: the rest go as events, every count and stack kept" {
+	# target_many_stacks allocates from 150,000 distinct stacks: past the
+	# shim's 131,072 tallied stacks (MP_TALLY_GIDS) allocations go as
+	# events, below the collector's 200,000 (PROC_MAX_STACKS).
+	run "$MEMPROF" run -o out --rate 1 --cpu-hz 0 -- "$T/target_many_stacks"
+	[ "$status" -eq 0 ]
+	[ "$output" = "stacks 150000 kept 75000" ]
+	f=$(ls out/target_many_stacks.*.0001.heap.pb.gz)
+	[ "$(flat "$f" alloc_objects leaf_alloc)" -eq 150000 ]
+	[ "$(flat "$f" inuse_objects leaf_alloc)" -eq 75000 ]
+	# One sample per stack, and printf's buffer: no two stacks merged.
+	[ "$(sample_count "$f")" -eq 150001 ]
+}
+
 @test "at rate 1 stacks that start alike are told apart: every allocation counted under its own callers" {
 	# target_same_stack calls one leaf from two callers whose frames are
 	# the same size, so the stack walk starts at the same ip and stack

@@ -67,6 +67,41 @@ top_value() {
 flat() { top_value 1 "$@"; }
 cum() { top_value 4 "$@"; }
 
+# How many samples FILE (a gzipped profile.proto) holds: its top-level
+# field 2 entries, counted without decoding them (go tool pprof -raw takes
+# seconds on a profile of 100,000 stacks).
+sample_count() {
+	python3 - "$1" <<'EOF'
+import gzip, sys
+b = gzip.open(sys.argv[1]).read()
+i = n = 0
+def varint():
+    global i
+    v = s = 0
+    while True:
+        c = b[i]; i += 1
+        v |= (c & 0x7f) << s; s += 7
+        if c < 0x80:
+            return v
+while i < len(b):
+    tag = varint()
+    wt = tag & 7
+    if wt == 0:
+        varint()
+    elif wt == 1:
+        i += 8
+    elif wt == 5:
+        i += 4
+    elif wt == 2:
+        length = varint()
+        i += length
+    else:
+        sys.exit("bad wire type %d" % wt)
+    n += tag >> 3 == 2
+print(n)
+EOF
+}
+
 # total VALUE of SAMPLE_INDEX in FILE(s) (several are merged).
 total() {
 	local index=$1 unit=B
