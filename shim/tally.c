@@ -315,6 +315,21 @@ static inline uint64_t tallied_word(uint64_t word, uint32_t gid, size_t size)
 	       (uint64_t)size << MP_HDR_SIZE_SHIFT | MP_HDR_TALLIED;
 }
 
+/* The count, once the thread's entry is found or made; the header says
+ * which entry a free is to count in. */
+static inline bool count_in(struct slot *s, struct mp_tally_entry *e, uint64_t *hdr, uint32_t gid,
+			    size_t size)
+{
+	bump(&e->allocs);
+	mark_dirty(s);
+	*hdr = tallied_word(*hdr, gid, size);
+	s->growth += (int64_t)size;
+	if (MP_UNLIKELY(s->growth >
+			(int64_t)atomic_load_explicit(&mp_tally_step, memory_order_relaxed)))
+		return grew_past_step(s);
+	return true;
+}
+
 /* Counts an allocation of size from stack gid (a thread's first, or a
  * (stack, size) new to it: the slot and the entry are made here). */
 static __attribute__((noinline)) bool count_alloc_slow(uint64_t *hdr, size_t size, uint32_t gid)
@@ -325,14 +340,7 @@ static __attribute__((noinline)) bool count_alloc_slow(uint64_t *hdr, size_t siz
 	struct mp_tally_entry *e;
 	if (!s || !(e = entry_of(s, mp_tally_key(gid, size))))
 		return false;
-	bump(&e->allocs);
-	mark_dirty(s);
-	*hdr = tallied_word(*hdr, gid, size);
-	s->growth += (int64_t)size;
-	if (MP_UNLIKELY(s->growth >
-			(int64_t)atomic_load_explicit(&mp_tally_step, memory_order_relaxed)))
-		return grew_past_step(s);
-	return true;
+	return count_in(s, e, hdr, gid, size);
 }
 
 /* The common case, a (stack, size) the thread has counted before, with
@@ -346,14 +354,7 @@ static inline bool count_alloc(uint64_t *hdr, size_t size, uint32_t gid)
 	if (MP_UNLIKELY(size > MP_TALLY_SIZE_MAX || (uintptr_t)s <= (uintptr_t)NO_SLOT ||
 			!(e = entry_find(s, mp_tally_key(gid, size)))))
 		return count_alloc_slow(hdr, size, gid);
-	bump(&e->allocs);
-	mark_dirty(s);
-	*hdr = tallied_word(*hdr, gid, size);
-	s->growth += (int64_t)size;
-	if (MP_UNLIKELY(s->growth >
-			(int64_t)atomic_load_explicit(&mp_tally_step, memory_order_relaxed)))
-		return grew_past_step(s);
-	return true;
+	return count_in(s, e, hdr, gid, size);
 }
 
 /* A stack the unwinder's memo did not know: its gid first. */
