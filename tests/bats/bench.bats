@@ -139,3 +139,26 @@ load test_helper
 	local cut='/<!-- bench\/instructions:begin/,/<!-- bench\/instructions:end/d'
 	diff <(sed "$cut" "$ROOT/bench/RESULTS.md" | grep -v '^$') <(sed "$cut" results.md | grep -v '^$')
 }
+
+# bench/timeshares the same way (about 10 s): a tenth of sqlite's inserts,
+# one round of its three rows, each a number, and the block written
+# between its markers. perf may be missing, or refused by the kernel's
+# perf_event_paranoid, on a machine that runs the tests.
+@test "bench/timeshares: a smoke run gives every row and writes its block" {
+	command -v perf >/dev/null && perf record -q -e cpu-clock -o /dev/null true 2>/dev/null ||
+		skip "perf cannot sample here"
+	cp "$ROOT/bench/RESULTS.md" results.md
+	run env BENCH_SIZE_DIV=10 BENCH_ROUNDS=1 BENCH_WORKLOADS=sqlite \
+		BENCH_RESULTS="$TEST_TMP/results.md" "$ROOT/bench/timeshares" --write
+	echo "$output" | tail -n 4 | sed 's/^/# /' >&3
+	[ "$status" -eq 0 ]
+	local c
+	for c in 'an idle thread (bench/idle_thread.c)' 'memprof shim preloaded, defaults'; do
+		echo "$output" | grep -Eq "^\| sqlite \| $(printf '%s' "$c" | sed 's/[().]/\\&/g') \| 1 \| \*\*[0-9]\.[0-9]{3}\*\* \| [0-9.]+–[0-9.]+ \| [-+][0-9.]+ \| [-+][0-9.]+ \| [-+][0-9.]+ \| [-+][0-9.]+ \|$" ||
+			{ echo "no row for $c"; return 1; }
+	done
+	echo "$output" | grep -q '^| sqlite | bare | 1 | 1.000 |'
+	sed -n '/<!-- bench\/timeshares:begin/,/<!-- bench\/timeshares:end/p' results.md | grep -q '^| sqlite | bare |'
+	local cut='/<!-- bench\/timeshares:begin/,/<!-- bench\/timeshares:end/d'
+	diff <(sed "$cut" "$ROOT/bench/RESULTS.md" | grep -v '^$') <(sed "$cut" results.md | grep -v '^$')
+}
