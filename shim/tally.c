@@ -265,18 +265,13 @@ static inline struct mp_tally_entry *entry_find(const struct slot *s, uint64_t k
 /* The calling thread's entry for key, made if new; NULL if none can be. */
 static inline struct mp_tally_entry *entry_of(struct slot *s, uint64_t key)
 {
+	struct mp_tally_entry *found = entry_find(s, key);
+	if (found)
+		return found;
 	struct tally_table *t = atomic_load_explicit(&s->table, memory_order_relaxed);
-	uint32_t mask = t->mask;
-	for (uint32_t i = key_home(key, t);; i = (i + 1) & mask) {
-		uint64_t k = atomic_load_explicit(&t->e[i].key, memory_order_relaxed);
-		if (k == key)
-			return &t->e[i];
-		if (k == 0)
-			break;
-	}
 	if ((t->count + 1) * 4 > (3U << t->bits) && !(t = grow(s, t)))
 		return NULL;
-	mask = t->mask;
+	uint32_t mask = t->mask;
 	uint32_t i = key_home(key, t);
 	while (atomic_load_explicit(&t->e[i].key, memory_order_relaxed))
 		i = (i + 1) & mask;
