@@ -60,9 +60,7 @@ pid_t mp_keeper_tid(void)
 {
 	/* It says who it is when it first runs: the leak check, which must
 	 * know which thread not to stop, waits for that. */
-	for (int i = 0; i < 100 && atomic_load(&running) && !atomic_load(&keeper_tid); i++)
-		mp_futex_wait((_Atomic uint32_t *)&keeper_tid, 0, 10);
-	return atomic_load(&keeper_tid);
+	return mp_await_tid(&keeper_tid, mp_keeper_running);
 }
 
 bool mp_keeper_log(const char *line, size_t len)
@@ -165,8 +163,10 @@ static void *keeper_main(void *arg)
 		long nap_ms = mp_orphan_watch(&watch);
 		/* The writer, still running, sends what is queued and its
 		 * goodbye from the exit handlers (mp_stop). */
-		if (nap_ms == 0)
+		if (nap_ms == 0) {
+			print_logs(); /* what came while /proc was read */
 			mp_exit_for_program();
+		}
 		mp_futex_wait(&keeper_word, seen, nap_ms);
 	}
 	atomic_store(&running, 0);

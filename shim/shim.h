@@ -552,6 +552,10 @@ bool mp_writer_alive(void);
  * (ms < 0: until woken); private to the process (writer.c). */
 void mp_futex_wake(_Atomic uint32_t *w);
 void mp_futex_wait(_Atomic uint32_t *w, uint32_t seen, long ms);
+/* The id a thread of memprof's stores in *tid (and wakes) when it first
+ * runs, waited for while running() says it runs, at most a second; 0 if
+ * none came. (writer.c) */
+pid_t mp_await_tid(_Atomic pid_t *tid, bool (*running)(void));
 
 /* Starts the thread that does, in the program's descriptor table, what the
  * writer cannot from its own: 0, or -1 (then the writer keeps its socket

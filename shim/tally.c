@@ -197,6 +197,12 @@ static struct slot *take_slot(void)
 	return &slots[i];
 }
 
+/* A slot taken (not none yet, nor NO_SLOT). */
+static inline bool slot_usable(const struct slot *s)
+{
+	return (uintptr_t)s > (uintptr_t)NO_SLOT;
+}
+
 static inline struct slot *my_slot(void)
 {
 	struct slot *s = my_slot_p;
@@ -204,7 +210,7 @@ static inline struct slot *my_slot(void)
 		s = take_slot();
 		my_slot_p = s = s ? s : NO_SLOT;
 	}
-	return s == NO_SLOT ? NULL : s;
+	return slot_usable(s) ? s : NULL;
 }
 
 static inline uint32_t key_home(uint64_t key, const struct tally_table *t)
@@ -329,8 +335,6 @@ static inline bool count_in(struct slot *s, struct mp_tally_entry *e, uint64_t *
  * (stack, size) new to it: the slot and the entry are made here). */
 static __attribute__((noinline)) bool count_alloc_slow(uint64_t *hdr, size_t size, uint32_t gid)
 {
-	if (size > MP_TALLY_SIZE_MAX)
-		return false;
 	struct slot *s = my_slot();
 	struct mp_tally_entry *e;
 	if (!s || !(e = entry_of(s, mp_tally_key(gid, size))))
@@ -346,8 +350,7 @@ static inline bool count_alloc(uint64_t *hdr, size_t size, uint32_t gid)
 {
 	struct slot *s = my_slot_p;
 	struct mp_tally_entry *e;
-	if (MP_UNLIKELY(size > MP_TALLY_SIZE_MAX || (uintptr_t)s <= (uintptr_t)NO_SLOT ||
-			!(e = entry_find(s, mp_tally_key(gid, size)))))
+	if (MP_UNLIKELY(!slot_usable(s) || !(e = entry_find(s, mp_tally_key(gid, size)))))
 		return count_alloc_slow(hdr, size, gid);
 	return count_in(s, e, hdr, gid, size);
 }
@@ -357,8 +360,6 @@ static __attribute__((noinline)) bool tally_alloc_new_stack(uint64_t *hdr, size_
 							    const uint64_t *pcs, uint32_t depth,
 							    uint32_t *tag)
 {
-	if (size > MP_TALLY_SIZE_MAX)
-		return false;
 	uint32_t gid = stack_gid(pcs, depth);
 	if (!gid)
 		return false;
@@ -369,10 +370,19 @@ static __attribute__((noinline)) bool tally_alloc_new_stack(uint64_t *hdr, size_
 
 bool mp_tally_alloc(uint64_t *hdr, size_t size, const uint64_t *pcs, uint32_t depth, uint32_t *tag)
 {
+	if (MP_UNLIKELY(size > MP_TALLY_SIZE_MAX))
+		return false;
 	uint32_t gid = tag ? *tag : 0;
 	if (MP_UNLIKELY(!gid))
 		return tally_alloc_new_stack(hdr, size, pcs, depth, tag);
 	return count_alloc(hdr, size, gid);
+}
+
+static inline void count_free_in(struct slot *s, struct mp_tally_entry *e, uint64_t size)
+{
+	bump(&e->frees);
+	mark_dirty(s);
+	s->growth -= (int64_t)size;
 }
 
 static __attribute__((noinline)) void tally_free_slow(uint64_t word)
@@ -384,13 +394,10 @@ static __attribute__((noinline)) void tally_free_slow(uint64_t word)
 	t->busy++;
 	struct slot *s = my_slot();
 	struct mp_tally_entry *e;
-	if (MP_LIKELY(s && (e = entry_of(s, mp_tally_key(gid, size))))) {
-		bump(&e->frees);
-		mark_dirty(s);
-		s->growth -= (int64_t)size;
-	} else {
+	if (MP_LIKELY(s && (e = entry_of(s, mp_tally_key(gid, size)))))
+		count_free_in(s, e, size);
+	else
 		mp_sample_tally_free_event(word);
-	}
 	t->busy--;
 }
 
@@ -398,7 +405,7 @@ static __attribute__((noinline)) void tally_free_slow(uint64_t word)
 void mp_tally_free(uint64_t word)
 {
 	struct slot *s = my_slot_p;
-	if (MP_UNLIKELY((uintptr_t)s <= (uintptr_t)NO_SLOT)) {
+	if (MP_UNLIKELY(!slot_usable(s))) {
 		tally_free_slow(word);
 		return;
 	}
@@ -410,9 +417,7 @@ void mp_tally_free(uint64_t word)
 	t->busy++;
 	struct mp_tally_entry *e = entry_find(s, mp_tally_key(gid, size));
 	if (MP_LIKELY(e)) {
-		bump(&e->frees);
-		mark_dirty(s);
-		s->growth -= (int64_t)size;
+		count_free_in(s, e, size);
 		t->busy--;
 		return;
 	}

@@ -103,15 +103,12 @@ static void note_changed(struct wentry *t)
 	t->listed = 1;
 }
 
-struct scan_arg {
-	uint32_t gid_limit;
-};
-
-static void take_entry(uint32_t slot, const struct mp_tally_entry *e, void *argp)
+/* arg: the highest gid whose stack may be named yet (uint32_t). */
+static void take_entry(uint32_t slot, const struct mp_tally_entry *e, void *arg)
 {
-	struct scan_arg *arg = argp;
+	uint32_t gid_limit = *(const uint32_t *)arg;
 	uint64_t key = atomic_load_explicit(&e->key, memory_order_relaxed);
-	if ((uint32_t)(key >> 32) > arg->gid_limit) {
+	if ((uint32_t)(key >> 32) > gid_limit) {
 		/* Its stack's mappings may not have been sent yet: next round. */
 		mp_tally_mark_dirty(slot);
 		return;
@@ -167,8 +164,7 @@ static void emit_one(struct wentry *t, void (*emit)(uint32_t, uint64_t, uint64_t
 size_t mp_tally_sum(uint32_t gid_limit,
 		    void (*emit)(uint32_t gid, uint64_t size, uint64_t allocs, uint64_t frees))
 {
-	struct scan_arg arg = { gid_limit };
-	mp_tally_scan(take_entry, &arg);
+	mp_tally_scan(take_entry, &gid_limit);
 	/* What shrank first, then what grew: the collector's peak is taken
 	 * as totals arrive, and must not count this round's growth before
 	 * its frees. */

@@ -102,6 +102,15 @@ void mp_futex_wait(_Atomic uint32_t *w, uint32_t seen, long ms)
 	syscall(SYS_futex, w, FUTEX_WAIT_PRIVATE, seen, ms < 0 ? NULL : &ts, NULL, 0);
 }
 
+pid_t mp_await_tid(_Atomic pid_t *tid, bool (*running)(void))
+{
+	/* Up to a second, in waits the thread ends when it stores its id and
+	 * wakes the futex. */
+	for (int i = 0; i < 100 && running() && !atomic_load(tid); i++)
+		mp_futex_wait((_Atomic uint32_t *)tid, 0, 10);
+	return atomic_load(tid);
+}
+
 void mp_writer_wake(void)
 {
 	atomic_fetch_add_explicit(&wake_word, 1, memory_order_release);
@@ -1009,9 +1018,7 @@ pid_t mp_writer_tid(void)
 	 * machine may be milliseconds after it was made: the leak check,
 	 * which must know which thread not to stop, waits for that here
 	 * rather than every program's start. */
-	for (int i = 0; i < 100 && atomic_load(&alive) && !atomic_load(&writer_tid); i++)
-		mp_futex_wait((_Atomic uint32_t *)&writer_tid, 0, 10);
-	return atomic_load(&writer_tid);
+	return mp_await_tid(&writer_tid, mp_writer_alive);
 }
 
 int mp_writer_park(int stall_ms)
