@@ -22,6 +22,13 @@ struct conn {
 	uint64_t detached_ns; /* when it was detached (CLOCK_MONOTONIC) */
 	unsigned char *out;  /* replies not yet taken by the socket (conn_send) */
 	size_t out_len, out_off;
+	/* MP_HELLO_SHARED_RING: the memfd that came with the hello (until it
+	 * is mapped, else -1), the ring, and, once the socket has closed, a
+	 * pidfd that tells when the process has ended (-1: none). */
+	int ring_fd;
+	struct sring *ring;
+	int pidfd;
+	bool ended;          /* the ring's process has ended (pidfd) */
 	struct conn *next;
 };
 
@@ -61,6 +68,11 @@ void conn_tick(uint64_t now_ns);
  * pause in accepting, a detached process): the loop's timer runs only
  * while something does. */
 bool conn_waits_for_time(void);
+/* How often the loop's timer should tick for conn_tick: 0 when nothing
+ * waits; shorter while a shared ring has been busy. */
+unsigned conn_tick_ms(void);
+/* Takes in what every shared ring holds (before a profile is served). */
+void conn_drain_rings(void);
 /* The connection ended (EOF, error, protocol error, or we are finishing):
  * the process's final profile, unless it runs on and may come back
  * (detached). */

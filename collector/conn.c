@@ -11,6 +11,11 @@
  * after which the shim connects again with a resuming hello and the
  * process's profile goes on where it was. A detached process whose new
  * image says hello, or which ends, gets its final profile then.
+ *
+ * A client with a shared ring (MP_HELLO_SHARED_RING) closes its socket
+ * after the hello on purpose: it is detached from the start, its records
+ * are taken from the ring on the loop's ticks (and before anything is
+ * served or dumped), and a pidfd says when its process has ended.
  */
 #include <errno.h>
 #include <malloc.h>
@@ -18,11 +23,13 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "collector.h"
 #include "execs.h"
 #include "leak.h"
+#include "sring.h"
 #include "strbuf.h"
 #include "util.h"
 
@@ -37,6 +44,15 @@ static bool ever_connected;
  * point to them is over (conn_free_ended). */
 static struct conn *ended;
 static uint64_t list_changes; /* bumped whenever a connection leaves conns */
+static unsigned nrings;         /* connections with a shared ring */
+static uint64_t ring_busy_ns;   /* when a ring last had something */
+
+/* Ticks while a ring has been busy within RING_BUSY_NS: what a program
+ * did is in the collector within RING_BUSY_TICK_MS, and a dump it asked
+ * for is written as soon. Idle rings are looked at every RING_IDLE_TICK_MS. */
+#define RING_BUSY_TICK_MS 20
+#define RING_IDLE_TICK_MS 100
+#define RING_BUSY_NS (1000ULL * 1000000ULL)
 
 /* Accepting paused (pause_accepting): until when (CLOCK_MONOTONIC; 0 =
  * accepting), when we last said so, and how many pauses since. */
@@ -94,6 +110,20 @@ static void unlink_conn(struct conn *c)
 		c->fd = -1;
 	} else {
 		ndetached--;
+	}
+	if (c->pidfd >= 0) {
+		epoll_ctl(epfd, EPOLL_CTL_DEL, c->pidfd, NULL);
+		close(c->pidfd);
+		c->pidfd = -1;
+	}
+	if (c->ring_fd >= 0) {
+		close(c->ring_fd);
+		c->ring_fd = -1;
+	}
+	if (c->ring) {
+		sring_unmap(c->ring);
+		c->ring = NULL;
+		nrings--;
 	}
 	c->dropped = true; /* a stale pointer to it reads nothing */
 	c->next = ended;
@@ -191,6 +221,21 @@ static int apply(struct conn *c, uint32_t type, const unsigned char *payload, ui
 			reject(c, why);
 			return -1;
 		}
+		if (c->proc->flags & MP_HELLO_SHARED_RING) {
+			if (c->ring_fd < 0) {
+				reject(c, "a shared ring was announced but none came with the hello");
+				return -1;
+			}
+			c->ring = sring_map(c->ring_fd, &why);
+			close(c->ring_fd);
+			c->ring_fd = -1;
+			if (!c->ring) {
+				reject(c, why);
+				return -1;
+			}
+			nrings++;
+			ring_busy_ns = now_monotonic_ns();
+		}
 		log_debug("pid %u (%s) connected: %s", c->proc->pid, c->proc->name,
 			  c->proc->cmdline);
 		report_line("process %u %s", c->proc->pid, c->proc->name);
@@ -259,25 +304,93 @@ static int apply_buffered(struct conn *c)
 	return 0;
 }
 
-int conn_read(struct conn *c)
+/* Room for at least 64 KiB more in c's buffer, within the longest record. */
+static void grow_buf(struct conn *c)
+{
+	if (c->cap - c->len >= 64 * 1024)
+		return;
+	size_t ncap = c->cap ? c->cap * 2 : 128 * 1024;
+	if (ncap > MP_REC_MAX_PAYLOAD + 256 * 1024)
+		ncap = MP_REC_MAX_PAYLOAD + 256 * 1024;
+	if (ncap > c->cap) {
+		c->buf = xrealloc(c->buf, ncap);
+		c->cap = ncap;
+	}
+}
+
+/* recv, keeping the one descriptor a client may send: a shared ring's
+ * memfd, with the hello. Any other is closed at once (a client must not
+ * be able to fill our table). */
+static ssize_t recv_keeping_ring(struct conn *c, void *buf, size_t len)
+{
+	union {
+		struct cmsghdr h;
+		char b[CMSG_SPACE(4 * sizeof(int))];
+	} ctl;
+	struct iovec iov = { buf, len };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.b,
+			      .msg_controllen = sizeof(ctl.b) };
+	ssize_t n = recvmsg(c->fd, &msg, MSG_CMSG_CLOEXEC);
+	if (n < 0 || msg.msg_controllen == 0)
+		return n;
+	for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
+		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+			continue;
+		size_t k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < k; i++) {
+			int fd;
+			memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(fd));
+			if (c->ring_fd < 0 && !c->proc && !c->ring)
+				c->ring_fd = fd;
+			else
+				close(fd);
+		}
+	}
+	return n;
+}
+
+/* What a shared ring holds, like conn_read's socket part. */
+static int ring_read(struct conn *c)
 {
 	size_t budget = READ_BUDGET;
-	if (c->dropped || c->fd < 0)
-		return -1;
 	while (budget) {
-		if (c->cap - c->len < 64 * 1024) {
-			size_t ncap = c->cap ? c->cap * 2 : 128 * 1024;
-			if (ncap > MP_REC_MAX_PAYLOAD + 256 * 1024)
-				ncap = MP_REC_MAX_PAYLOAD + 256 * 1024;
-			if (ncap > c->cap) {
-				c->buf = xrealloc(c->buf, ncap);
-				c->cap = ncap;
-			}
-		}
+		grow_buf(c);
 		size_t room = c->cap - c->len;
 		if (room > budget)
 			room = budget;
-		ssize_t n = read(c->fd, c->buf + c->len, room);
+		const char *why = NULL;
+		size_t n = sring_take(c->ring, c->buf + c->len, room, &why);
+		if (why) {
+			reject(c, why);
+			c->len = 0;
+			return -1;
+		}
+		if (n == 0)
+			return 0;
+		ring_busy_ns = now_monotonic_ns();
+		c->len += n;
+		budget -= n;
+		if (apply_buffered(c) != 0) {
+			c->len = 0;
+			return -1;
+		}
+	}
+	return 1;
+}
+
+int conn_read(struct conn *c)
+{
+	size_t budget = READ_BUDGET;
+	if (c->dropped)
+		return -1;
+	if (c->fd < 0)
+		return c->ring ? ring_read(c) : -1;
+	while (budget) {
+		grow_buf(c);
+		size_t room = c->cap - c->len;
+		if (room > budget)
+			room = budget;
+		ssize_t n = recv_keeping_ring(c, c->buf + c->len, room);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -336,6 +449,14 @@ int conn_send(struct conn *c, const void *data, size_t len)
 
 int conn_event(struct conn *c, uint32_t events)
 {
+	if (c->fd < 0) {
+		/* The pidfd of a ring's process: it has ended. */
+		c->ended = true;
+		int rc;
+		while ((rc = conn_read(c)) == 1)
+			;
+		return -1;
+	}
 	if ((events & EPOLLOUT) && c->fd >= 0 && flush_out(c) != 0)
 		return -1;
 	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
@@ -382,17 +503,46 @@ static void pause_accepting(int err)
 	}
 }
 
+void conn_drain_rings(void)
+{
+	if (!nrings)
+		return;
+	uint64_t seen;
+	do {
+		seen = list_changes;
+		for (struct conn *c = conns, *next; c && seen == list_changes; c = next) {
+			next = c->next;
+			if (!c->ring || c->fd >= 0)
+				continue;
+			int rc;
+			while ((rc = conn_read(c)) == 1)
+				;
+			if (rc < 0)
+				conn_close(c);
+		}
+	} while (seen != list_changes);
+}
+
 void conn_tick(uint64_t now_ns)
 {
 	if (accept_paused_until && now_ns >= accept_paused_until) {
 		accept_paused_until = 0;
 		watch_listener(true);
 	}
+	conn_drain_rings();
 }
 
 bool conn_waits_for_time(void)
 {
 	return accept_paused_until || ndetached;
+}
+
+unsigned conn_tick_ms(void)
+{
+	if (nrings)
+		return now_monotonic_ns() - ring_busy_ns < RING_BUSY_NS ? RING_BUSY_TICK_MS
+									: RING_IDLE_TICK_MS;
+	return conn_waits_for_time() ? RING_IDLE_TICK_MS : 0;
 }
 
 void conn_accept(void)
@@ -422,6 +572,7 @@ void conn_accept(void)
 		}
 		struct conn *c = xcalloc(1, sizeof(*c));
 		c->fd = fd;
+		c->ring_fd = c->pidfd = -1;
 		c->peer_pid = (uint32_t)cred.pid;
 		c->next = conns;
 		conns = c;
@@ -435,6 +586,9 @@ void conn_accept(void)
 /* Ends a process's record: its final profile, then nothing of it is kept. */
 static void finish_conn(struct conn *c)
 {
+	if (c->ring && !c->dropped && c->fd < 0)
+		while (conn_read(c) == 1)
+			;
 	if (c->proc)
 		log_debug("pid %u (%s) %s", c->proc->pid, c->proc->name,
 			  c->proc->bye ? "exited" : "disconnected");
@@ -452,10 +606,41 @@ static void finish_conn(struct conn *c)
 		malloc_trim(0);
 }
 
+/* A ring's socket has closed, as it does after the hello: the ring goes
+ * on, until the process ends (its pidfd) or a new image says hello. */
+static void detach_ring(struct conn *c)
+{
+	epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
+	close(c->fd);
+	c->fd = -1;
+	ndetached++;
+	c->detached_ns = now_monotonic_ns();
+	c->pidfd = (int)syscall(SYS_pidfd_open, c->proc->pid, 0);
+	if (c->pidfd >= 0) {
+		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = c };
+		epoll_ctl(epfd, EPOLL_CTL_ADD, c->pidfd, &ev);
+	} else if (errno == ESRCH) {
+		c->ended = true; /* gone already */
+	}
+	/* Without a pidfd (an old kernel), conn_reap_detached sees the end. */
+	conn_read(c);
+}
+
 void conn_close(struct conn *c)
 {
-	if (c->fd < 0)
-		return; /* detached already */
+	if (c->fd < 0) {
+		/* Detached: ends only when its ring's process has, or the
+		 * ring broke the protocol. */
+		if (c->ring && (c->ended || c->dropped))
+			finish_conn(c);
+		return;
+	}
+	if (c->ring && !c->dropped && c->proc) {
+		detach_ring(c);
+		if (c->ended || c->dropped)
+			finish_conn(c);
+		return;
+	}
 	/* Not when a later image of the process has said hello already
 	 * (read before this connection's end was). */
 	/* Kept even when the process has gone already: it may have closed
@@ -538,7 +723,13 @@ int conn_ask_stats(const struct proc *p)
 	if (!(p->flags & MP_HELLO_MALLOC_STATS))
 		return -1;
 	for (struct conn *c = conns; c; c = c->next) {
-		if (c->proc != p || c->fd < 0)
+		if (c->proc != p)
+			continue;
+		if (c->ring) {
+			sring_ask_stats(c->ring);
+			return 0;
+		}
+		if (c->fd < 0)
 			continue;
 		struct mp_rec_hdr h = { MP_REC_STATS_REQUEST, 0 };
 		/* Behind anything queued for it, as records must not interleave. */

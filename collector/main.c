@@ -165,7 +165,7 @@ static void update_tick(void)
 	unsigned ms = 0;
 	if (life.leaving)
 		ms = LEAVE_TICK_MS;
-	else if (conn_waits_for_time() || (cfg.private_mode && !conn_count()))
+	else if (!(ms = conn_tick_ms()) && cfg.private_mode && !conn_count())
 		ms = TICK_MS;
 	uint64_t deadline = ms && !conn_count() ? leave_deadline() : 0;
 	if (!deadline) {

@@ -381,6 +381,9 @@ static void pprof_http_serve(struct http_conn *c, const struct http_request *rq)
 {
 	static const char prefix[] = "/debug/pprof/";
 	const char *path = rq->path;
+	/* Programs without a writer thread's socket: what their rings hold
+	 * is part of the answer. */
+	conn_drain_rings();
 	if (strcmp(path, "/debug/pprof") == 0) {
 		static const char body[] = "<a href=\"/debug/pprof/\">Moved Permanently</a>.\n\n";
 		http_respond(c, 301, "text/html; charset=utf-8", "Location: /debug/pprof/\r\n",
@@ -499,6 +502,7 @@ static uint64_t pprof_http_next_deadline(void)
 
 static void pprof_http_tick(uint64_t now_ns)
 {
+	conn_drain_rings();
 	answer_stats(now_ns, NULL);
 	ui_snapshot(now_ns);
 	for (struct window *w = windows, *next; w; w = next) {

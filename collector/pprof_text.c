@@ -261,6 +261,14 @@ static void add_stats(struct strbuf *b, const struct proc *p)
 		unsigned arenas = count_arenas(p->pid);
 		if (arenas)
 			sb_printf(b, "# MallocArenas = %u\n", arenas);
+	} else if ((p->flags & MP_HELLO_MALLOC_STATS) && (p->flags & MP_HELLO_SHARED_RING) &&
+		   !p->bye) {
+		/* Without a writer thread, only the program's own threads can
+		 * read them, and only where no malloc lock can be held: at
+		 * a sampled allocation or free. An idle program makes none. */
+		sb_printf(b, "# Malloc statistics: none yet (the program reads them at its next "
+			     "sampled allocation or free after a page asks, and has made none "
+			     "since; reload to see them)\n");
 	} else if (p->flags & MP_HELLO_MALLOC_STATS) {
 		/* Read only while this page waits for them (a walk of the
 		 * whole heap): a process that has ended was not asked. */

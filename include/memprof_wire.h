@@ -27,7 +27,7 @@
 #include <stdint.h>
 
 #define MP_WIRE_MAGIC 0x4f52504dU /* "MPRO" read as little-endian bytes */
-#define MP_WIRE_VERSION 3U /* 2: allocation ids; 3: tallies */
+#define MP_WIRE_VERSION 4U /* 2: allocation ids; 3: tallies; 4: shared rings */
 #define MP_REC_MAX_PAYLOAD (1U << 20)
 #define MP_MAX_FRAMES 128     /* deepest stack the shim sends */
 #define MP_MAX_BUILD_ID 64    /* longest build id kept, in bytes */
@@ -69,6 +69,12 @@ struct mp_rec_hdr {
 				* parent's connection (ppid) */
 #define MP_HELLO_MALLOC_STATS 8U /* the process's malloc is glibc's: it
 				  * answers MP_REC_STATS_REQUEST */
+#define MP_HELLO_SHARED_RING 16U /* every record after the hello comes
+				  * through a shared ring (struct
+				  * mp_sring_hdr), whose memfd rides with the
+				  * hello (SCM_RIGHTS); the connection itself
+				  * closes after the hello. The process's end
+				  * is its pid's, not the connection's. */
 #define MP_HELLO_RESUMED 4U    /* the same image (pid, start_ns) lost its
 				* connection (the program closed it) and goes
 				* on here: stack ids, mappings and blocks are
@@ -247,6 +253,35 @@ struct mp_exec {
 	uint32_t flags;    /* MP_EXEC_* */
 	uint64_t time_ns;  /* CLOCK_REALTIME just before the exec or spawn */
 	uint32_t path_len; /* bytes of path that follow */
+	uint32_t reserved;
+};
+
+/*
+ * The shared ring of MP_HELLO_SHARED_RING: a memfd the shim creates, sizes,
+ * seals against shrinking and growing (the collector checks, so that no
+ * client can make its reads fault) and maps; the collector maps it too.
+ * One producer, the shim, appends the same byte stream a socket would
+ * carry at data_off + (head mod data_size); one consumer, the collector,
+ * takes bytes up to head and says so in tail. Counters only grow; each is
+ * written by one side only and read by the other with acquire/release.
+ * The collector copies bytes out before it reads them, and drops a client
+ * whose head is behind tail or more than data_size ahead of it.
+ */
+#define MP_SRING_MAGIC 0x474e5253U /* "SRNG" read as little-endian bytes */
+#define MP_SRING_DATA_OFF 4096U
+#define MP_SRING_MAX_DATA (16U << 20)
+
+struct mp_sring_hdr {
+	uint32_t magic;       /* MP_SRING_MAGIC */
+	uint32_t data_size;   /* a power of two, <= MP_SRING_MAX_DATA */
+	uint64_t pad0[7];
+	uint64_t head;        /* bytes the shim has written, ever */
+	uint64_t pad1[7];
+	uint64_t tail;        /* bytes the collector has taken, ever */
+	uint64_t pad2[7];
+	uint32_t stats_asked; /* bumped by the collector: send
+			       * MP_REC_MALLOC_STATS (instead of
+			       * MP_REC_STATS_REQUEST on a socket) */
 	uint32_t reserved;
 };
 

@@ -91,6 +91,79 @@ start_collector() {
 	[[ $output == *"events dropped"* ]]
 }
 
+# A shared ring (MP_HELLO_SHARED_RING) is memory the client can change at
+# any moment, and the descriptor that brings it could be anything: each
+# lie is named, a descriptor that is not the ring is closed at once, and
+# an honest ring's records make a profile.
+@test "clients that lie about their shared ring are dropped with the reason; stray descriptors are closed" {
+	start_collector
+	before=$(ls /proc/$COLLECTOR_PID/fd | wc -l)
+	python3 - "$TEST_TMP/sock" <<'EOF'
+import fcntl, mmap, os, socket, struct, sys, time
+OFF, DATA = 4096, 65536
+def ring(seal=True):
+    fd = os.memfd_create("ring", os.MFD_ALLOW_SEALING)
+    os.ftruncate(fd, OFF + DATA)
+    if seal:
+        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW)
+    m = mmap.mmap(fd, OFF + DATA)
+    struct.pack_into("<II", m, 0, 0x474e5253, DATA)
+    return fd, m
+def put(m, data):
+    head = struct.unpack_from("<Q", m, 64)[0]
+    for i, b in enumerate(data):
+        m[OFF + (head + i) % DATA] = b
+    struct.pack_into("<Q", m, 64, head + len(data))
+def hello(flags):
+    body = struct.pack("<IIIIQIIQIIII", 0x4f52504d, 4, os.getpid(), 1, 4096, 0, flags, 0, 0, 5, 0, 0) + b"probe"
+    return struct.pack("<II", 1, len(body)) + body
+def client(kind):
+    if os.fork():
+        return
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(sys.argv[1])
+    fds, m = [], None
+    if kind in ("unsealed", "badhead", "garbage", "good"):
+        fd, m = ring(seal=kind != "unsealed")
+        fds = [fd]
+    elif kind == "pipe":
+        fds = [os.pipe()[0]]
+    elif kind == "extra":
+        fds = [os.pipe()[0] for _ in range(3)]
+    flags = 0 if kind == "extra" else 16
+    socket.send_fds(s, [hello(flags)], fds)
+    s.close()
+    if kind == "badhead":
+        struct.pack_into("<Q", m, 64, 4 * DATA)
+    elif kind == "garbage":
+        put(m, os.urandom(256))
+    elif kind == "good":
+        stack = struct.pack("<II", 3, 16) + struct.pack("<IIQ", 1, 1, 0x400000)
+        alloc = struct.pack("<II", 4, 32) + struct.pack("<QQIIQ", 0x10000000, 1 << 20, 1, 0, 0)
+        put(m, stack + alloc + struct.pack("<II", 6, 0))
+    time.sleep(1)
+    os._exit(0)
+for kind in ("nofd", "unsealed", "pipe", "badhead", "garbage", "extra", "good"):
+    client(kind)
+for _ in range(7):
+    os.wait()
+EOF
+	sleep 0.3
+	kill -0 "$COLLECTOR_PID"
+	sed 's/^/# /' collector.err >&3
+	grep -q "a shared ring was announced but none came with the hello" collector.err
+	grep -q "the shared ring can shrink (not sealed)" collector.err
+	grep -q "the shared ring is not a memory file" collector.err
+	grep -q "its shared ring's write counter is out of range" collector.err
+	[ "$(grep -c 'dropping' collector.err)" -eq 5 ]
+	# Every descriptor that came is closed, and every ring unmapped.
+	[ "$(ls /proc/$COLLECTOR_PID/fd | wc -l)" -eq "$before" ]
+	! grep -q memfd: /proc/$COLLECTOR_PID/maps
+	# The honest ring's block, in the dump it asked for.
+	f=$(ls out/probe.*.0001.heap.pb.gz)
+	[ "$(total inuse_space "$f")" = $((1 << 20)) ]
+}
+
 @test "a client that sends garbage is dropped and the collector serves everyone else" {
 	start_collector
 	python3 - "$TEST_TMP/sock" <<'EOF'
@@ -105,7 +178,7 @@ held.append(client(os.urandom(4096)))                      # noise
 held.append(client(struct.pack("<II", 1, 100) + os.urandom(100)))  # not our hello
 held.append(client(struct.pack("<II", 1, 0xffffffff)))     # absurd length
 held.append(client(struct.pack("<II", 1, 8) + b"x" * 8))   # short hello
-body = struct.pack("<IIIIQIIQIIII", 0x4f52504d, 3, 4242, 1, 4096, 0, 0, 0, 0, 4, 0, 0) + b"fake"
+body = struct.pack("<IIIIQIIQIIII", 0x4f52504d, 4, 4242, 1, 4096, 0, 0, 0, 0, 4, 0, 0) + b"fake"
 hello = struct.pack("<II", 1, len(body)) + body
 held.append(client(hello + struct.pack("<IIQQIIQ", 4, 32, 16, 32, 7, 0, 1)))  # unknown stack
 held.append(client(hello + struct.pack("<II", 3, 16) + struct.pack("<IIQ", 5, 1, 4096)))  # ids out of order
@@ -318,7 +391,7 @@ collector_leaves() {
 	start_collector --report report
 	python3 - "$TEST_TMP/sock" <<'PY'
 import socket, struct, sys
-body = struct.pack("<IIIIQIIQIIII", 0x4f52504d, 3, 4242, 1, 4096, 0, 0, 0, 0, 4, 0, 0) + b"fake"
+body = struct.pack("<IIIIQIIQIIII", 0x4f52504d, 4, 4242, 1, 4096, 0, 0, 0, 0, 4, 0, 0) + b"fake"
 hello = struct.pack("<II", 1, len(body)) + body
 def notice(pid, flags, path, path_len=None):
     n = struct.pack("<IIQII", pid, flags, 1, len(path) if path_len is None else path_len, 0) + path
