@@ -123,7 +123,7 @@ static const char *const known[] = {
 	"MEMPROF_RATE", "MEMPROF_CPU_HZ", "MEMPROF_DIR", "MEMPROF_INTERVAL",
 	"MEMPROF_SOCKET", "MEMPROF_DUMP_SIGNAL", "MEMPROF_SEED",
 	"MEMPROF_COLLECTOR", "MEMPROF_QUIET", "MEMPROF_LEAK_CHECK", "MEMPROF_LEAK_EXITCODE",
-	"MEMPROF_SUPPRESSIONS", "MEMPROF_MODE", "MEMPROF_CACHE_DIR",
+	"MEMPROF_SUPPRESSIONS", "MEMPROF_MODE", "MEMPROF_CACHE_DIR", "MEMPROF_WRITER",
 	"MEMPROF_ALL", "MEMPROF_ONLY", /* read by the collector */
 	NULL,
 };
@@ -208,6 +208,12 @@ void mp_config_load(void)
 			memcpy(mp_cfg.mode, v, strlen(v) + 1);
 		else
 			reject("MEMPROF_MODE", v, "a file mode such as 0600, 0640 or 0644", "0600");
+	}
+	if ((v = getenv("MEMPROF_WRITER")) && *v) {
+		if (strcmp(v, "thread") == 0 || strcmp(v, "ring") == 0)
+			mp_cfg.writer_thread = strcmp(v, "thread") == 0;
+		else
+			reject("MEMPROF_WRITER", v, "ring or thread", "ring");
 	}
 	mp_cfg.leak_exitcode = 23;
 	if ((v = getenv("MEMPROF_LEAK_CHECK")) && *v) {

@@ -5,7 +5,8 @@
  * preallocated slots. The collector unwinds those copies, so the handler
  * never reaches libunwind, dl_iterate_phdr or the loader lock, the road by
  * which in-process unwinding from signal handlers deadlocks (gperftools
- * #1583, #1188, #775; libunwind #16). The writer thread ships the copies.
+ * #1583, #1188, #775; libunwind #16). The writer ships the copies: its
+ * thread, or, without one, the handler itself (writer.c).
  *
  * The timer is one-shot, re-armed by the handler at an absolute time on the
  * thread's CPU clock a uniformly random interval in [P/2, 3P/2) after the
@@ -169,8 +170,12 @@ static void on_sigprof(int sig, siginfo_t *si, void *ucv)
 	s->stack_len = (uint32_t)len;
 	s->weight = weight;
 	atomic_store_explicit(&t->head, h + 1, memory_order_release);
-	/* Half full: the writer should come now rather than at its next tick. */
-	if (used + 1 == SLOTS / 2)
+	/* Without a writer thread this thread sends it, unless it was in the
+	 * middle of the shim's work. With one: half full, the writer should
+	 * come now rather than at its next tick. */
+	if (mp_writer_threadless)
+		mp_writer_pump_from_signal();
+	else if (used + 1 == SLOTS / 2)
 		mp_writer_wake();
 out:
 	errno = saved;
@@ -306,26 +311,32 @@ bool mp_cpu_pending(void)
 }
 
 /* Writer side: hands every copied sample to fn, then frees threads that
- * have gone and have nothing left. Only the writer removes records, and it
- * never unlinks the head, which pushers may be changing. */
+ * have gone and have nothing left. Only the writer (one caller at a time)
+ * removes records, and it never unlinks the head, which pushers may be
+ * changing. */
 uint64_t mp_cpu_drain(void (*fn)(pid_t tid, uint32_t weight, const uint64_t *regs,
-				  const void *stack, uint32_t stack_len))
+				  const void *stack, uint32_t stack_len),
+		      size_t *max)
 {
 	uint64_t dropped = 0;
+	size_t n = 0;
 	struct mp_thread *prev = NULL;
 	for (struct mp_thread *t = atomic_load(&threads), *next; t; t = next) {
 		next = t->next;
 		uint32_t tail = atomic_load_explicit(&t->tail, memory_order_relaxed);
 		uint32_t head = atomic_load_explicit(&t->head, memory_order_acquire);
-		for (; tail != head; tail++) {
+		for (; tail != head && n < *max; tail++, n++) {
 			const struct cpu_slot *s = &t->slots[tail % SLOTS];
 			fn(t->tid, s->weight, s->regs, s->stack, s->stack_len);
 			atomic_store_explicit(&t->tail, tail + 1, memory_order_release);
 		}
 		dropped += atomic_exchange(&t->dropped, 0);
+		/* Not waiting for the lock: this may run in a signal handler
+		 * that interrupted its holder (mp_cpu_step_aside). The record
+		 * is freed next time instead. */
 		if (prev && atomic_load(&t->dead) &&
-		    atomic_load(&t->head) == atomic_load(&t->tail)) {
-			lock_list();
+		    atomic_load(&t->head) == atomic_load(&t->tail) &&
+		    !atomic_flag_test_and_set_explicit(&list_lock, memory_order_acquire)) {
 			prev->next = next;
 			unlock_list();
 			munmap(t, sizeof(*t));
@@ -333,5 +344,6 @@ uint64_t mp_cpu_drain(void (*fn)(pid_t tid, uint32_t weight, const uint64_t *reg
 		}
 		prev = t;
 	}
+	*max = n;
 	return dropped;
 }

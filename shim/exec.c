@@ -229,8 +229,11 @@ static bool queue_notice(pid_t pid, uint32_t flags, uint64_t time_ns, const char
 	memcpy(rec + sizeof(hdr) + sizeof(ex), path, path_len);
 	mp_ring_commit(rec);
 	/* The writer may be napping: a vfork child's parent, or posix_spawn's
-	 * caller, may _exit soon (dash does), before its next look. */
+	 * caller, may _exit soon (dash does), before its next look. Without
+	 * a writer, this thread sends it (fork may be called from a signal
+	 * handler: as from one). */
 	mp_writer_wake();
+	mp_writer_pump_from_signal();
 	return true;
 }
 

@@ -69,6 +69,11 @@ static void install_dump_signal(void)
  * the gate closes before the stripes are locked. */
 static void fork_prepare(void)
 {
+	/* The child's heap starts as a copy of ours, which the collector
+	 * takes from what we have sent: everything, before the gate closes
+	 * (CPU samples go only through the gate). */
+	if (mp_writer_threadless && atomic_load(&mp_state) == MP_STATE_ON)
+		mp_writer_sync(2000);
 	mp_tls.busy++;
 	mp_gate_close();
 	/* With every allocation recorded (a leak check), the collector must

@@ -208,14 +208,14 @@ bool mp_ring_blocked(void)
 	return blocked;
 }
 
-size_t mp_ring_drain(void (*fn)(uint32_t type, const void *payload, uint32_t len))
+size_t mp_ring_drain_max(void (*fn)(uint32_t type, const void *payload, uint32_t len), size_t max)
 {
 	size_t n = 0;
 	blocked = false;
 	if (!ring)
 		return 0;
 	uint64_t t = atomic_load_explicit(&tail_line.v, memory_order_relaxed);
-	for (;;) {
+	while (n < max) {
 		uint64_t h = atomic_load_explicit(&head_line.v, memory_order_acquire);
 		if (t == h)
 			break;

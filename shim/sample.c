@@ -303,6 +303,7 @@ void mp_sample_slow(void *p, size_t size)
 	t->busy++;
 	record_alloc(p, size);
 	t->busy--;
+	mp_writer_pump_point();
 }
 
 void mp_sample_tally_free_event(uint64_t word)
@@ -346,4 +347,6 @@ void mp_sample_free(void *p)
 		}
 	}
 	t->busy--;
+	if (reported)
+		mp_writer_pump_point();
 }

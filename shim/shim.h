@@ -102,6 +102,8 @@ struct mp_config {
 	uint64_t seed;        /* MEMPROF_SEED, 0 = random */
 	bool full_trace;      /* rate == 1: nothing may be dropped */
 	bool leak_check;      /* MEMPROF_LEAK_CHECK: check for leaks at exit */
+	bool writer_thread;   /* MEMPROF_WRITER=thread: a writer thread and a
+			       * socket, never the shared ring */
 	int leak_exitcode;    /* MEMPROF_LEAK_EXITCODE: exit status when leaking */
 	char suppressions[1024]; /* MEMPROF_SUPPRESSIONS: LSan-style file */
 	char socket[108];     /* MEMPROF_SOCKET, "" = start a private collector */
@@ -363,8 +365,13 @@ void *mp_ring_reserve(uint32_t type, uint32_t len);
 /* Publishes a record obtained from mp_ring_reserve. */
 void mp_ring_commit(void *payload);
 /* Consumer side: calls fn for each committed record in order, stops at the
- * first uncommitted one; returns the number of records consumed. */
-size_t mp_ring_drain(void (*fn)(uint32_t type, const void *payload, uint32_t len));
+ * first uncommitted one or after max records; returns the number of
+ * records consumed. */
+size_t mp_ring_drain_max(void (*fn)(uint32_t type, const void *payload, uint32_t len), size_t max);
+static inline size_t mp_ring_drain(void (*fn)(uint32_t type, const void *payload, uint32_t len))
+{
+	return mp_ring_drain_max(fn, SIZE_MAX);
+}
 bool mp_ring_empty(void);
 /* The last mp_ring_drain stopped at a record not yet committed, short of
  * the head it had read. */
@@ -501,9 +508,27 @@ void mp_trings_fork_child(void);
  * shared ring). */
 uint16_t mp_tring_own(void);
 
-/* ---- writer thread (writer.c) -------------------------------------------- */
+/* ---- the shared ring (sring.c) ------------------------------------------- */
 
-/* Connects to the collector and starts the writer thread. 0 or -1. */
+/* Creates, seals and maps this image's ring; its memfd (close-on-exec,
+ * high), which goes with the hello and is then closed, or -1. */
+int mp_sring_create(void);
+/* Whether this image writes through a ring. */
+bool mp_sring_on(void);
+/* Unmaps the ring (a fork child's copy of its parent's mapping). */
+void mp_sring_forget(void);
+/* Bytes that can be appended now without overwriting what the collector
+ * has not taken. */
+size_t mp_sring_room(void);
+/* Appends at most len bytes of buf (as many as there is room for). */
+size_t mp_sring_put(const void *buf, size_t len);
+/* Whether the collector asked for malloc statistics since *seen. */
+bool mp_sring_stats_asked(uint32_t *seen);
+
+/* ---- the writer (writer.c) ------------------------------------------------ */
+
+/* Connects to the collector: hands it a shared ring, or starts the writer
+ * thread. 0 or -1. */
 int mp_writer_start(void);
 /* Remembers the program's name before the program can rewrite argv, and
  * where its arguments are (the constructor's argc and argv). */
@@ -545,6 +570,15 @@ void mp_writer_sync(int stall_ms);
 /* In a forked child: forget the parent's connection and thread. */
 void mp_writer_fork_child(void);
 bool mp_writer_alive(void);
+/* Without a writer thread (a shared ring: mp_sring_on), records are sent
+ * by the threads that made them, at these points: */
+extern bool mp_writer_threadless;
+/* After a sampled allocation or free has been recorded, outside the
+ * shim's own state (mp_tls.busy is 0). */
+void mp_writer_pump_point(void);
+/* From a signal handler of the shim's: sends what is queued unless the
+ * handler interrupted the shim itself (then the interrupted code does). */
+void mp_writer_pump_from_signal(void);
 
 /* ---- the keeper thread (keeper.c) ------------------------------------------ */
 
@@ -615,10 +649,12 @@ void mp_cpu_thread_end(void);
 void mp_cpu_step_aside(const char *why);
 /* In a forked child: the one thread left gets a new timer. */
 void mp_cpu_fork_child(void);
-/* Writer side: passes every pending sample to fn; returns the samples
- * dropped (slots full) since the last call. */
+/* Writer side: passes pending samples to fn, at most *max of them (*max is
+ * set to how many went); returns the samples dropped (slots full) since
+ * the last call. */
 uint64_t mp_cpu_drain(void (*fn)(pid_t tid, uint32_t weight, const uint64_t *regs,
-				  const void *stack, uint32_t stack_len));
+				  const void *stack, uint32_t stack_len),
+		      size_t *max);
 bool mp_cpu_pending(void);
 
 /* dlsym(RTLD_NEXT, name), for wrappers of functions other than malloc's. */

@@ -1,9 +1,15 @@
 /*
- * The writer thread: the only place the shim talks to the collector. It
- * drains the event ring, turns captured stacks into stack ids (each distinct
- * stack crosses the socket once), batches wire records and sends them.
- * Program threads never wait for it, except in full-trace mode when the ring
- * is full (see ring.c).
+ * The writer: the only place the shim talks to the collector. It drains
+ * the event ring, turns captured stacks into stack ids (each distinct stack
+ * crosses to the collector once), batches wire records and sends them.
+ *
+ * At the defaults it has no thread (see sring.c for why): the records go
+ * into a ring shared with the collector, appended by whichever program
+ * thread reaches a pump point first (after a sampled allocation or free,
+ * memprof's signal handlers, exec, fork, exit), never waiting for room.
+ * At rate 1, where this work is most of memprof's, it is a thread of its
+ * own that sends over a socket; program threads never wait for it, except
+ * when the ring is full (see ring.c).
  *
  * The connection lives in a descriptor table of the writer's own
  * (unshare(CLONE_FILES) before it connects): the program can neither close
@@ -16,6 +22,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <link.h>
 #include <linux/futex.h>
 #include <malloc.h>
 #include <pthread.h>
@@ -88,6 +95,14 @@ _Atomic bool mp_writer_sleeping;
 static unsigned char outbuf[64 * 1024];
 static size_t outlen;
 
+/* With a shared ring (sring.c) there is no writer thread: whichever thread
+ * reaches a pump point first sends what all have queued (pumping), and one
+ * that finds it taken leaves a note (pump_wanted) that makes the other go
+ * round once more. */
+bool mp_writer_threadless;
+static _Atomic bool pumping, pump_wanted;
+static uint32_t stats_seen; /* the collector's last stats_asked answered */
+
 /* ---- futex helpers: no fds, so a program that closes every fd cannot make
  * us write into one of its files ---------------------------------------- */
 
@@ -113,6 +128,10 @@ pid_t mp_await_tid(_Atomic pid_t *tid, bool (*running)(void))
 
 void mp_writer_wake(void)
 {
+	if (mp_writer_threadless) {
+		atomic_store(&pump_wanted, true);
+		return;
+	}
 	atomic_fetch_add_explicit(&wake_word, 1, memory_order_release);
 	mp_futex_wake(&wake_word);
 }
@@ -120,7 +139,10 @@ void mp_writer_wake(void)
 void mp_writer_request_dump(void)
 {
 	atomic_store(&dump_req, true);
-	mp_writer_wake();
+	if (mp_writer_threadless)
+		mp_writer_pump_from_signal();
+	else
+		mp_writer_wake();
 }
 
 bool mp_writer_alive(void)
@@ -150,11 +172,29 @@ static void lose_collector(const char *why, int err)
 	sock_broken = true;
 }
 
+/* The ring cannot take what must go now: the collector has stopped
+ * reading. Records cannot be left out of the stream one by one (a stack
+ * must come before what names it), so the stream ends here. */
+static void ring_overflow(void)
+{
+	if (!sock_broken)
+		mp_disable("the collector has taken nothing for a while (its ring is full); "
+			   "profiling stopped");
+	sock_broken = true;
+}
+
 static void send_all(const void *buf, size_t len)
 {
 	const unsigned char *p = buf;
 	if (sock_broken)
 		return;
+	if (mp_writer_threadless) {
+		if (mp_sring_room() < len)
+			ring_overflow();
+		else
+			mp_sring_put(buf, len);
+		return;
+	}
 	if (!sock_is_ours()) {
 		/* Gone in the middle of a record (flush reconnects between
 		 * records). Quietly: see reconnect. */
@@ -180,6 +220,13 @@ static int reconnect(void);
 
 static void flush(void)
 {
+	if (mp_writer_threadless) {
+		/* What does not fit waits at the front of outbuf. */
+		size_t n = sock_broken ? outlen : mp_sring_put(outbuf, outlen);
+		memmove(outbuf, outbuf + n, outlen - n);
+		outlen -= n;
+		return;
+	}
 	/* The program closed (or reused) our descriptor: a daemon's
 	 * closefrom, or a subprocess module closing everything between fork
 	 * and exec. Connect again and go on, between two records. Quietly
@@ -199,8 +246,13 @@ static void flush(void)
  * forwarding. Returns where the payload goes. */
 static inline unsigned char *put_room(uint32_t type, uint32_t len)
 {
-	if (outlen + sizeof(struct mp_rec_hdr) + len > sizeof(outbuf))
+	if (outlen + sizeof(struct mp_rec_hdr) + len > sizeof(outbuf)) {
 		flush();
+		if (outlen + sizeof(struct mp_rec_hdr) + len > sizeof(outbuf)) {
+			ring_overflow(); /* only a full ring leaves outbuf full */
+			outlen = 0;
+		}
+	}
 	unsigned char *o = outbuf + outlen;
 	uint64_t hdr = type | (uint64_t)len << 32;
 	memcpy(o, &hdr, sizeof(hdr));
@@ -415,7 +467,7 @@ static int reconnect(void)
 	return sock_broken ? -1 : 0;
 }
 
-static void send_hello(void)
+static void send_hello(uint32_t flags)
 {
 	static char exe[1024], name[80], cmdline[4096];
 	ssize_t exe_len = readlink("/proc/self/exe", exe, sizeof(exe));
@@ -425,7 +477,7 @@ static void send_hello(void)
 	size_t cmd_len = command_line(cmdline, sizeof(cmdline));
 	hello_start_ns = image_start_ns;
 	reconnects = 0;
-	struct mp_hello h = hello_of(0);
+	struct mp_hello h = hello_of(flags);
 	h.exe_len = (uint32_t)exe_len;
 	h.name_len = (uint32_t)name_len;
 	h.cmdline_len = (uint32_t)cmd_len;
@@ -699,6 +751,8 @@ static void send_malloc_stats(void)
  * writer's rounds. A record the shim does not know is skipped. */
 static bool stats_asked(void)
 {
+	if (mp_writer_threadless)
+		return mp_sring_stats_asked(&stats_seen);
 	bool asked = false;
 	struct mp_rec_hdr h;
 	while (!sock_broken && sock_is_ours() &&
@@ -730,8 +784,8 @@ static size_t drain_cpu(void)
 		return 0;
 	mp_mappings_check();
 	mp_gate_leave();
-	size_t n = mp_ring_drain(on_event);
-	cpu_drops += mp_cpu_drain(on_cpu_sample);
+	size_t n = mp_ring_drain(on_event), all = SIZE_MAX;
+	cpu_drops += mp_cpu_drain(on_cpu_sample, &all);
 	return n + 1;
 }
 
@@ -792,6 +846,191 @@ static void pump_parked(void)
 	while (pump(&ring_n, false))
 		;
 	flush();
+}
+
+/* ---- without a thread: the shared ring ---------------------------------------- */
+
+/* Room each batch may need in the ring: an event is at most a stack (128
+ * frames) and its allocation, or a wire record (a mapping's path); a CPU
+ * sample is at most its registers and 16 KiB of stack. Whatever finds no
+ * room stays queued, where the drops are counted if the queue fills. */
+#define EVENT_BATCH 32
+#define EVENT_BATCH_ROOM (EVENT_BATCH * 8192)
+#define CPU_BATCH 4
+#define CPU_BATCH_ROOM (CPU_BATCH * (sizeof(struct mp_rec_hdr) + sizeof(struct mp_cpu_sample) + \
+				    MP_CPU_STACK_MAX))
+
+static bool ring_room_for(size_t need)
+{
+	flush();
+	return !sock_broken && mp_sring_room() >= outlen + need;
+}
+
+/* The events queued so far, as far as the ring has room; false if some
+ * stay queued. */
+static bool ring_drain_events(void)
+{
+	for (;;) {
+		if (!ring_room_for(EVENT_BATCH_ROOM))
+			return false;
+		if (mp_ring_drain_max(on_event, EVENT_BATCH) < EVENT_BATCH)
+			return !mp_ring_blocked();
+	}
+}
+
+/* CPU samples may point into code loaded since the last look: the
+ * mappings are queued (and sent) before them. From a signal handler that
+ * can have interrupted the loader, whose list of objects is then half
+ * made (r_state says so), they wait for the next pump. */
+static void ring_drain_cpu(void)
+{
+	/* The mappings' state may be half changed by the code this thread
+	 * was running (the shim itself, if busy). */
+	if (!mp_cpu_pending() || _r_debug.r_state != RT_CONSISTENT || !mp_gate_try_enter())
+		return;
+	mp_mappings_check();
+	mp_gate_leave();
+	if (!ring_drain_events())
+		return;
+	for (size_t n = CPU_BATCH; n == CPU_BATCH && ring_room_for(CPU_BATCH_ROOM);)
+		cpu_drops += mp_cpu_drain(on_cpu_sample, &n);
+}
+
+/* One round, by the thread holding pumping. stats: not in a signal
+ * handler, and holding none of malloc's locks (mallinfo2 takes them).
+ * cpu: not called from inside the shim's own work (whose mappings check
+ * may be the one interrupted). */
+static void ring_pump(bool stats, bool cpu)
+{
+	if (ring_drain_events() && cpu)
+		ring_drain_cpu();
+	if (stats && stats_asked())
+		send_malloc_stats();
+	if (atomic_exchange(&dump_req, false)) {
+		send_drops();
+		put_simple(MP_REC_DUMP, NULL, 0);
+	}
+	flush();
+}
+
+static void pump_here(bool normal)
+{
+	/* Not in a vfork child, nor in a child made by clone without fork's
+	 * handlers: the ring is the parent's, and so is what is queued (the
+	 * parent sends it at its next pump). */
+	if (getpid() != owner_pid)
+		return;
+	atomic_store(&pump_wanted, true);
+	while (atomic_load(&pump_wanted) && !atomic_exchange(&pumping, true)) {
+		atomic_store(&pump_wanted, false);
+		mp_tls.busy++;
+		ring_pump(normal, true);
+		mp_tls.busy--;
+		atomic_store(&pumping, false);
+	}
+}
+
+void mp_writer_pump_point(void)
+{
+	if (mp_writer_threadless && !mp_tls.busy)
+		pump_here(true);
+}
+
+void mp_writer_pump_from_signal(void)
+{
+	if (!mp_writer_threadless)
+		return;
+	/* In the middle of the shim's own work its state is half changed:
+	 * the interrupted code pumps when it is done (pump_wanted). */
+	if (mp_tls.busy)
+		atomic_store(&pump_wanted, true);
+	else
+		pump_here(false);
+}
+
+/* Everything queued, sent by the calling thread once no other is pumping,
+ * while the collector keeps taking it; gives up after stall_ms without
+ * progress. Called before an exec, a fork, _exit and exit, maybe from a
+ * signal handler (_exit): malloc's statistics are left for a pump point. */
+static void pump_all(int stall_ms)
+{
+	if (getpid() != owner_pid)
+		return;
+	bool cpu = !mp_tls.busy;
+	uint64_t stall = (uint64_t)stall_ms * 1000000u, progress = mp_now_ns();
+	size_t room = 0;
+	while (!sock_broken) {
+		if (!atomic_exchange(&pumping, true)) {
+			atomic_store(&pump_wanted, false);
+			mp_tls.busy++;
+			ring_pump(false, cpu);
+			mp_tls.busy--;
+			atomic_store(&pumping, false);
+			if (!outlen && mp_ring_empty() && (!cpu || !mp_cpu_pending()))
+				return;
+		}
+		uint64_t now = mp_now_ns();
+		size_t r = mp_sring_room();
+		if (r > room) /* the collector took some */
+			progress = now;
+		room = r;
+		if (now - progress > stall)
+			return;
+		struct timespec ts = { 0, 1000000 };
+		nanosleep(&ts, NULL);
+	}
+}
+
+/* Connects, sends the hello with the ring's memfd, and closes the
+ * connection: from here on the ring is the way. 0; 1 where a ring cannot
+ * be had (the writer thread goes instead); -1 if the collector cannot be
+ * reached (errno). */
+static int start_threadless(void)
+{
+	if (mp_cfg.full_trace || mp_cfg.writer_thread)
+		return 1;
+	if (connect_collector() != 0)
+		return -1;
+	int rfd = mp_sring_create();
+	if (rfd < 0) {
+		close(sock_fd);
+		sock_fd = -1;
+		return 1;
+	}
+	send_hello(MP_HELLO_SHARED_RING);
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} ctl;
+	memset(&ctl, 0, sizeof(ctl));
+	struct iovec iov = { outbuf, outlen };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
+			      .msg_controllen = sizeof(ctl.buf) };
+	struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &rfd, sizeof(int));
+	ssize_t n;
+	do
+		n = sendmsg(sock_fd, &msg, MSG_NOSIGNAL);
+	while (n < 0 && errno == EINTR);
+	int e = errno;
+	/* The rest of a hello too long for one send goes as plain bytes. */
+	if (n > 0 && (size_t)n < outlen)
+		send_all(outbuf + n, outlen - (size_t)n);
+	close(rfd);
+	close(sock_fd);
+	sock_fd = -1;
+	outlen = 0;
+	if (n <= 0 || sock_broken) {
+		mp_sring_forget();
+		errno = n < 0 ? e : EPIPE;
+		return -1;
+	}
+	hello_delivered = true;
+	mp_writer_threadless = true;
+	return 0;
 }
 
 /* The program has no thread of its own left, so glibc, which counts this
@@ -859,7 +1098,7 @@ static void *writer_main(void *arg)
 	}
 	atomic_store(&connect_word, CONNECT_OK);
 	mp_futex_wake(&connect_word);
-	send_hello();
+	send_hello(0);
 	flush();
 	hello_delivered = true;
 	uint64_t last_busy = mp_now_ns();
@@ -922,17 +1161,25 @@ static void *writer_main(void *arg)
 
 int mp_writer_start(void)
 {
+	owner_pid = getpid();
+	parked = said_bye = false;
+	int rc = start_threadless();
+	if (rc == 0)
+		return 0;
+	if (rc < 0) {
+		mp_log("cannot reach the collector at %s (%s); profiling is off", mp_cfg.socket,
+		       strerror(errno));
+		return -1;
+	}
 	atomic_store(&finish_word, FINISH_NO);
 	atomic_store(&writer_tid, 0);
 	atomic_store(&connect_word, CONNECT_PENDING);
 	atomic_store(&world_stopped, false);
-	owner_pid = getpid();
-	parked = said_bye = false;
 	/* Without the keeper the writer keeps its socket in the program's
 	 * table (go_private). */
 	mp_keeper_start();
 	atomic_store(&alive, true);
-	int rc = mp_start_own_thread(&writer_thread, writer_main, "memprof-writer");
+	rc = mp_start_own_thread(&writer_thread, writer_main, "memprof-writer");
 	if (rc != 0) {
 		atomic_store(&alive, false);
 		mp_keeper_stop(true);
@@ -1004,9 +1251,24 @@ static bool stop_writer(uint32_t how, int stall_ms)
 	return atomic_load(&finish_word) == FINISH_DONE;
 }
 
+/* The goodbye, without a thread: after everything else, as far as the
+ * collector takes it. */
+static void finish_threadless(int stall_ms)
+{
+	if (said_bye || getpid() != owner_pid)
+		return;
+	pump_all(stall_ms);
+	send_drops();
+	put_simple(MP_REC_BYE, NULL, 0);
+	flush();
+	said_bye = true;
+}
+
 void mp_writer_finish(int stall_ms)
 {
-	if (parked)
+	if (mp_writer_threadless)
+		finish_threadless(stall_ms);
+	else if (parked)
 		mp_writer_bye();
 	else
 		stop_writer(FINISH_BYE, stall_ms);
@@ -1039,7 +1301,9 @@ int mp_writer_park(int stall_ms)
 
 void mp_writer_bye(void)
 {
-	if (parked && !said_bye) {
+	if (mp_writer_threadless) {
+		finish_threadless(1000);
+	} else if (parked && !said_bye) {
 		pump_parked();
 		send_drops();
 		put_simple(MP_REC_BYE, NULL, 0);
@@ -1159,6 +1423,10 @@ int mp_writer_leak_exchange(const struct mp_leak *leaks, size_t n, int status, u
 
 void mp_writer_sync(int stall_ms)
 {
+	if (mp_writer_threadless) {
+		pump_all(stall_ms);
+		return;
+	}
 	/* A vfork child shares our memory but is not the process the writer
 	 * speaks for. */
 	if (!mp_writer_alive() || getpid() != owner_pid)
@@ -1176,6 +1444,12 @@ void mp_writer_sync(int stall_ms)
 void mp_writer_fork_child(void)
 {
 	forked = true;
+	/* The ring is shared with the parent: this process writes its own. */
+	mp_sring_forget();
+	mp_writer_threadless = false;
+	atomic_store(&pumping, false);
+	atomic_store(&pump_wanted, false);
+	stats_seen = 0;
 	image_start_ns = realtime_now_ns();
 	hello_start_ns = 0;
 	hello_delivered = false;

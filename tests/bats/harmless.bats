@@ -80,7 +80,7 @@ load harmless_helper
 	[ "$output" = "itimer: the handler saw ticks: yes" ]
 }
 
-@test "memprof has no descriptor in the program's table, nor in a forked child's, at any rate" {
+@test "memprof has no descriptor in the program's table, nor in a forked child's, at any rate, and no thread at the default rate" {
 	# bash lists its own descriptors and a forked subshell's (ls's
 	# /proc/self/fd would be ls's), bare and under memprof run at the
 	# default rate and at rate 1.
@@ -88,12 +88,14 @@ load harmless_helper
 	only_012() { bash -c "$(declare -f close_fds); close_fds; exec \"\$@\"" _ "$@"; }
 	bare=$(only_012 bash -c "$list")
 	echo "# bare: $(echo $bare)" >&3
-	for rate in 524288 1; do
-		profiled=$(only_012 "$MEMPROF" run -o out --rate $rate -- bash -c "$list")
-		echo "# rate $rate: $(echo $profiled)" >&3
-		# The same descriptors; two more threads (the writer, the keeper).
+	# The same descriptors. At the default rate no thread either (the
+	# shared ring); at rate 1 two (the writer, the keeper).
+	for run in "524288 0" "1 2"; do
+		set -- $run
+		profiled=$(only_012 "$MEMPROF" run -o out --rate $1 -- bash -c "$list")
+		echo "# rate $1: $(echo $profiled)" >&3
 		[ "$(echo "$profiled" | sed '$d')" = "$(echo "$bare" | sed '$d')" ]
-		[ "$(echo "$profiled" | tail -1)" -eq $(($(echo "$bare" | tail -1) + 2)) ]
+		[ "$(echo "$profiled" | tail -1)" -eq $(($(echo "$bare" | tail -1) + $2)) ]
 	done
 }
 

@@ -123,8 +123,10 @@ cpu_ns() {
 # before the shim counts the calls.
 @test "malloc's statistics are read for the ?debug=1 page only: not for a dump, not at exit" {
 	start_collector
-	PRELOAD_FIRST=$T/libmallinfo_count.so MALLINFO_COUNT_LOG=$TEST_TMP/mallinfo.log \
-		MEMPROF_RATE=65536 start_target "$T/target_heap"
+	# The writer thread reads them while the page waits, however idle the
+	# program (for the shared ring, see the next test).
+	MEMPROF_WRITER=thread PRELOAD_FIRST=$T/libmallinfo_count.so \
+		MALLINFO_COUNT_LOG=$TEST_TMP/mallinfo.log MEMPROF_RATE=65536 start_target "$T/target_heap"
 	wait_for_line prog.out '^ready'
 	kill -USR2 "$PID"
 	wait_for_file "out/target_heap.$PID.0001.heap.pb.gz" 2 >/dev/null
@@ -139,9 +141,31 @@ cpu_ns() {
 	[ "$(wc -l <"$TEST_TMP/mallinfo.log")" -eq 1 ]
 }
 
+# Without a writer thread only the program's threads can read them, at a
+# sampled allocation or free (where no malloc lock is held): an idle
+# program's page says when they come, and they come once.
+@test "with the shared ring, malloc's statistics come at the program's next sample after the page asks, once" {
+	start_collector
+	PRELOAD_FIRST=$T/libmallinfo_count.so MALLINFO_COUNT_LOG=$TEST_TMP/mallinfo.log \
+		MEMPROF_RATE=65536 start_target "$T/target_heap"
+	wait_for_line prog.out '^ready'
+	kill -USR2 "$PID"
+	wait_for_file "out/target_heap.$PID.0001.heap.pb.gz" 2 >/dev/null
+	curl -sS "$URL/heap?debug=1&pid=$PID" >heap.txt
+	grep -q '^# Malloc statistics: none yet (the program reads them at its next sampled allocation' heap.txt
+	[ ! -e "$TEST_TMP/mallinfo.log" ]
+	# USR1: the program frees its sampled blocks (each a sample), and
+	# exits; the first of them answers the page's question.
+	kill -USR1 "$PID"
+	wait_for_file "out/target_heap.$PID.0002.heap.pb.gz" 2 >/dev/null
+	[ "$(wc -l <"$TEST_TMP/mallinfo.log")" -eq 1 ]
+}
+
 @test "heap?debug=1 is Go's legacy text with a memory summary, and go tool pprof reads it" {
 	start_collector
-	start_target_heap
+	# Idle, the program answers for malloc's statistics only with a
+	# writer thread (see above).
+	MEMPROF_WRITER=thread start_target_heap
 	curl -sS "$URL/heap?debug=1&pid=$PID" >heap.txt
 	head -1 heap.txt | sed 's/^/# /' >&3
 	# Twice the rate, as Go writes it.
