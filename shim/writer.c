@@ -969,6 +969,10 @@ static void pump_all(int stall_ms)
 			if (!outlen && mp_ring_empty() && (!cpu || !mp_cpu_pending()))
 				return;
 		}
+		/* Called from inside the shim (a signal handler's _exit), the
+		 * pump that holds the ring may be this thread's own. */
+		if (!cpu)
+			return;
 		uint64_t now = mp_now_ns();
 		size_t r = mp_sring_room();
 		if (r > room) /* the collector took some */

@@ -64,6 +64,37 @@ start_collector() {
 	grep -q "lost the collector" prog.err
 }
 
+@test "at the defaults too (the shared ring), a collector killed mid-run does not harm the program" {
+	expected=$("$T/target_threads")
+	start_collector --verbose
+	MEMPROF_SOCKET="$TEST_TMP/sock" MEMPROF_RATE=4096 LD_PRELOAD="$SHIM" "$T/target_threads" >prog.out 2>prog.err &
+	prog=$!
+	BG_PIDS+=($prog)
+	wait_for_line collector.err '\(target_threads\) connected'
+	kill -STOP "$prog"
+	kill -KILL "$COLLECTOR_PID"
+	wait "$COLLECTOR_PID" || true
+	kill -CONT "$prog"
+	wait "$prog"
+	[ "$(cat prog.out)" = "$expected" ]
+}
+
+# The shared ring outlives its process: what a program recorded before a
+# kill -9 is in its final profile.
+@test "a program killed with SIGKILL at the defaults: its final profile has its heap" {
+	start_collector
+	MEMPROF_SOCKET="$TEST_TMP/sock" MEMPROF_SEED=42 MEMPROF_RATE=65536 LD_PRELOAD="$SHIM" \
+		"$T/target_heap" >prog.out &
+	prog=$!
+	BG_PIDS+=($prog)
+	wait_for_line prog.out '^ready'
+	kill -KILL "$prog"
+	wait "$prog" || true
+	f=$(wait_for_file "out/target_heap.$prog.0001.heap.pb.gz" 5)
+	within "$(flat "$f" inuse_space hold_big)" $((48 * 1024 * 1024)) 15
+	within "$(flat "$f" inuse_space hold_small)" $((16 * 1024 * 1024)) 15
+}
+
 @test "a stopped collector never blocks a sampling program; the drops are reported" {
 	expected=$("$T/target_threads")
 	start_collector
