@@ -1262,10 +1262,22 @@ static void finish_threadless(int stall_ms)
 	if (said_bye || getpid() != owner_pid)
 		return;
 	pump_all(stall_ms);
+	/* The goodbye, like every record, only by the holder of the pump
+	 * (other threads may still be sampling), and the last: nothing is
+	 * sent after it. From inside the shim the holder may be this
+	 * thread, and the process ends without a goodbye. */
+	for (int waited = 0; atomic_exchange(&pumping, true); waited++) {
+		if (mp_tls.busy || waited >= stall_ms)
+			return;
+		struct timespec ts = { 0, 1000000 };
+		nanosleep(&ts, NULL);
+	}
 	send_drops();
 	put_simple(MP_REC_BYE, NULL, 0);
 	flush();
 	said_bye = true;
+	sock_broken = true;
+	atomic_store(&pumping, false);
 }
 
 void mp_writer_finish(int stall_ms)
