@@ -513,8 +513,6 @@ uint16_t mp_tring_own(void);
 /* Creates, seals and maps this image's ring; its memfd (close-on-exec,
  * high), which goes with the hello and is then closed, or -1. */
 int mp_sring_create(void);
-/* Whether this image writes through a ring. */
-bool mp_sring_on(void);
 /* Unmaps the ring (a fork child's copy of its parent's mapping). */
 void mp_sring_forget(void);
 /* Bytes that can be appended now without overwriting what the collector
@@ -570,7 +568,7 @@ void mp_writer_sync(int stall_ms);
 /* In a forked child: forget the parent's connection and thread. */
 void mp_writer_fork_child(void);
 bool mp_writer_alive(void);
-/* Without a writer thread (a shared ring: mp_sring_on), records are sent
+/* Without a writer thread (a shared ring, sring.c), records are sent
  * by the threads that made them, at these points: */
 extern bool mp_writer_threadless;
 /* After a sampled allocation or free has been recorded, outside the

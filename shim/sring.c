@@ -30,11 +30,6 @@ static struct mp_sring_hdr *hdr;
 static unsigned char *data;
 static uint64_t head; /* ours; published to hdr->head */
 
-bool mp_sring_on(void)
-{
-	return hdr != NULL;
-}
-
 int mp_sring_create(void)
 {
 	size_t total = MP_SRING_DATA_OFF + SRING_DATA;

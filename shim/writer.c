@@ -948,41 +948,60 @@ void mp_writer_pump_from_signal(void)
 		pump_here(false);
 }
 
-/* Everything queued, sent by the calling thread once no other is pumping,
- * while the collector keeps taking it; gives up after stall_ms without
- * progress. Called before an exec, a fork, _exit and exit, maybe from a
- * signal handler (_exit): malloc's statistics are left for a pump point. */
-static void pump_all(int stall_ms)
+/* Takes the pump for a caller that must send now, waiting up to stall_ms
+ * for the thread that holds it; from inside the shim (a signal handler's
+ * _exit) only if it is free, since the holder may be this very thread. */
+static bool take_pump(int stall_ms)
 {
-	if (getpid() != owner_pid)
+	for (int waited = 0; atomic_exchange(&pumping, true); waited++) {
+		if (mp_tls.busy || waited >= stall_ms)
+			return false;
+		struct timespec ts = { 0, 1000000 };
+		nanosleep(&ts, NULL);
+	}
+	atomic_store(&pump_wanted, false);
+	return true;
+}
+
+/* Everything queued, sent while the collector keeps taking it: gives up
+ * after stall_ms without progress. bye: then the goodbye, the last record
+ * (other threads may still be sampling while exit runs; nothing of theirs
+ * goes after it). Called before an exec, a fork, _exit and at exit, maybe
+ * from a signal handler (_exit): malloc's statistics are left for a pump
+ * point, and from inside the shim the CPU samples too. */
+static void pump_all(int stall_ms, bool bye)
+{
+	if (said_bye || getpid() != owner_pid)
 		return;
 	bool cpu = !mp_tls.busy;
+	if (!take_pump(stall_ms))
+		return;
+	mp_tls.busy++;
 	uint64_t stall = (uint64_t)stall_ms * 1000000u, progress = mp_now_ns();
-	size_t room = 0;
-	while (!sock_broken) {
-		if (!atomic_exchange(&pumping, true)) {
-			atomic_store(&pump_wanted, false);
-			mp_tls.busy++;
-			ring_pump(false, cpu);
-			mp_tls.busy--;
-			atomic_store(&pumping, false);
-			if (!outlen && mp_ring_empty() && (!cpu || !mp_cpu_pending()))
-				return;
-		}
-		/* Called from inside the shim (a signal handler's _exit), the
-		 * pump that holds the ring may be this thread's own. */
-		if (!cpu)
-			return;
+	size_t room = mp_sring_room();
+	for (;;) {
+		ring_pump(false, cpu);
+		if (!cpu || sock_broken || (!outlen && mp_ring_empty() && !mp_cpu_pending()))
+			break;
 		uint64_t now = mp_now_ns();
 		size_t r = mp_sring_room();
 		if (r > room) /* the collector took some */
 			progress = now;
 		room = r;
 		if (now - progress > stall)
-			return;
+			break;
 		struct timespec ts = { 0, 1000000 };
 		nanosleep(&ts, NULL);
 	}
+	if (bye) {
+		send_drops();
+		put_simple(MP_REC_BYE, NULL, 0);
+		flush();
+		said_bye = true;
+		sock_broken = true;
+	}
+	mp_tls.busy--;
+	atomic_store(&pumping, false);
 }
 
 /* Connects, sends the hello with the ring's memfd, and closes the
@@ -1255,35 +1274,10 @@ static bool stop_writer(uint32_t how, int stall_ms)
 	return atomic_load(&finish_word) == FINISH_DONE;
 }
 
-/* The goodbye, without a thread: after everything else, as far as the
- * collector takes it. */
-static void finish_threadless(int stall_ms)
-{
-	if (said_bye || getpid() != owner_pid)
-		return;
-	pump_all(stall_ms);
-	/* The goodbye, like every record, only by the holder of the pump
-	 * (other threads may still be sampling), and the last: nothing is
-	 * sent after it. From inside the shim the holder may be this
-	 * thread, and the process ends without a goodbye. */
-	for (int waited = 0; atomic_exchange(&pumping, true); waited++) {
-		if (mp_tls.busy || waited >= stall_ms)
-			return;
-		struct timespec ts = { 0, 1000000 };
-		nanosleep(&ts, NULL);
-	}
-	send_drops();
-	put_simple(MP_REC_BYE, NULL, 0);
-	flush();
-	said_bye = true;
-	sock_broken = true;
-	atomic_store(&pumping, false);
-}
-
 void mp_writer_finish(int stall_ms)
 {
 	if (mp_writer_threadless)
-		finish_threadless(stall_ms);
+		pump_all(stall_ms, true);
 	else if (parked)
 		mp_writer_bye();
 	else
@@ -1318,7 +1312,7 @@ int mp_writer_park(int stall_ms)
 void mp_writer_bye(void)
 {
 	if (mp_writer_threadless) {
-		finish_threadless(1000);
+		pump_all(1000, true);
 	} else if (parked && !said_bye) {
 		pump_parked();
 		send_drops();
@@ -1440,7 +1434,7 @@ int mp_writer_leak_exchange(const struct mp_leak *leaks, size_t n, int status, u
 void mp_writer_sync(int stall_ms)
 {
 	if (mp_writer_threadless) {
-		pump_all(stall_ms);
+		pump_all(stall_ms, false);
 		return;
 	}
 	/* A vfork child shares our memory but is not the process the writer
