@@ -62,14 +62,13 @@ void conn_setup(int epoll_fd, int listen_fd, void (*proc_gone)(struct proc *p));
 /* Accepts every pending client. Out of descriptors, it stops watching the
  * listening socket for ACCEPT_PAUSE_MS (conn_tick resumes). */
 void conn_accept(void);
-/* Called by the loop's periodic timer: resumes accepting after a pause. */
+/* Called by the loop's periodic timer: resumes accepting after a pause,
+ * and takes in what the shared rings hold. */
 void conn_tick(uint64_t now_ns);
-/* Whether conn_tick or conn_reap_detached has anything to wait for (a
- * pause in accepting, a detached process): the loop's timer runs only
- * while something does. */
-bool conn_waits_for_time(void);
-/* How often the loop's timer should tick for conn_tick: 0 when nothing
- * waits; shorter while a shared ring has been busy. */
+/* How often the loop's timer should tick for conn_tick and
+ * conn_reap_detached: 0 when nothing waits for time (neither a pause in
+ * accepting nor a detached process); shorter while a shared ring has
+ * been busy. */
 unsigned conn_tick_ms(void);
 /* Takes in what every shared ring holds (before a profile is served). */
 void conn_drain_rings(void);

@@ -349,58 +349,48 @@ static ssize_t recv_keeping_ring(struct conn *c, void *buf, size_t len)
 	return n;
 }
 
-/* What a shared ring holds, like conn_read's socket part. */
-static int ring_read(struct conn *c)
+/* Up to len bytes from c's socket or, once that has closed, from its
+ * ring: how many, 0 when there is nothing more for now, -1 when the
+ * stream has ended (what came before the end is applied) or broken. */
+static ssize_t take_bytes(struct conn *c, unsigned char *buf, size_t len)
 {
-	size_t budget = READ_BUDGET;
-	while (budget) {
-		grow_buf(c);
-		size_t room = c->cap - c->len;
-		if (room > budget)
-			room = budget;
+	if (c->fd < 0) {
 		const char *why = NULL;
-		size_t n = sring_take(c->ring, c->buf + c->len, room, &why);
+		size_t n = sring_take(c->ring, buf, len, &why);
 		if (why) {
 			reject(c, why);
-			c->len = 0;
 			return -1;
 		}
-		if (n == 0)
-			return 0;
-		ring_busy_ns = now_monotonic_ns();
-		c->len += n;
-		budget -= n;
-		if (apply_buffered(c) != 0) {
-			c->len = 0;
-			return -1;
-		}
+		if (n)
+			ring_busy_ns = now_monotonic_ns();
+		return (ssize_t)n;
 	}
-	return 1;
-}
-
-int conn_read(struct conn *c)
-{
-	size_t budget = READ_BUDGET;
-	if (c->dropped)
-		return -1;
-	if (c->fd < 0)
-		return c->ring ? ring_read(c) : -1;
-	while (budget) {
-		grow_buf(c);
-		size_t room = c->cap - c->len;
-		if (room > budget)
-			room = budget;
-		ssize_t n = recv_keeping_ring(c, c->buf + c->len, room);
+	for (;;) {
+		ssize_t n = recv_keeping_ring(c, buf, len);
+		if (n > 0)
+			return n;
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 			return 0;
-		if (n <= 0) {
-			if (n < 0)
-				log_debug("read from pid %u: %s", c->peer_pid, strerror(errno));
-			/* Apply what arrived before the end. */
-			return -1;
-		}
+		if (n < 0)
+			log_debug("read from pid %u: %s", c->peer_pid, strerror(errno));
+		return -1;
+	}
+}
+
+int conn_read(struct conn *c)
+{
+	if (c->dropped || (c->fd < 0 && !c->ring))
+		return -1;
+	for (size_t budget = READ_BUDGET; budget;) {
+		grow_buf(c);
+		size_t room = c->cap - c->len;
+		if (room > budget)
+			room = budget;
+		ssize_t n = take_bytes(c, c->buf + c->len, room);
+		if (n <= 0)
+			return (int)n;
 		c->len += (size_t)n;
 		budget -= (size_t)n;
 		if (apply_buffered(c) != 0) {
@@ -450,11 +440,9 @@ int conn_send(struct conn *c, const void *data, size_t len)
 int conn_event(struct conn *c, uint32_t events)
 {
 	if (c->fd < 0) {
-		/* The pidfd of a ring's process: it has ended. */
+		/* The pidfd of a ring's process: it has ended (conn_close
+		 * takes in what its ring still holds). */
 		c->ended = true;
-		int rc;
-		while ((rc = conn_read(c)) == 1)
-			;
 		return -1;
 	}
 	if ((events & EPOLLOUT) && c->fd >= 0 && flush_out(c) != 0)
@@ -503,16 +491,17 @@ static void pause_accepting(int err)
 	}
 }
 
-void conn_drain_rings(void)
+/* Reads every connection (rings_only: every ring whose socket has closed)
+ * until it has nothing more. Reading one can end others (a resuming hello
+ * takes over its old connection): start over whenever the list changed. */
+static void drain(bool rings_only)
 {
-	if (!nrings)
-		return;
 	uint64_t seen;
 	do {
 		seen = list_changes;
 		for (struct conn *c = conns, *next; c && seen == list_changes; c = next) {
 			next = c->next;
-			if (!c->ring || c->fd >= 0)
+			if (rings_only && (!c->ring || c->fd >= 0))
 				continue;
 			int rc;
 			while ((rc = conn_read(c)) == 1)
@@ -521,6 +510,12 @@ void conn_drain_rings(void)
 				conn_close(c);
 		}
 	} while (seen != list_changes);
+}
+
+void conn_drain_rings(void)
+{
+	if (nrings)
+		drain(true);
 }
 
 void conn_tick(uint64_t now_ns)
@@ -532,7 +527,9 @@ void conn_tick(uint64_t now_ns)
 	conn_drain_rings();
 }
 
-bool conn_waits_for_time(void)
+/* Whether conn_tick or conn_reap_detached has anything to wait for: a
+ * pause in accepting, a detached process. */
+static bool waits_for_time(void)
 {
 	return accept_paused_until || ndetached;
 }
@@ -542,7 +539,7 @@ unsigned conn_tick_ms(void)
 	if (nrings)
 		return now_monotonic_ns() - ring_busy_ns < RING_BUSY_NS ? RING_BUSY_TICK_MS
 									: RING_IDLE_TICK_MS;
-	return conn_waits_for_time() ? RING_IDLE_TICK_MS : 0;
+	return waits_for_time() ? RING_IDLE_TICK_MS : 0;
 }
 
 void conn_accept(void)
@@ -685,20 +682,7 @@ void conn_free_ended(void)
 
 void conn_drain_all(void)
 {
-	/* Reading one connection can end others (a resuming hello takes over
-	 * its old connection): start over whenever the list changed. */
-	uint64_t seen;
-	do {
-		seen = list_changes;
-		for (struct conn *c = conns, *next; c && seen == list_changes; c = next) {
-			next = c->next;
-			int rc;
-			while ((rc = conn_read(c)) == 1)
-				;
-			if (rc < 0)
-				conn_close(c);
-		}
-	} while (seen != list_changes);
+	drain(false);
 }
 
 void conn_finish_all(void)
