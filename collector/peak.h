@@ -9,7 +9,7 @@
  * first, once per high (peak_save), so afterwards its saved counts are the
  * peak's and its live ones have moved on. Reading the peak is then: the
  * saved counts if saved since the latest high, else the live ones. Per
- * event that is one compare, and at most three stores; memory is 32 bytes a
+ * event that is one compare, and at most five stores; memory is 48 bytes a
  * bucket. Measured, see README ("Peak heap profile").
  */
 #ifndef MEMPROF_COLLECTOR_PEAK_H
@@ -27,9 +27,10 @@ static inline void peak_new_bucket(const struct proc *p, struct bucket *b)
 	 * round_value does (converting an out-of-range double is undefined;
 	 * found by fuzz_wire). */
 	double unit = proc_sample_weight(p, b->size) * (double)b->size + 0.5;
-	b->unit = unit >= 18446744073709551615.0 ? UINT64_MAX : (uint64_t)unit;
+	b->unit = b->by_class ? 0 : unit >= 18446744073709551615.0 ? UINT64_MAX : (uint64_t)unit;
 	b->peak_gen = p->peak_gen;
 	b->peak_inuse = b->peak_alloc = 0;
+	b->peak_inuse_bytes = b->peak_alloc_bytes = 0;
 }
 
 /* Before b's counts change. */
@@ -39,6 +40,8 @@ static inline void peak_save(const struct proc *p, struct bucket *b)
 		b->peak_gen = p->peak_gen;
 		b->peak_inuse = b->inuse_samples;
 		b->peak_alloc = b->alloc_samples;
+		b->peak_inuse_bytes = b->inuse_bytes;
+		b->peak_alloc_bytes = b->alloc_bytes;
 	}
 }
 
@@ -52,10 +55,9 @@ static inline void peak_grew(struct proc *p, const struct bucket *b)
 	}
 }
 
-/* After n more samples of b are in use at once (a tally). */
-static inline void peak_grew_by(struct proc *p, const struct bucket *b, uint64_t n)
+/* After more bytes are in use at once (a tally). */
+static inline void peak_grew_bytes(struct proc *p, uint64_t add)
 {
-	uint64_t add = b->unit && n > UINT64_MAX / b->unit ? UINT64_MAX : b->unit * n;
 	p->inuse_est = add > UINT64_MAX - p->inuse_est ? UINT64_MAX : p->inuse_est + add;
 	if (p->inuse_est > p->peak_est) {
 		p->peak_est = p->inuse_est;
@@ -63,10 +65,9 @@ static inline void peak_grew_by(struct proc *p, const struct bucket *b, uint64_t
 	}
 }
 
-/* After n samples of b are no longer in use. */
-static inline void peak_shrank_by(struct proc *p, const struct bucket *b, uint64_t n)
+/* After bytes are no longer in use. */
+static inline void peak_shrank_bytes(struct proc *p, uint64_t less)
 {
-	uint64_t less = b->unit && n > UINT64_MAX / b->unit ? UINT64_MAX : b->unit * n;
 	p->inuse_est -= less < p->inuse_est ? less : p->inuse_est;
 }
 
@@ -85,6 +86,17 @@ static inline uint64_t peak_inuse(const struct proc *p, const struct bucket *b)
 static inline uint64_t peak_alloc(const struct proc *p, const struct bucket *b)
 {
 	return b->peak_gen == p->peak_gen ? b->peak_alloc : b->alloc_samples;
+}
+
+/* A by_class bucket's bytes at the peak. */
+static inline uint64_t peak_inuse_bytes(const struct proc *p, const struct bucket *b)
+{
+	return b->peak_gen == p->peak_gen ? b->peak_inuse_bytes : b->inuse_bytes;
+}
+
+static inline uint64_t peak_alloc_bytes(const struct proc *p, const struct bucket *b)
+{
+	return b->peak_gen == p->peak_gen ? b->peak_alloc_bytes : b->alloc_bytes;
 }
 
 /* A fork child's inherited heap is its first peak. */

@@ -345,7 +345,7 @@ char *pprof_text_heap(struct proc *p, size_t *len)
 		const struct bucket *bk = &p->buckets[i];
 		if (!bk->alloc_samples)
 			continue;
-		recs[n] = (struct record){ bk->inuse_samples * bk->size, bk->alloc_samples * bk->size, i };
+		recs[n] = (struct record){ bucket_inuse_bytes(bk), bucket_alloc_bytes(bk), i };
 		inuse_objs += bk->inuse_samples;
 		inuse_bytes += recs[n].inuse_bytes;
 		alloc_objs += bk->alloc_samples;
@@ -359,9 +359,10 @@ char *pprof_text_heap(struct proc *p, size_t *len)
 	 * MemProfileRecord counts and bytes, and the reader unsamples each
 	 * record by its mean size at the rate in the header (google/pprof
 	 * profile/legacy_profile.go, parseHeapHeader and scaleHeapSample). A
-	 * record is a bucket, one stack allocating one size, as Go's are, so
-	 * that mean size is exact and the reader's figures match the
-	 * profile.proto ones. The header carries twice the rate because the
+	 * record is a bucket, one stack allocating one size, so that mean
+	 * size is exact and the reader's figures match the profile.proto
+	 * ones (in full trace, one stack's sizes in one class: nothing is
+	 * sampled, and the counts are exact). The header carries twice the rate because the
 	 * first C++ heap profiler did and pprof halves it for "heap/".
 	 *
 	 * Totals where everything allocated is still in use would make pprof

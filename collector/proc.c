@@ -190,6 +190,7 @@ void proc_inherit(struct proc *child, const struct proc *parent)
 	for (size_t i = 0; i < parent->nbuckets; i++) {
 		child->buckets[i] = parent->buckets[i];
 		child->buckets[i].alloc_samples = parent->buckets[i].inuse_samples;
+		child->buckets[i].alloc_bytes = parent->buckets[i].inuse_bytes;
 	}
 	map_copy(&child->bucket_by_key, &parent->bucket_by_key);
 	live_copy(&child->live, &parent->live);
@@ -429,7 +430,8 @@ static uint64_t bucket_of(struct proc *p, uint32_t stack, uint64_t size)
 	 * miss per event at rate 1). */
 	struct stack *st = &p->stacks[stack];
 	uint64_t b = UINT64_MAX, *v;
-	if (st->last_bucket && p->buckets[st->last_bucket - 1].size == size)
+	if (st->last_bucket && p->buckets[st->last_bucket - 1].size == size &&
+	    !p->buckets[st->last_bucket - 1].by_class)
 		b = st->last_bucket - 1;
 	else if ((v = map_find(&p->bucket_by_key, (uint64_t)stack + 1, size)))
 		b = *v;
@@ -451,8 +453,48 @@ static uint64_t sat_add(uint64_t a, uint64_t b)
 	return a > UINT64_MAX - b ? UINT64_MAX : a + b;
 }
 
-/* Totals for a (stack, size) replace the ones before: what changed is
- * added to the bucket, which may also hold blocks reported one by one. */
+/* Class buckets are keyed apart from sized ones: (stack + 1) | CLASS_KEY
+ * cannot be a sized bucket's first key, a stack index being 32 bits. */
+#define CLASS_KEY (1ULL << 40)
+
+/* The bucket of (stack, size class), made if new; UINT64_MAX if over a
+ * limit. */
+static uint64_t class_bucket_of(struct proc *p, uint32_t stack, uint32_t size_class)
+{
+	if (stack == PROC_STACK_OVER_LIMIT)
+		return UINT64_MAX;
+	uint64_t *v = map_find(&p->bucket_by_key, ((uint64_t)stack + 1) | CLASS_KEY, size_class);
+	if (v)
+		return *v;
+	if (p->nbuckets >= PROC_MAX_BUCKETS)
+		return UINT64_MAX;
+	GROW(p->buckets, p->cap_buckets, p->nbuckets + 1);
+	uint64_t b = p->nbuckets++;
+	p->buckets[b] = (struct bucket){ .stack = stack, .size = size_class, .by_class = true };
+	peak_new_bucket(p, &p->buckets[b]);
+	map_put(&p->bucket_by_key, ((uint64_t)stack + 1) | CLASS_KEY, size_class, b);
+	return b;
+}
+
+/* What a total adds to a count, which a tally's totals replace. A fork
+ * child's first totals meet what it copied of its parent's, which may be
+ * later than the fork: totals can go down. In use: up by the difference,
+ * or down by it, not below 0. */
+static uint64_t more_of(uint64_t now, uint64_t was)
+{
+	return now > was ? now - was : 0;
+}
+
+static void move_inuse(uint64_t *inuse, uint64_t now, uint64_t was)
+{
+	if (now >= was)
+		*inuse = sat_add(*inuse, now - was);
+	else
+		*inuse -= was - now < *inuse ? was - now : *inuse;
+}
+
+/* Totals for a (stack, size class) replace the ones before: what changed
+ * is added to the bucket. */
 static int add_tally(struct proc *p, const void *payload, uint32_t len, const char **why)
 {
 	struct mp_tally t;
@@ -465,35 +507,39 @@ static int add_tally(struct proc *p, const void *payload, uint32_t len, const ch
 		*why = "tally names an unknown stack";
 		return -1;
 	}
-	if (t.frees > t.allocs) {
+	if (t.frees > t.allocs || t.free_bytes > t.alloc_bytes) {
 		*why = "tally frees more than it allocated";
+		return -1;
+	}
+	if (t.size_class >= MP_TALLY_CLASSES) {
+		*why = "tally names no size class";
 		return -1;
 	}
 	uint32_t stack = t.stack_id <= p->nwire_stacks_kept ? p->wire_stacks[t.stack_id - 1]
 							   : PROC_STACK_OVER_LIMIT;
-	uint64_t b = bucket_of(p, stack, t.size);
+	uint64_t b = class_bucket_of(p, stack, t.size_class);
 	if (b == UINT64_MAX) {
 		p->over_limit_samples += t.allocs; /* a total: an upper bound */
 		return 0;
 	}
 	struct bucket *bk = &p->buckets[b];
-	/* A fork child's first totals meet what it copied of its parent's,
-	 * which may be later than the fork: counts can go down. */
-	uint64_t more = t.allocs > bk->tally_allocs ? t.allocs - bk->tally_allocs : 0;
-	uint64_t now = t.allocs - t.frees, was = bk->tally_allocs - bk->tally_frees;
+	peak_save(p, bk);
+	uint64_t more = more_of(t.allocs, bk->tally_allocs);
+	bk->alloc_samples = sat_add(bk->alloc_samples, more);
+	bk->alloc_bytes = sat_add(bk->alloc_bytes, more_of(t.alloc_bytes, bk->tally_alloc_bytes));
+	p->samples = sat_add(p->samples, more);
+	move_inuse(&bk->inuse_samples, t.allocs - t.frees, bk->tally_allocs - bk->tally_frees);
+	uint64_t was = bk->inuse_bytes;
+	move_inuse(&bk->inuse_bytes, t.alloc_bytes - t.free_bytes,
+		   bk->tally_alloc_bytes - bk->tally_free_bytes);
+	if (bk->inuse_bytes > was)
+		peak_grew_bytes(p, bk->inuse_bytes - was);
+	else
+		peak_shrank_bytes(p, was - bk->inuse_bytes);
 	bk->tally_allocs = t.allocs;
 	bk->tally_frees = t.frees;
-	peak_save(p, bk);
-	bk->alloc_samples = sat_add(bk->alloc_samples, more);
-	p->samples = sat_add(p->samples, more);
-	if (now > was) {
-		bk->inuse_samples = sat_add(bk->inuse_samples, now - was);
-		peak_grew_by(p, bk, now - was);
-	} else if (now < was) {
-		uint64_t less = was - now < bk->inuse_samples ? was - now : bk->inuse_samples;
-		bk->inuse_samples -= less;
-		peak_shrank_by(p, bk, less);
-	}
+	bk->tally_alloc_bytes = t.alloc_bytes;
+	bk->tally_free_bytes = t.free_bytes;
 	return 0;
 }
 

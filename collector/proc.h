@@ -1,8 +1,9 @@
 /*
  * What the collector knows about one profiled process image (one
  * connection): its mappings, its stacks, the live sampled blocks and the
- * per-(stack, size) totals a heap profile is made of. It applies decoded
- * records; it neither reads sockets (conn.c) nor encodes pprof (pprof.c).
+ * per-(stack, size) totals (per (stack, size class) in full trace) a heap
+ * profile is made of. It applies decoded records; it neither reads
+ * sockets (conn.c) nor encodes pprof (pprof.c).
  */
 #ifndef MEMPROF_COLLECTOR_PROC_H
 #define MEMPROF_COLLECTOR_PROC_H
@@ -38,19 +39,37 @@ struct stack {
 	uint32_t *locs; /* indices into proc.locs, leaf first */
 };
 
-/* Samples of one call stack allocating one size: Go's bucket. */
+/* Samples of one call stack allocating one size: Go's bucket. Or, in
+ * full trace (MP_REC_TALLY), every block of one stack with sizes in one
+ * size class, counted and their bytes added up exactly in the program:
+ * then `by_class` is set, `size` is the class and the bytes are in the
+ * *_bytes fields, not (samples x size). */
 struct bucket {
 	uint32_t stack;
+	bool by_class;
 	uint64_t size;
 	uint64_t alloc_samples;
 	uint64_t inuse_samples;
-	uint64_t unit;        /* bytes one sample stands for (peak.h) */
+	uint64_t unit;        /* bytes one sample stands for (peak.h); 0 by class */
 	uint64_t peak_gen;    /* see peak.h: when peak_* were saved */
 	uint64_t peak_inuse, peak_alloc;
-	/* The last totals for this bucket from the shim's tallies
-	 * (MP_REC_TALLY), which its counts include. */
-	uint64_t tally_allocs, tally_frees;
+	/* by_class: */
+	uint64_t alloc_bytes, inuse_bytes;
+	uint64_t peak_inuse_bytes, peak_alloc_bytes;
+	/* The last totals from the shim's tallies (struct mp_tally). */
+	uint64_t tally_allocs, tally_frees, tally_alloc_bytes, tally_free_bytes;
 };
+
+/* A bucket's bytes allocated and in use, as its counts are now. */
+static inline uint64_t bucket_alloc_bytes(const struct bucket *b)
+{
+	return b->by_class ? b->alloc_bytes : b->alloc_samples * b->size;
+}
+
+static inline uint64_t bucket_inuse_bytes(const struct bucket *b)
+{
+	return b->by_class ? b->inuse_bytes : b->inuse_samples * b->size;
+}
 
 /*
  * What one process may make the collector keep (issue 12: 400,000 distinct
@@ -62,7 +81,7 @@ struct bucket {
  */
 #define PROC_MAX_STACKS 200000      /* distinct call stacks */
 #define PROC_MAX_LOCATIONS 1000000  /* distinct frame addresses */
-#define PROC_MAX_BUCKETS 1000000    /* (stack, size) pairs */
+#define PROC_MAX_BUCKETS 1000000    /* (stack, size) and (stack, class) pairs */
 #define PROC_MAX_LIVE 4000000       /* live sampled blocks (~200 MB) */
 #define PROC_STACK_OVER_LIMIT UINT32_MAX /* a stack that was not kept */
 

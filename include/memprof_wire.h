@@ -27,7 +27,8 @@
 #include <stdint.h>
 
 #define MP_WIRE_MAGIC 0x4f52504dU /* "MPRO" read as little-endian bytes */
-#define MP_WIRE_VERSION 4U /* 2: allocation ids; 3: tallies; 4: shared rings */
+/* 2: allocation ids; 3: tallies; 4: shared rings; 5: tallies per size class */
+#define MP_WIRE_VERSION 5U
 #define MP_REC_MAX_PAYLOAD (1U << 20)
 #define MP_MAX_FRAMES 128     /* deepest stack the shim sends */
 #define MP_MAX_BUILD_ID 64    /* longest build id kept, in bytes */
@@ -142,20 +143,27 @@ struct mp_free {
 };
 
 /*
- * Full trace without an event per block: how many blocks of size bytes
- * this process image has allocated from a stack, and freed, in all, since
- * it started (a fork child: since its first ancestor of the same image
- * line started; it inherits the counts with the heap). Totals, not
- * additions: a later record for the same (stack, size) replaces an earlier
- * one, so that a fork child's first records are right whatever of its
- * parent's the collector copied. frees <= allocs.
+ * Full trace without an event per block: how many blocks this process
+ * image has allocated from a stack with sizes in one size class, and
+ * freed, and their bytes, in all, since it started (a fork child: since
+ * its first ancestor of the same image line started; it inherits the
+ * counts with the heap). Class c holds the sizes from 2^(c-1) to 2^c - 1
+ * (class 0: size 0), so that a stack's sizes make a handful of tallies
+ * rather than one each: a loop allocating 4,000 sizes from one stack
+ * spent a third of its full-trace cost missing the cache in a table of
+ * them (bench/RESULTS.md). Totals, not additions: a later record for the
+ * same (stack, class) replaces an earlier one, so that a fork child's
+ * first records are right whatever of its parent's the collector copied.
+ * frees <= allocs and free_bytes <= alloc_bytes.
  */
+#define MP_TALLY_CLASSES 33 /* sizes below 2^32; larger blocks are events */
 struct mp_tally {
 	uint32_t stack_id;
-	uint32_t reserved;
-	uint64_t size;
+	uint32_t size_class;
 	uint64_t allocs;
 	uint64_t frees;
+	uint64_t alloc_bytes;
+	uint64_t free_bytes;
 };
 
 struct mp_drops {

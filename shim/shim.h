@@ -396,7 +396,7 @@ bool mp_ring_wait_for_room(uint64_t t, uint64_t *stall_start, uint64_t *seen_tai
 /* ---- full-trace tallies (tally.c) ------------------------------------------ */
 
 /* Full trace under glibc without a leak check: allocations and frees are
- * counted per (stack, size) in the program, not sent one by one. Set
+ * counted per (stack, size class) in the program, not sent one by one. Set
  * once, before anything is sampled. */
 extern bool mp_tally_on;
 #define MP_TALLY_SLOTS 256            /* threads counting at once */
@@ -411,16 +411,20 @@ extern bool mp_tally_on;
 extern _Atomic uint64_t mp_tally_step;
 #define MP_TALLY_STEP_MIN (1ULL << 20)
 
-/* One (stack, size) of a thread's table. key: gid << 32 | size, 0 = empty;
- * counts since the process (a fork child: the first of its line) began,
- * modulo 2^32: the writer reads them every TALLY_MS (writer.c) and adds
- * the differences up in 64 bits. 16 bytes, not 24: a loop allocating
- * 4,000 sizes at random spent 65% of its lookups' time on the first load
- * of an entry (perf), and the smaller table misses the cache less. */
+/* One (stack, size class) of a thread's table (size classes: struct
+ * mp_tally). key: gid << 8 | class, 0 = empty. Counts since the process
+ * (a fork child: the first of its line) began, modulo 2^32: the writer
+ * reads them every TALLY_MS (writer.c) and adds the differences up in 64
+ * bits; bytes modulo 2^64. A key per size, as before, made a loop
+ * allocating 4,000 sizes at random from one stack look up a 128 KiB table
+ * twice a pair, missing the cache a third of its full-trace cost (perf):
+ * by class, it is a dozen entries. */
 struct mp_tally_entry {
 	_Atomic uint64_t key;
 	_Atomic uint32_t allocs;
 	_Atomic uint32_t frees;
+	_Atomic uint64_t alloc_bytes;
+	_Atomic uint64_t free_bytes;
 };
 
 /* A hash of a stack's pcs: the writer's table of stack ids and the tally
@@ -441,9 +445,15 @@ static inline uint64_t mp_hash_pcs(const uint64_t *pcs, uint32_t depth)
  * NULL if there is none. (tally_sum.c) */
 void *mp_map_zeroed(size_t bytes);
 
+/* The size class of size (below 2^32): 0 for 0, else its bit length. */
+static inline uint32_t mp_tally_class(uint64_t size)
+{
+	return size ? 64 - (uint32_t)__builtin_clzll(size) : 0;
+}
+
 static inline uint64_t mp_tally_key(uint32_t gid, uint64_t size)
 {
-	return (uint64_t)gid << 32 | size;
+	return (uint64_t)gid << 8 | mp_tally_class(size);
 }
 
 /* Maps the stack table; 0, or -1 (full trace then sends events). */
@@ -470,11 +480,10 @@ size_t mp_tally_scan(void (*fn)(uint32_t slot, const struct mp_tally_entry *e, v
 /* Has slot looked at again by the next scan. */
 void mp_tally_mark_dirty(uint32_t slot);
 /* (tally_sum.c) Reads the tables that changed and calls emit for each
- * (stack, size) whose totals changed since the last call, those whose
- * in-use count shrank first; stacks above gid_limit wait for the next
- * call. Returns how many. */
-size_t mp_tally_sum(uint32_t gid_limit,
-		    void (*emit)(uint32_t gid, uint64_t size, uint64_t allocs, uint64_t frees));
+ * (stack, size class) whose totals changed since the last call, those
+ * whose bytes in use shrank first; stacks above gid_limit wait for the
+ * next call. Returns how many. */
+size_t mp_tally_sum(uint32_t gid_limit, void (*emit)(uint32_t gid, const struct mp_tally *totals));
 /* A free the thread could not count (MP_EV_TALLY_FREE). */
 void mp_tally_sum_loose_free(uint64_t word);
 /* In a fork child: the writer's sums start again from nothing. */

@@ -6,10 +6,11 @@
  * copied into the socket and read again by the collector. Each crossed
  * cores twice, and that traffic, not any one function, held the
  * two-thread malloc loop at 2.7x the CPU of a bare run (bench/RESULTS.md,
- * issue 11). A heap profile needs no more than counts per (stack, size):
- * allocations, and frees, from which the in-use counts follow. So in full
- * trace each thread counts them in a table of its own, and the writer adds
- * the tables up a few times a second and sends the totals.
+ * issue 11). A heap profile needs no more than counts per stack:
+ * allocations and frees and their bytes, from which the in-use figures
+ * follow. So in full trace each thread counts them in a table of its own,
+ * per stack and size class (a power of two: struct mp_tally), and the
+ * writer adds the tables up a few times a second and sends the totals.
  *
  *  - Stacks get a process-wide number (gid) from a lock-free table that
  *    only ever grows: the first allocation from a stack inserts it, later
@@ -18,7 +19,7 @@
  *  - The block's header (preload.c) keeps gid and size, so that free()
  *    knows what to count without a table: MP_HDR_TALLIED.
  *  - Each thread that allocates or frees holds a slot: an open-addressing
- *    table (gid, size) -> (allocations, frees), written by that thread
+ *    table (gid, class) -> (allocations, frees, their bytes), written by that thread
  *    alone, read by the writer (mp_tally_sum in tally_sum.c). The counts only
  *    grow, so whatever the writer reads is a state the table was in. A
  *    slot outlives its thread, keeping its counts, for the next thread.
@@ -231,6 +232,12 @@ static void put_copy(struct tally_table *t, const struct mp_tally_entry *src)
 	atomic_store_explicit(&t->e[i].frees,
 			      atomic_load_explicit(&src->frees, memory_order_relaxed),
 			      memory_order_relaxed);
+	atomic_store_explicit(&t->e[i].alloc_bytes,
+			      atomic_load_explicit(&src->alloc_bytes, memory_order_relaxed),
+			      memory_order_relaxed);
+	atomic_store_explicit(&t->e[i].free_bytes,
+			      atomic_load_explicit(&src->free_bytes, memory_order_relaxed),
+			      memory_order_relaxed);
 	atomic_store_explicit(&t->e[i].key, key, memory_order_relaxed);
 }
 
@@ -287,9 +294,17 @@ static inline struct mp_tally_entry *entry_of(struct slot *s, uint64_t key)
 	return &t->e[i];
 }
 
+/* The owner's counts: one writer, so a plain add, stored atomically for
+ * the writer thread that reads them. */
 static inline void bump(_Atomic uint32_t *c)
 {
 	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
+			      memory_order_relaxed);
+}
+
+static inline void add_bytes(_Atomic uint64_t *c, uint64_t n)
+{
+	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
 			      memory_order_relaxed);
 }
 
@@ -322,6 +337,7 @@ static inline bool count_in(struct slot *s, struct mp_tally_entry *e, uint64_t *
 			    size_t size)
 {
 	bump(&e->allocs);
+	add_bytes(&e->alloc_bytes, size);
 	mark_dirty(s);
 	*hdr = tallied_word(*hdr, gid, size);
 	s->growth += (int64_t)size;
@@ -332,7 +348,7 @@ static inline bool count_in(struct slot *s, struct mp_tally_entry *e, uint64_t *
 }
 
 /* Counts an allocation of size from stack gid (a thread's first, or a
- * (stack, size) new to it: the slot and the entry are made here). */
+ * (stack, class) new to it: the slot and the entry are made here). */
 static __attribute__((noinline)) bool count_alloc_slow(uint64_t *hdr, size_t size, uint32_t gid)
 {
 	struct slot *s = my_slot();
@@ -342,7 +358,7 @@ static __attribute__((noinline)) bool count_alloc_slow(uint64_t *hdr, size_t siz
 	return count_in(s, e, hdr, gid, size);
 }
 
-/* The common case, a (stack, size) the thread has counted before, with
+/* The common case, a (stack, class) the thread has counted before, with
  * every other case a tail call: it needs no stack frame. With the rest
  * inlined, each call saved and restored six registers, a fifth of its
  * instructions. */
@@ -381,6 +397,7 @@ bool mp_tally_alloc(uint64_t *hdr, size_t size, const uint64_t *pcs, uint32_t de
 static inline void count_free_in(struct slot *s, struct mp_tally_entry *e, uint64_t size)
 {
 	bump(&e->frees);
+	add_bytes(&e->free_bytes, size);
 	mark_dirty(s);
 	s->growth -= (int64_t)size;
 }

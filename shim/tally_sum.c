@@ -1,10 +1,10 @@
 /*
  * The writer's side of the tallies (tally.c): adds up what each thread's
- * table counted and says which (stack, size) totals changed.
+ * table counted and says which (stack, size class) totals changed.
  *
- * Per (slot, gid, size) it keeps the counts it saw last, so that a table
+ * Per (slot, gid, class) it keeps the counts it saw last, so that a table
  * that changed adds only its difference to the process's totals; per
- * (gid, size) the totals and what was last sent. Only the writer (or the
+ * (gid, class) the totals and what was last sent. Only the writer (or the
  * thread pumping for it once it has stopped) runs this: no locks. Memory
  * from mmap: at a leak check the program's threads may hold malloc's.
  */
@@ -13,10 +13,15 @@
 
 #include "shim.h"
 
+/* Counts in the order of struct mp_tally's: allocs, frees, alloc_bytes,
+ * free_bytes. */
+enum { ALLOCS, FREES, ALLOC_BYTES, FREE_BYTES, NCOUNTS };
+
 struct wentry {
 	uint64_t key; /* 0 = empty */
-	uint64_t v[4];
-	uint64_t listed; /* totals: in changed[] */
+	uint64_t v[NCOUNTS];    /* seen: as last read; totals: the sums */
+	uint64_t sent[NCOUNTS]; /* totals: as last sent */
+	uint64_t listed;        /* totals: in changed[] */
 };
 
 struct wmap {
@@ -24,18 +29,17 @@ struct wmap {
 	uint32_t bits, count;
 };
 
-/* seen: (slot << 56 | gid << 32 | size) -> allocs, frees as last read.
- * totals: (gid << 32 | size) -> allocs, frees, allocs sent, frees sent. */
+/* seen: (slot << 56 | gid << 8 | class) -> counts as last read.
+ * totals: (gid << 8 | class) -> the sums, and what was sent. */
 static struct wmap seen, totals;
-/* Bytes in use by the totals (sum of (allocs - frees) * size), modulo
- * 2^64 while a round is under way. */
+/* Bytes in use by the totals, modulo 2^64 while a round is under way. */
 static uint64_t inuse_bytes;
 /* Keys of totals that changed in this round. */
 static uint64_t *changed;
 static uint32_t nchanged, changed_cap;
 
-_Static_assert(MP_TALLY_SLOTS <= 256 && MP_TALLY_GID_MAX < (1U << 24),
-	       "slot, gid and size fit in one key");
+_Static_assert(MP_TALLY_SLOTS <= 256 && MP_TALLY_GID_MAX < (1U << 24) && MP_TALLY_CLASSES <= 256,
+	       "slot, gid and class fit in one key");
 
 void *mp_map_zeroed(size_t bytes)
 {
@@ -108,28 +112,34 @@ static void take_entry(uint32_t slot, const struct mp_tally_entry *e, void *arg)
 {
 	uint32_t gid_limit = *(const uint32_t *)arg;
 	uint64_t key = atomic_load_explicit(&e->key, memory_order_relaxed);
-	if ((uint32_t)(key >> 32) > gid_limit) {
+	if ((uint32_t)(key >> 8) > gid_limit) {
 		/* Its stack's mappings may not have been sent yet: next round. */
 		mp_tally_mark_dirty(slot);
 		return;
 	}
-	uint32_t a = atomic_load_explicit(&e->allocs, memory_order_relaxed);
-	uint32_t f = atomic_load_explicit(&e->frees, memory_order_relaxed);
+	uint64_t now[NCOUNTS] = {
+		atomic_load_explicit(&e->allocs, memory_order_relaxed),
+		atomic_load_explicit(&e->frees, memory_order_relaxed),
+		atomic_load_explicit(&e->alloc_bytes, memory_order_relaxed),
+		atomic_load_explicit(&e->free_bytes, memory_order_relaxed),
+	};
 	struct wentry *s = wmap_get(&seen, (uint64_t)slot << 56 | key);
 	struct wentry *t = s ? wmap_get(&totals, key) : NULL;
 	if (!t) {
 		mp_tally_mark_dirty(slot); /* out of memory: next round */
 		return;
 	}
-	if (a == s->v[0] && f == s->v[1])
+	if (memcmp(now, s->v, sizeof(now)) == 0)
 		return;
-	/* Counts wrap at 2^32; read this often, they never wrap twice. */
-	uint32_t more = a - (uint32_t)s->v[0], fewer = f - (uint32_t)s->v[1];
-	t->v[0] += more;
-	t->v[1] += fewer;
-	inuse_bytes += ((uint64_t)more - fewer) * (key & MP_TALLY_SIZE_MAX);
-	s->v[0] = a;
-	s->v[1] = f;
+	/* Counts wrap at 2^32, bytes at 2^64; read this often, they never
+	 * wrap twice. */
+	t->v[ALLOCS] += (uint32_t)(now[ALLOCS] - s->v[ALLOCS]);
+	t->v[FREES] += (uint32_t)(now[FREES] - s->v[FREES]);
+	uint64_t more = now[ALLOC_BYTES] - s->v[ALLOC_BYTES], less = now[FREE_BYTES] - s->v[FREE_BYTES];
+	t->v[ALLOC_BYTES] += more;
+	t->v[FREE_BYTES] += less;
+	inuse_bytes += more - less;
+	memcpy(s->v, now, sizeof(now));
 	note_changed(t);
 }
 
@@ -140,29 +150,38 @@ void mp_tally_sum_loose_free(uint64_t word)
 	struct wentry *t = wmap_get(&totals, mp_tally_key(gid, size));
 	if (!t)
 		return;
-	t->v[1]++;
+	t->v[FREES]++;
+	t->v[FREE_BYTES] += size;
 	inuse_bytes -= size;
 	note_changed(t);
 }
 
-/* The frees a total may say: a free counted before its allocation was
- * read (another thread's table, read earlier) waits for it. */
-static uint64_t frees_to_send(const struct wentry *t)
+/* The totals a record may say (its stack_id is the writer's to fill in:
+ * the key's gid is not the wire's id). A free counted before its allocation was
+ * read (another thread's table, read earlier) waits for it: frees and
+ * their bytes are held to the allocations'. */
+static struct mp_tally to_send(const struct wentry *t)
 {
-	return t->v[1] < t->v[0] ? t->v[1] : t->v[0];
+	const uint64_t *v = t->v;
+	return (struct mp_tally){
+		.size_class = (uint32_t)(t->key & 0xff),
+		.allocs = v[ALLOCS],
+		.frees = v[FREES] < v[ALLOCS] ? v[FREES] : v[ALLOCS],
+		.alloc_bytes = v[ALLOC_BYTES],
+		.free_bytes = v[FREE_BYTES] < v[ALLOC_BYTES] ? v[FREE_BYTES] : v[ALLOC_BYTES],
+	};
 }
 
-static void emit_one(struct wentry *t, void (*emit)(uint32_t, uint64_t, uint64_t, uint64_t))
+static void emit_one(struct wentry *t, const struct mp_tally *m,
+		     void (*emit)(uint32_t, const struct mp_tally *))
 {
-	uint64_t frees = frees_to_send(t);
-	if (t->v[0] != t->v[2] || frees != t->v[3])
-		emit((uint32_t)(t->key >> 32), t->key & MP_TALLY_SIZE_MAX, t->v[0], frees);
-	t->v[2] = t->v[0];
-	t->v[3] = frees;
+	uint64_t now[NCOUNTS] = { m->allocs, m->frees, m->alloc_bytes, m->free_bytes };
+	if (memcmp(now, t->sent, sizeof(now)) != 0)
+		emit((uint32_t)(t->key >> 8), m);
+	memcpy(t->sent, now, sizeof(now));
 }
 
-size_t mp_tally_sum(uint32_t gid_limit,
-		    void (*emit)(uint32_t gid, uint64_t size, uint64_t allocs, uint64_t frees))
+size_t mp_tally_sum(uint32_t gid_limit, void (*emit)(uint32_t gid, const struct mp_tally *totals))
 {
 	mp_tally_scan(take_entry, &gid_limit);
 	/* What shrank first, then what grew: the collector's peak is taken
@@ -174,9 +193,11 @@ size_t mp_tally_sum(uint32_t gid_limit,
 			struct wentry *t = wmap_get(&totals, changed[i]);
 			if (!t)
 				continue;
-			bool shrank = t->v[0] - frees_to_send(t) < t->v[2] - t->v[3];
+			struct mp_tally m = to_send(t);
+			bool shrank = m.alloc_bytes - m.free_bytes <
+				      t->sent[ALLOC_BYTES] - t->sent[FREE_BYTES];
 			if (shrank == (pass == 0)) {
-				emit_one(t, emit);
+				emit_one(t, &m, emit);
 				t->listed = 0;
 				n++;
 			}

@@ -624,7 +624,7 @@ void mp_writer_send_tallies_soon(void)
 	mp_writer_wake();
 }
 
-static void emit_tally(uint32_t gid, uint64_t size, uint64_t allocs, uint64_t frees)
+static void emit_tally(uint32_t gid, const struct mp_tally *totals)
 {
 	if (gid > MP_TALLY_GIDS)
 		return;
@@ -636,7 +636,8 @@ static void emit_tally(uint32_t gid, uint64_t size, uint64_t allocs, uint64_t fr
 		if (!pcs || !(tally_wire[gid] = intern_stack(pcs, depth)))
 			return;
 	}
-	struct mp_tally t = { tally_wire[gid], 0, size, allocs, frees };
+	struct mp_tally t = *totals;
+	t.stack_id = tally_wire[gid];
 	memcpy(put_room(MP_REC_TALLY, sizeof(t)), &t, sizeof(t));
 }
 

@@ -141,7 +141,7 @@ def put(m, data):
         m[OFF + (head + i) % DATA] = b
     struct.pack_into("<Q", m, 64, head + len(data))
 def hello(flags):
-    body = struct.pack("<IIIIQIIQIIII", 0x4f52504d, 4, os.getpid(), 1, 4096, 0, flags, 0, 0, 5, 0, 0) + b"probe"
+    body = struct.pack("<IIIIQIIQIIII", 0x4f52504d, 5, os.getpid(), 1, 4096, 0, flags, 0, 0, 5, 0, 0) + b"probe"
     return struct.pack("<II", 1, len(body)) + body
 def client(kind):
     if os.fork():
@@ -204,13 +204,18 @@ held.append(client(os.urandom(4096)))                      # noise
 held.append(client(struct.pack("<II", 1, 100) + os.urandom(100)))  # not our hello
 held.append(client(struct.pack("<II", 1, 0xffffffff)))     # absurd length
 held.append(client(struct.pack("<II", 1, 8) + b"x" * 8))   # short hello
-body = struct.pack("<IIIIQIIQIIII", 0x4f52504d, 4, 4242, 1, 4096, 0, 0, 0, 0, 4, 0, 0) + b"fake"
+body = struct.pack("<IIIIQIIQIIII", 0x4f52504d, 5, 4242, 1, 4096, 0, 0, 0, 0, 4, 0, 0) + b"fake"
 hello = struct.pack("<II", 1, len(body)) + body
 held.append(client(hello + struct.pack("<IIQQIIQ", 4, 32, 16, 32, 7, 0, 1)))  # unknown stack
 held.append(client(hello + struct.pack("<II", 3, 16) + struct.pack("<IIQ", 5, 1, 4096)))  # ids out of order
-held.append(client(hello + struct.pack("<II", 14, 32) + struct.pack("<IIQQQ", 9, 0, 16, 2, 1)))  # tally, unknown stack
+def tally(stack_id, size_class, allocs, frees, alloc_bytes, free_bytes):
+    return struct.pack("<II", 14, 40) + struct.pack("<IIQQQQ", stack_id, size_class, allocs, frees,
+                                                    alloc_bytes, free_bytes)
+held.append(client(hello + tally(9, 5, 2, 1, 32, 16)))     # tally, unknown stack
 stack = struct.pack("<II", 3, 16) + struct.pack("<IIQ", 1, 1, 4096)
-held.append(client(hello + stack + struct.pack("<II", 14, 32) + struct.pack("<IIQQQ", 1, 0, 16, 2, 3)))  # frees > allocs
+held.append(client(hello + stack + tally(1, 5, 2, 3, 32, 16)))  # frees > allocs
+held.append(client(hello + stack + tally(1, 5, 2, 1, 32, 48)))  # freed bytes > allocated
+held.append(client(hello + stack + tally(1, 33, 2, 1, 32, 16)))  # no such size class
 held.append(client(hello[:20]))                            # truncated, then gone
 EOF
 	MEMPROF_SOCKET="$TEST_TMP/sock" LD_PRELOAD="$SHIM" "$T/target_heap" >prog.out &
@@ -223,7 +228,7 @@ EOF
 	wait "$prog"
 	kill -0 "$COLLECTOR_PID"
 	cat collector.err | sed 's/^/# /' >&3
-	[ "$(grep -c 'dropping' collector.err)" -eq 8 ]
+	[ "$(grep -c 'dropping' collector.err)" -eq 10 ]
 	grep -q "unknown record type" collector.err
 	grep -q "short hello" collector.err
 	grep -q "not a memprof client" collector.err
@@ -231,7 +236,8 @@ EOF
 	grep -q "alloc names an unknown stack" collector.err
 	grep -q "stack ids out of sequence" collector.err
 	grep -q "tally names an unknown stack" collector.err
-	grep -q "tally frees more than it allocated" collector.err
+	[ "$(grep -c "tally frees more than it allocated" collector.err)" -eq 2 ]
+	grep -q "tally names no size class" collector.err
 }
 
 @test "forks are not held up when every allocation is recorded" {
@@ -417,7 +423,7 @@ collector_leaves() {
 	start_collector --report report
 	python3 - "$TEST_TMP/sock" <<'PY'
 import socket, struct, sys
-body = struct.pack("<IIIIQIIQIIII", 0x4f52504d, 4, 4242, 1, 4096, 0, 0, 0, 0, 4, 0, 0) + b"fake"
+body = struct.pack("<IIIIQIIQIIII", 0x4f52504d, 5, 4242, 1, 4096, 0, 0, 0, 0, 4, 0, 0) + b"fake"
 hello = struct.pack("<II", 1, len(body)) + body
 def notice(pid, flags, path, path_len=None):
     n = struct.pack("<IIQII", pid, flags, 1, len(path) if path_len is None else path_len, 0) + path
