@@ -19,10 +19,11 @@
  *  - The block's header (preload.c) keeps gid and size, so that free()
  *    knows what to count without a table: MP_HDR_TALLIED.
  *  - Each thread that allocates or frees holds a slot: an open-addressing
- *    table (gid, class) -> (allocations, frees, their bytes), written by that thread
- *    alone, read by the writer (mp_tally_sum in tally_sum.c). The counts only
- *    grow, so whatever the writer reads is a state the table was in. A
- *    slot outlives its thread, keeping its counts, for the next thread.
+ *    table (gid, class) -> (allocations, frees, their bytes), written by
+ *    that thread alone, read by the writer (mp_tally_sum in tally_sum.c).
+ *    The counts only grow, so whatever the writer reads is a state the
+ *    table was in. A slot outlives its thread, keeping its counts, for
+ *    the next thread.
  *  - The slot's dirty flag tells the writer which tables changed. The
  *    owner stores it after its counts; the writer clears it with an
  *    exchange (a full barrier) before it reads them: a count it missed was
@@ -226,18 +227,14 @@ static void put_copy(struct tally_table *t, const struct mp_tally_entry *src)
 	uint32_t i = key_home(key, t);
 	while (atomic_load_explicit(&t->e[i].key, memory_order_relaxed))
 		i = (i + 1) & mask;
-	atomic_store_explicit(&t->e[i].allocs,
-			      atomic_load_explicit(&src->allocs, memory_order_relaxed),
-			      memory_order_relaxed);
-	atomic_store_explicit(&t->e[i].frees,
-			      atomic_load_explicit(&src->frees, memory_order_relaxed),
-			      memory_order_relaxed);
-	atomic_store_explicit(&t->e[i].alloc_bytes,
-			      atomic_load_explicit(&src->alloc_bytes, memory_order_relaxed),
-			      memory_order_relaxed);
-	atomic_store_explicit(&t->e[i].free_bytes,
-			      atomic_load_explicit(&src->free_bytes, memory_order_relaxed),
-			      memory_order_relaxed);
+#define COPY(field)                                                                          \
+	atomic_store_explicit(&t->e[i].field, atomic_load_explicit(&src->field, memory_order_relaxed), \
+			      memory_order_relaxed)
+	COPY(allocs);
+	COPY(frees);
+	COPY(alloc_bytes);
+	COPY(free_bytes);
+#undef COPY
 	atomic_store_explicit(&t->e[i].key, key, memory_order_relaxed);
 }
 
