@@ -157,9 +157,9 @@ void mp_tally_sum_loose_free(uint64_t word)
 }
 
 /* The totals a record may say (its stack_id is the writer's to fill in:
- * the key's gid is not the wire's id). A free counted before its allocation was
- * read (another thread's table, read earlier) waits for it: frees and
- * their bytes are held to the allocations'. */
+ * the key's gid is not the wire's id). A free counted before its
+ * allocation was read (another thread's table, read earlier) waits for
+ * it: frees and their bytes are held to the allocations'. */
 static struct mp_tally to_send(const struct wentry *t)
 {
 	const uint64_t *v = t->v;
