@@ -772,19 +772,27 @@ static void on_cpu_sample(pid_t tid, uint32_t weight, const uint64_t *regs, cons
 	put_record(MP_REC_CPU, pc, 2);
 }
 
-/* CPU samples point into whatever was loaded when they were taken: queue
- * the mappings of anything new, send them, then the samples. */
-static size_t drain_cpu(void)
+/* CPU samples point into whatever was loaded when they were taken: with
+ * samples waiting, queues the mappings of anything new, to be sent before
+ * them; false to leave the samples for next time:
+ *  - a fork in progress may be waiting for this very thread to send what
+ *    is queued (mp_writer_sync): not at the gate;
+ *  - a signal handler may have interrupted the loader, whose list of
+ *    objects is then half made (r_state says so). */
+static bool mappings_before_cpu(void)
 {
-	if (!mp_cpu_pending())
-		return 0;
-	/* A fork in progress may be waiting for this very thread to send what
-	 * is queued (mp_writer_sync): leave the CPU samples for next time
-	 * rather than wait at the gate. */
-	if (!mp_gate_try_enter())
-		return 0;
+	if (!mp_cpu_pending() || _r_debug.r_state != RT_CONSISTENT || !mp_gate_try_enter())
+		return false;
 	mp_mappings_check();
 	mp_gate_leave();
+	return true;
+}
+
+/* The mappings, then the samples. */
+static size_t drain_cpu(void)
+{
+	if (!mappings_before_cpu())
+		return 0;
 	size_t n = mp_ring_drain(on_event), all = SIZE_MAX;
 	cpu_drops += mp_cpu_drain(on_cpu_sample, &all);
 	return n + 1;
@@ -879,19 +887,10 @@ static bool ring_drain_events(void)
 	}
 }
 
-/* CPU samples may point into code loaded since the last look: the
- * mappings are queued (and sent) before them. From a signal handler that
- * can have interrupted the loader, whose list of objects is then half
- * made (r_state says so), they wait for the next pump. */
+/* The mappings, then as many samples as the ring has room for. */
 static void ring_drain_cpu(void)
 {
-	/* The mappings' state may be half changed by the code this thread
-	 * was running (the shim itself, if busy). */
-	if (!mp_cpu_pending() || _r_debug.r_state != RT_CONSISTENT || !mp_gate_try_enter())
-		return;
-	mp_mappings_check();
-	mp_gate_leave();
-	if (!ring_drain_events())
+	if (!mappings_before_cpu() || !ring_drain_events())
 		return;
 	for (size_t n = CPU_BATCH; n == CPU_BATCH && ring_room_for(CPU_BATCH_ROOM);)
 		cpu_drops += mp_cpu_drain(on_cpu_sample, &n);
