@@ -77,6 +77,15 @@ static void reject(struct conn *c, const char *why)
 		log_msg("dropping a client (pid %u): %s", c->peer_pid, why);
 }
 
+/* conn_read until c has nothing more for now (0) or has ended (-1). */
+static int read_all(struct conn *c)
+{
+	int rc;
+	while ((rc = conn_read(c)) == 1)
+		;
+	return rc;
+}
+
 /* A fork child's heap starts as its parent's. The parent flushed what it
  * had sent before forking, so take in what its socket holds first (a read
  * that ends the parent's connection is left for the event loop to see
@@ -86,8 +95,7 @@ static void inherit_from_parent(struct conn *child)
 	for (struct conn *c = conns; c; c = c->next) {
 		if (c == child || !c->proc || c->proc->pid != child->proc->ppid)
 			continue;
-		while (conn_read(c) == 1)
-			;
+		read_all(c);
 		if (c->proc) /* a bad record may have dropped it */
 			proc_inherit(child->proc, c->proc);
 		return;
@@ -167,8 +175,7 @@ static int resume(struct conn *c, const struct mp_hello *h, const char **why)
 		return -1;
 	}
 	if (old->fd >= 0)
-		while (conn_read(old) == 1)
-			;
+		read_all(old);
 	if (!old->proc) {
 		*why = "resuming a process whose connection was dropped";
 		return -1;
@@ -503,10 +510,7 @@ static void drain(bool rings_only)
 			next = c->next;
 			if (rings_only && (!c->ring || c->fd >= 0))
 				continue;
-			int rc;
-			while ((rc = conn_read(c)) == 1)
-				;
-			if (rc < 0)
+			if (read_all(c) < 0)
 				conn_close(c);
 		}
 	} while (seen != list_changes);
@@ -584,8 +588,7 @@ void conn_accept(void)
 static void finish_conn(struct conn *c)
 {
 	if (c->ring && !c->dropped && c->fd < 0)
-		while (conn_read(c) == 1)
-			;
+		read_all(c);
 	if (c->proc)
 		log_debug("pid %u (%s) %s", c->proc->pid, c->proc->name,
 			  c->proc->bye ? "exited" : "disconnected");

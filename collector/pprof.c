@@ -469,30 +469,28 @@ static unsigned char *heap_profile(struct proc *p, const char *default_type, boo
 		uint64_t inuse = peak ? peak_inuse(p, bk) : bk->inuse_samples;
 		if (!alloc)
 			continue;
+		double w = 1.0, alloc_bytes, inuse_bytes;
+		uint64_t label = bk->size;
 		if (bk->by_class) {
 			/* Counted, not sampled: the bytes are exact, and the
 			 * label is their mean, as Go's is for every bucket. */
-			uint64_t alloc_bytes = peak ? peak_alloc_bytes(p, bk) : bk->alloc_bytes;
-			uint64_t inuse_bytes = peak ? peak_inuse_bytes(p, bk) : bk->inuse_bytes;
-			int64_t v[4] = {
-				round_value((double)alloc),
-				round_value((double)alloc_bytes),
-				round_value((double)inuse),
-				round_value((double)inuse_bytes),
-			};
-			pb_sample(&b, bk->stack, v);
-			pb_label_num(&b, "bytes", (int64_t)(alloc_bytes / alloc));
-			continue;
+			uint64_t ab = peak ? peak_alloc_bytes(p, bk) : bk->alloc_bytes;
+			alloc_bytes = (double)ab;
+			inuse_bytes = (double)(peak ? peak_inuse_bytes(p, bk) : bk->inuse_bytes);
+			label = ab / alloc;
+		} else {
+			w = proc_sample_weight(p, bk->size);
+			alloc_bytes = (double)alloc * w * (double)bk->size;
+			inuse_bytes = (double)inuse * w * (double)bk->size;
 		}
-		double w = proc_sample_weight(p, bk->size);
 		int64_t v[4] = {
 			round_value((double)alloc * w),
-			round_value((double)alloc * w * (double)bk->size),
+			round_value(alloc_bytes),
 			round_value((double)inuse * w),
-			round_value((double)inuse * w * (double)bk->size),
+			round_value(inuse_bytes),
 		};
 		pb_sample(&b, bk->stack, v);
-		pb_label_num(&b, "bytes", (int64_t)bk->size);
+		pb_label_num(&b, "bytes", (int64_t)label);
 	}
 	unsigned char *out = pb_finish(&b, len);
 	pb_free(&b);

@@ -90,11 +90,6 @@ size_t sring_take(struct sring *r, unsigned char *out, size_t max, const char **
 	return n;
 }
 
-bool sring_pending(const struct sring *r)
-{
-	return __atomic_load_n(&r->hdr->head, __ATOMIC_ACQUIRE) != r->tail;
-}
-
 void sring_ask_stats(struct sring *r)
 {
 	__atomic_fetch_add(&r->hdr->stats_asked, 1, __ATOMIC_RELEASE);

@@ -22,8 +22,6 @@ void sring_unmap(struct sring *r);
  * room back; the number copied, or 0 with *why set if the client's
  * counter is nonsense. */
 size_t sring_take(struct sring *r, unsigned char *out, size_t max, const char **why);
-/* Whether the client has appended anything not taken yet. */
-bool sring_pending(const struct sring *r);
 /* Asks the client for its malloc statistics. */
 void sring_ask_stats(struct sring *r);
 
