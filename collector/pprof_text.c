@@ -362,8 +362,9 @@ char *pprof_text_heap(struct proc *p, size_t *len)
 	 * record is a bucket, one stack allocating one size, so that mean
 	 * size is exact and the reader's figures match the profile.proto
 	 * ones (in full trace, one stack's sizes in one class: nothing is
-	 * sampled, and the counts are exact). The header carries twice the rate because the
-	 * first C++ heap profiler did and pprof halves it for "heap/".
+	 * sampled, and the counts are exact). The header carries twice the
+	 * rate because the first C++ heap profiler did and pprof halves it
+	 * for "heap/".
 	 *
 	 * Totals where everything allocated is still in use would make pprof
 	 * read a two-column profile (objects and space only, no inuse_ or
