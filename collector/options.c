@@ -72,7 +72,10 @@ static void usage(FILE *f)
 		"end tells the front end we have gone; once nobody reads it, as HUP and USR1),\n"
 		"--inspect PATH\n"
 		"(print why memprof cannot see a program: static, setuid, 32-bit, not-found or\n"
-		"unknown), --private and --listen-fd FD (a collector started by the shim).\n",
+		"unknown), --private and --listen-fd FD (a collector started by the shim).\n"
+		"For memprof's tests: --check-unwinding (unwind every CPU sample with libdw's\n"
+		"walk as well as with the cached rules, and say for each process how many\n"
+		"stacks differed).\n",
 		OPT_DEFAULT_MODE);
 }
 
@@ -135,6 +138,7 @@ int options_parse(int argc, char **argv, struct options *o)
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "all", no_argument, NULL, 'A' },
 		{ "only", required_argument, NULL, 'N' },
+		{ "check-unwinding", no_argument, NULL, 'U' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -189,6 +193,7 @@ int options_parse(int argc, char **argv, struct options *o)
 		case 'v': log_verbose = 1; break;
 		case 'A': cfg.all = true; break;
 		case 'N': cfg.only = optarg; break;
+		case 'U': cfg.check_unwinding = true; break;
 		case 'V': printf("memprof-collector %s\n", MEMPROF_VERSION); return 0;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;

@@ -35,6 +35,8 @@ struct collector_cfg {
 	bool all;            /* files for processes that recorded nothing too */
 	const char *only;    /* NULL, or the only program names (comma
 			      * separated) that get files (keep.c) */
+	bool check_unwinding; /* unwind every CPU sample with libdw too, and
+			       * say how often the stacks differed (unwind.c) */
 };
 extern struct collector_cfg cfg;
 

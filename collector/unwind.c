@@ -4,16 +4,26 @@
  * with the call frame information of the files the process has mapped, as
  * perf does for --call-graph dwarf. One Dwfl per process, rebuilt when the
  * process reports new mappings.
+ *
+ * Most frames are stepped here, with the rules unwind_rules.c has cached
+ * for their addresses; a sample with a frame those rules cannot step is
+ * unwound by libdw from its start. The collector's --check-unwinding
+ * unwinds every sample both ways and says, when each process ends, how
+ * many stacks differed (a test's check: none).
  */
 #include <elfutils/libdwfl.h>
+#include <inttypes.h>
 #include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "options.h"
 #include "unwind.h"
+#include "unwind_rules.h"
 #include "util.h"
 
 struct unwinder {
+	uint32_t pid;
 	Dwfl *dwfl;
 	size_t nmaps;  /* mappings known when the Dwfl was built */
 	bool attached;
@@ -23,6 +33,10 @@ struct unwinder {
 	const unsigned char *stack;
 	uint64_t *out;
 	uint32_t depth, max;
+	struct rule_cache rules;
+	/* --check-unwinding: samples unwound both ways, how many of them the
+	 * rules could step all the way, and how many stacks differed. */
+	uint64_t checked, by_rules, differed;
 };
 
 /* libdw's unwinder asks for a module's DWARF (for .debug_frame) before its
@@ -66,15 +80,23 @@ static bool get_thread(Dwfl *dwfl, pid_t tid, void *arg, void **thread_arg)
 }
 
 /* Only the copied stack is readable: anything else ends the walk. */
-static bool memory_read(Dwfl *dwfl, Dwarf_Addr addr, Dwarf_Word *result, void *arg)
+static bool read_word(const struct unwinder *u, uint64_t addr, uint64_t *result)
 {
-	struct unwinder *u = arg;
-	(void)dwfl;
-	uint64_t sp = u->sample->regs[7];
+	uint64_t sp = u->sample->regs[DW_REG_RSP];
 	if (addr < sp || addr - sp > u->sample->stack_len ||
 	    u->sample->stack_len - (addr - sp) < sizeof(*result))
 		return false;
 	memcpy(result, u->stack + (addr - sp), sizeof(*result));
+	return true;
+}
+
+static bool memory_read(Dwfl *dwfl, Dwarf_Addr addr, Dwarf_Word *result, void *arg)
+{
+	(void)dwfl;
+	uint64_t w;
+	if (!read_word(arg, addr, &w))
+		return false;
+	*result = w;
 	return true;
 }
 
@@ -101,6 +123,7 @@ static int build(struct unwinder *u, const struct proc *p)
 {
 	if (u->dwfl)
 		dwfl_end(u->dwfl);
+	rules_clear(&u->rules); /* addresses may name other code now */
 	u->dwfl = dwfl_begin(&dwfl_callbacks);
 	u->attached = false;
 	u->nmaps = p->nmaps;
@@ -151,11 +174,84 @@ static int on_frame(Dwfl_Frame *state, void *arg)
 	return DWARF_CB_OK;
 }
 
+/* The walk libdwfl would make (dwfl_thread_getframes, handle_cfi), frame
+ * by frame with cached rules, tracking the only registers those rules
+ * use: rsp, rbp (while known) and the pc. False when a frame's rule is
+ * not one of them: then nothing of this walk counts. */
+static bool walk_by_rules(struct unwinder *u)
+{
+	const struct mp_cpu_sample *s = u->sample;
+	uint64_t sp = s->regs[DW_REG_RSP], bp = s->regs[DW_REG_RBP];
+	uint64_t at = s->regs[DW_REG_RIP]; /* the interrupted pc itself */
+	bool bp_known = true;
+	for (u->depth = 0; u->depth < u->max;) {
+		u->out[u->depth++] = at;
+		const struct unwind_rule *r = rules_get(&u->rules, u->dwfl, at);
+		if (r->kind == RULE_LIBDW)
+			return false;
+		if (r->kind == RULE_END)
+			break;
+		if (r->cfa_reg == DW_REG_RBP && !bp_known)
+			break; /* libdw cannot compute the CFA either: it stops */
+		uint64_t cfa = (r->cfa_reg == DW_REG_RSP ? sp : bp) + (uint64_t)(int64_t)r->cfa_off;
+		uint64_t ra;
+		if (!read_word(u, cfa + (uint64_t)(int64_t)r->ra_off, &ra) || ra == 0)
+			break;
+		if (r->rbp == RBP_SAVED)
+			bp_known = read_word(u, cfa + (uint64_t)(int64_t)r->rbp_off, &bp);
+		else if (r->rbp == RBP_LOST)
+			bp_known = false;
+		sp = cfa;
+		/* A return address points after the call: step back into it,
+		 * both to name the call and to find its rule. */
+		at = ra - 1;
+	}
+	return true;
+}
+
+static void walk_by_libdw(struct unwinder *u)
+{
+	u->depth = 0;
+	if (u->attached)
+		dwfl_getthread_frames(u->dwfl, u->tid, on_frame, u);
+}
+
+/* --check-unwinding: both walks, compared. */
+static void walk_both(struct unwinder *u)
+{
+	uint64_t mine[MP_MAX_FRAMES];
+	uint64_t *out = u->out;
+	uint32_t max = u->max < MP_MAX_FRAMES ? u->max : MP_MAX_FRAMES;
+	u->out = mine;
+	u->max = max;
+	bool by_rules = u->attached && walk_by_rules(u);
+	uint32_t depth = u->depth;
+	u->out = out;
+	walk_by_libdw(u);
+	u->checked++;
+	if (!by_rules)
+		return;
+	u->by_rules++;
+	if (depth == u->depth && memcmp(mine, out, depth * sizeof(*out)) == 0)
+		return;
+	if (u->differed++ < 5) {
+		uint32_t i = 0;
+		while (i < depth && i < u->depth && mine[i] == out[i])
+			i++;
+		log_msg("pid %u: unwind check: the rules' stack of %u frames differs from "
+			"libdw's of %u at frame %u (%#" PRIx64 " against %#" PRIx64 ")",
+			u->pid, depth, u->depth, i, i < depth ? mine[i] : 0,
+			i < u->depth ? out[i] : 0);
+	}
+}
+
 uint32_t unwind_sample(struct proc *p, const struct mp_cpu_sample *s, const unsigned char *stack,
 		       uint64_t *out, uint32_t max)
 {
-	if (!p->unwinder)
+	if (!p->unwinder) {
 		p->unwinder = xcalloc(1, sizeof(*p->unwinder));
+		p->unwinder->pid = p->pid;
+	}
 	struct unwinder *u = p->unwinder;
 	if ((!u->dwfl || u->nmaps != p->nmaps) && build(u, p) != 0)
 		u->attached = false;
@@ -165,10 +261,12 @@ uint32_t unwind_sample(struct proc *p, const struct mp_cpu_sample *s, const unsi
 	u->out = out;
 	u->depth = 0;
 	u->max = max;
-	if (u->attached)
-		dwfl_getthread_frames(u->dwfl, u->tid, on_frame, u);
+	if (cfg.check_unwinding)
+		walk_both(u);
+	else if (!u->attached || !walk_by_rules(u))
+		walk_by_libdw(u);
 	if (u->depth == 0 && max)
-		out[u->depth++] = s->regs[16]; /* at least where it was */
+		out[u->depth++] = s->regs[DW_REG_RIP]; /* at least where it was */
 	return u->depth;
 }
 
@@ -176,7 +274,12 @@ void unwind_free(struct unwinder *u)
 {
 	if (!u)
 		return;
+	if (u->checked)
+		log_msg("pid %u: unwind check: %" PRIu64 " samples, %" PRIu64
+			" stepped by the cached rules, %" PRIu64 " of them differed from libdw",
+			u->pid, u->checked, u->by_rules, u->differed);
 	if (u->dwfl)
 		dwfl_end(u->dwfl);
+	rules_clear(&u->rules);
 	free(u);
 }

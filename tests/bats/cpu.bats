@@ -143,3 +143,35 @@ ratio_within() { # ratio_within A B LOW HIGH: A/(A+B) in [LOW, HIGH]
 	[[ $output == *plugin_allocate* ]]
 	all_locations_named out/*.pb.gz
 }
+
+@test "the collector's cached unwind rules give libdw's own stacks: C threads, dlopen churn, python3, gcc" {
+	"$COLLECTOR" --socket "$TEST_TMP/sock" --dir out --check-unwinding 2>collector.err &
+	COLLECTOR_PID=$!
+	BG_PIDS+=($COLLECTOR_PID)
+	for ((i = 0; i < 500; i++)); do
+		[ -S "$TEST_TMP/sock" ] && break
+		sleep 0.01
+	done
+	export MEMPROF_SOCKET=$TEST_TMP/sock MEMPROF_CPU_HZ=1000
+	LD_PRELOAD=$SHIM "$T/target_cpu" split 2 >/dev/null
+	# Libraries come and go: rules for the old code must not be used.
+	LD_PRELOAD=$SHIM "$T/target_dlopen" "$T/libplugin.so" 1 >/dev/null
+	LD_PRELOAD=$SHIM python3 -c '
+import json
+d = [{"k": i, "v": str(i) * 3} for i in range(150000)]
+print(len(json.loads(json.dumps(d))))' >/dev/null
+	awk 'BEGIN { for (i = 0; i < 400; i++) printf "int f%d(int *a, int n) { int s = 0; for (int i = 0; i < n; i++) s += a[i] * %d; return s; }\n", i, i }' >big.c
+	LD_PRELOAD=$SHIM gcc -O2 -c big.c -o big.o
+	unset MEMPROF_SOCKET MEMPROF_CPU_HZ
+	kill -TERM "$COLLECTOR_PID"
+	wait "$COLLECTOR_PID" || true
+	sed 's/^/# /' collector.err >&3
+	# "pid N: unwind check: S samples, R stepped by the cached rules, D of them differed from libdw"
+	read -r samples stepped differed < <(sed -n 's/.*unwind check: \([0-9]*\) samples, \([0-9]*\) stepped by the cached rules, \([0-9]*\) of them.*/\1 \2 \3/p' collector.err |
+		awk '{ s += $1; r += $2; d += $3 } END { print s + 0, r + 0, d + 0 }')
+	echo "# $samples samples, $stepped stepped by the rules, $differed differed" >&3
+	[ "$samples" -ge 1000 ]
+	[ $((stepped * 10)) -ge $((samples * 9)) ]
+	[ "$differed" -eq 0 ]
+	! grep -q 'differs from libdw' collector.err
+}
