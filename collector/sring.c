@@ -90,6 +90,14 @@ size_t sring_take(struct sring *r, unsigned char *out, size_t max, const char **
 	return n;
 }
 
+unsigned sring_fill16(const struct sring *r)
+{
+	uint64_t head = __atomic_load_n(&r->hdr->head, __ATOMIC_ACQUIRE);
+	if (head < r->tail || head - r->tail > r->size)
+		return 16; /* nonsense: sring_take will say so */
+	return (unsigned)((head - r->tail) * 16 / r->size);
+}
+
 void sring_ask_stats(struct sring *r)
 {
 	__atomic_fetch_add(&r->hdr->stats_asked, 1, __ATOMIC_RELEASE);

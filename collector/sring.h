@@ -22,6 +22,8 @@ void sring_unmap(struct sring *r);
  * room back; the number copied, or 0 with *why set if the client's
  * counter is nonsense. */
 size_t sring_take(struct sring *r, unsigned char *out, size_t max, const char **why);
+/* How full the ring is, in sixteenths (0: less than one, up to 16). */
+unsigned sring_fill16(const struct sring *r);
 /* Asks the client for its malloc statistics. */
 void sring_ask_stats(struct sring *r);
 

@@ -23,7 +23,8 @@
 #include "shim.h"
 
 /* At the defaults a sample is about 100 bytes and a CPU sample at most
- * 16.5 KiB; the collector looks every 20 ms. */
+ * 16.5 KiB; the collector looks every 100 ms, down to every 10 ms while
+ * a ring is found a quarter full (collector/conn.c, pace_rings). */
 #define SRING_DATA (1U << 20)
 
 static struct mp_sring_hdr *hdr;
