@@ -167,3 +167,16 @@ load test_helper
 	local cut='/<!-- bench\/timeshares:begin/,/<!-- bench\/timeshares:end/d'
 	diff <(sed "$cut" "$ROOT/bench/RESULTS.md" | grep -v '^$') <(sed "$cut" results.md | grep -v '^$')
 }
+
+# bench/collector_cpu the same way (a few seconds): a tenth of sqlite's
+# inserts, one measured run, and its row with the collector's CPU above 0.
+@test "bench/collector_cpu: a smoke run gives the collector's CPU beside the program's" {
+	run env BENCH_SIZE_DIV=10 BENCH_ROUNDS=1 BENCH_WORKLOADS=sqlite "$ROOT/bench/collector_cpu"
+	echo "$output" | tail -n 3 | sed 's/^/# /' >&3
+	[ "$status" -eq 0 ]
+	echo "$output" | grep -q "^Measured by \`BENCH_ROUNDS=1 BENCH_WORKLOADS='sqlite' BENCH_SIZE_DIV=10 bench/collector_cpu\`"
+	row=$(echo "$output" | grep -E '^\| sqlite \| [0-9]+ \| [0-9]+\.[0-9] \| [0-9.]+–[0-9.]+ \| [0-9.]+% \|$')
+	read -r prog coll < <(echo "$row" | awk -F' \\| ' '{ print $2, $3 }')
+	[ "$prog" -gt 0 ]
+	awk -v c="$coll" 'BEGIN { exit !(c > 0) }'
+}
