@@ -50,8 +50,8 @@ static unsigned nrings;         /* connections with a shared ring */
  * while each look finds every ring less than a sixteenth full, more often
  * (halving, down to RING_TICK_MIN_MS) while one is found a quarter full.
  * A wake-up of ours costs 30-60 us of CPU on a virtual machine, so at a
- * fixed 20 ms the looks alone were a third of the collector's time beside
- * sqlite3; a program at the defaults fills its ring by 20-200 KiB in
+ * fixed 20 ms the looks alone were about half of the collector's time
+ * beside sqlite3 (bench/RESULTS.md); a program at the defaults fills its ring by 20-200 KiB in
  * 100 ms. What a program did is in the collector within a tick, and a
  * dump it asked for is written as soon. */
 #define RING_TICK_MAX_MS 100

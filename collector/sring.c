@@ -70,14 +70,24 @@ void sring_unmap(struct sring *r)
 	free(r);
 }
 
-size_t sring_take(struct sring *r, unsigned char *out, size_t max, const char **why)
+/* The bytes appended and not taken yet; false if the client's counter
+ * says more than the ring holds, or less than we took. */
+static bool backlog(const struct sring *r, size_t *n)
 {
 	uint64_t head = __atomic_load_n(&r->hdr->head, __ATOMIC_ACQUIRE);
-	if (head < r->tail || head - r->tail > r->size) {
+	if (head < r->tail || head - r->tail > r->size)
+		return false;
+	*n = (size_t)(head - r->tail);
+	return true;
+}
+
+size_t sring_take(struct sring *r, unsigned char *out, size_t max, const char **why)
+{
+	size_t n;
+	if (!backlog(r, &n)) {
 		*why = "its shared ring's write counter is out of range";
 		return 0;
 	}
-	size_t n = (size_t)(head - r->tail);
 	if (n > max)
 		n = max;
 	size_t off = (size_t)(r->tail & (r->size - 1)), first = r->size - off;
@@ -92,10 +102,10 @@ size_t sring_take(struct sring *r, unsigned char *out, size_t max, const char **
 
 unsigned sring_fill16(const struct sring *r)
 {
-	uint64_t head = __atomic_load_n(&r->hdr->head, __ATOMIC_ACQUIRE);
-	if (head < r->tail || head - r->tail > r->size)
+	size_t n;
+	if (!backlog(r, &n))
 		return 16; /* nonsense: sring_take will say so */
-	return (unsigned)((head - r->tail) * 16 / r->size);
+	return (unsigned)(n * 16 / r->size);
 }
 
 void sring_ask_stats(struct sring *r)

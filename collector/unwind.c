@@ -93,11 +93,7 @@ static bool read_word(const struct unwinder *u, uint64_t addr, uint64_t *result)
 static bool memory_read(Dwfl *dwfl, Dwarf_Addr addr, Dwarf_Word *result, void *arg)
 {
 	(void)dwfl;
-	uint64_t w;
-	if (!read_word(arg, addr, &w))
-		return false;
-	*result = w;
-	return true;
+	return read_word(arg, addr, result); /* Dwarf_Word is uint64_t */
 }
 
 static bool set_initial_registers(Dwfl_Thread *thread, void *arg)
@@ -184,6 +180,8 @@ static bool walk_by_rules(struct unwinder *u)
 	uint64_t sp = s->regs[DW_REG_RSP], bp = s->regs[DW_REG_RBP];
 	uint64_t at = s->regs[DW_REG_RIP]; /* the interrupted pc itself */
 	bool bp_known = true;
+	/* base + a signed offset, wrapping as libdw's DWARF arithmetic does */
+#define AT(base, off) ((base) + (uint64_t)(int64_t)(off))
 	for (u->depth = 0; u->depth < u->max;) {
 		u->out[u->depth++] = at;
 		const struct unwind_rule *r = rules_get(&u->rules, u->dwfl, at);
@@ -193,12 +191,12 @@ static bool walk_by_rules(struct unwinder *u)
 			break;
 		if (r->cfa_reg == DW_REG_RBP && !bp_known)
 			break; /* libdw cannot compute the CFA either: it stops */
-		uint64_t cfa = (r->cfa_reg == DW_REG_RSP ? sp : bp) + (uint64_t)(int64_t)r->cfa_off;
+		uint64_t cfa = AT(r->cfa_reg == DW_REG_RSP ? sp : bp, r->cfa_off);
 		uint64_t ra;
-		if (!read_word(u, cfa + (uint64_t)(int64_t)r->ra_off, &ra) || ra == 0)
+		if (!read_word(u, AT(cfa, r->ra_off), &ra) || ra == 0)
 			break;
 		if (r->rbp == RBP_SAVED)
-			bp_known = read_word(u, cfa + (uint64_t)(int64_t)r->rbp_off, &bp);
+			bp_known = read_word(u, AT(cfa, r->rbp_off), &bp);
 		else if (r->rbp == RBP_LOST)
 			bp_known = false;
 		sp = cfa;
@@ -206,6 +204,7 @@ static bool walk_by_rules(struct unwinder *u)
 		 * both to name the call and to find its rule. */
 		at = ra - 1;
 	}
+#undef AT
 	return true;
 }
 
@@ -259,7 +258,6 @@ uint32_t unwind_sample(struct proc *p, const struct mp_cpu_sample *s, const unsi
 	u->sample = s;
 	u->stack = stack;
 	u->out = out;
-	u->depth = 0;
 	u->max = max;
 	if (cfg.check_unwinding)
 		walk_both(u);
