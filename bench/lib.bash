@@ -1,10 +1,29 @@
-# bench/lib.bash: what bench/run and bench/realprog share (sourced, not
-# run). The caller sets quiet_wait (seconds a run may wait for a quiet
+# bench/lib.bash: what the bench/ scripts share (sourced, not run). The caller sets quiet_wait (seconds a run may wait for a quiet
 # machine) before calling wait_quiet, and reads quiet_waited (seconds
 # waited in all) for its report.
 
 hz=$(getconf CLK_TCK)
 ncpu=$(nproc)
+
+# The environment bench/realprog's workloads run in: no profiler or
+# allocator setting of the caller's, fixed hash seeds (the same output
+# every run), no git configuration of the user's or the system's.
+workload_env() {
+	unset LD_PRELOAD MALLOC_CONF "${!MEMPROF_@}" "${!GIT_@}"
+	export LC_ALL=C PYTHONHASHSEED=0 PERL_HASH_SEED=0 PERL_PERTURB_KEYS=0 GIT_CONFIG_NOSYSTEM=1 \
+		GIT_CONFIG_GLOBAL=/dev/null
+}
+
+# wait_for_socket PATH TRIES: until a collector listens at PATH, at most
+# TRIES x 10 ms; 1 if it did not.
+wait_for_socket() {
+	local i
+	for ((i = 0; i < $2; i++)); do
+		[ -S "$1" ] && return 0
+		sleep 0.01
+	done
+	return 1
+}
 
 # Idle time of all CPUs so far (idle + iowait), in clock ticks.
 idle_ticks() {
