@@ -33,7 +33,7 @@ struct unwinder {
 	const unsigned char *stack;
 	uint64_t *out;
 	uint32_t depth, max;
-	struct rule_cache rules;
+	struct map rules; /* unwind_rules.h */
 	/* --check-unwinding: samples unwound both ways, how many of them the
 	 * rules could step all the way, and how many stacks differed. */
 	uint64_t checked, by_rules, differed;
@@ -119,7 +119,7 @@ static int build(struct unwinder *u, const struct proc *p)
 {
 	if (u->dwfl)
 		dwfl_end(u->dwfl);
-	rules_clear(&u->rules); /* addresses may name other code now */
+	map_free(&u->rules); /* addresses may name other code now */
 	u->dwfl = dwfl_begin(&dwfl_callbacks);
 	u->attached = false;
 	u->nmaps = p->nmaps;
@@ -184,20 +184,20 @@ static bool walk_by_rules(struct unwinder *u)
 #define AT(base, off) ((base) + (uint64_t)(int64_t)(off))
 	for (u->depth = 0; u->depth < u->max;) {
 		u->out[u->depth++] = at;
-		const struct unwind_rule *r = rules_get(&u->rules, u->dwfl, at);
-		if (r->kind == RULE_LIBDW)
+		struct unwind_rule r = rules_get(&u->rules, u->dwfl, at);
+		if (r.kind == RULE_LIBDW)
 			return false;
-		if (r->kind == RULE_END)
+		if (r.kind == RULE_END)
 			break;
-		if (r->cfa_reg == DW_REG_RBP && !bp_known)
+		if (r.cfa_reg == DW_REG_RBP && !bp_known)
 			break; /* libdw cannot compute the CFA either: it stops */
-		uint64_t cfa = AT(r->cfa_reg == DW_REG_RSP ? sp : bp, r->cfa_off);
+		uint64_t cfa = AT(r.cfa_reg == DW_REG_RSP ? sp : bp, r.cfa_off);
 		uint64_t ra;
-		if (!read_word(u, AT(cfa, r->ra_off), &ra) || ra == 0)
+		if (!read_word(u, AT(cfa, r.ra_off), &ra) || ra == 0)
 			break;
-		if (r->rbp == RBP_SAVED)
-			bp_known = read_word(u, AT(cfa, r->rbp_off), &bp);
-		else if (r->rbp == RBP_LOST)
+		if (r.rbp == RBP_SAVED)
+			bp_known = read_word(u, AT(cfa, r.rbp_off), &bp);
+		else if (r.rbp == RBP_LOST)
 			bp_known = false;
 		sp = cfa;
 		/* A return address points after the call: step back into it,
@@ -278,6 +278,6 @@ void unwind_free(struct unwinder *u)
 			u->pid, u->checked, u->by_rules, u->differed);
 	if (u->dwfl)
 		dwfl_end(u->dwfl);
-	rules_clear(&u->rules);
+	map_free(&u->rules);
 	free(u);
 }

@@ -11,15 +11,16 @@
 #include <stdlib.h>
 
 #include "unwind_rules.h"
-#include "util.h"
 
-#define RULES_MIN 1024          /* slots at first */
-#define RULES_MAX (1U << 15)    /* entries before the table starts over */
+#define RULES_MAX (1U << 15) /* rules kept before the cache starts over */
 
-static bool fits_i32(uint64_t v)
+/* Offsets are kept in 16 bits so that a rule packs into one word of the
+ * collector's map (map.h); a frame with a larger one (a 64 KiB array on
+ * the stack) is left to libdw. */
+static bool fits_i16(uint64_t v)
 {
 	int64_t s = (int64_t)v;
-	return s >= INT32_MIN && s <= INT32_MAX;
+	return s >= INT16_MIN && s <= INT16_MAX;
 }
 
 /* A register saved "at CFA + off": libdw gives that as DW_OP_call_frame_cfa,
@@ -34,9 +35,9 @@ static bool saved_at_cfa(const Dwarf_Op *ops, size_t nops, int32_t *off)
 			return false;
 		v = ops[1].number;
 	}
-	if (!fits_i32(v))
+	if (!fits_i16(v))
 		return false;
-	*off = (int32_t)v;
+	*off = (int32_t)(int64_t)v;
 	return true;
 }
 
@@ -58,11 +59,11 @@ static void read_rule(struct unwind_rule *r, Dwarf_Frame *frame)
 		return;
 
 	if (dwarf_frame_cfa(frame, &ops, &nops) != 0 || nops != 1 ||
-	    ops[0].atom != DW_OP_bregx || !fits_i32(ops[0].number2) ||
+	    ops[0].atom != DW_OP_bregx || !fits_i16(ops[0].number2) ||
 	    (ops[0].number != DW_REG_RSP && ops[0].number != DW_REG_RBP))
 		return;
 	r->cfa_reg = (uint8_t)ops[0].number;
-	r->cfa_off = (int32_t)ops[0].number2;
+	r->cfa_off = (int32_t)(int64_t)ops[0].number2;
 
 	/* The caller's rsp is the CFA: the ABI's rule, which no FDE changes. */
 	if (dwarf_frame_register(frame, DW_REG_RSP, mem, &ops, &nops) != 0 || nops != 2 ||
@@ -83,63 +84,51 @@ static void read_rule(struct unwind_rule *r, Dwarf_Frame *frame)
 /* As libdwfl looks for a frame: the module's .eh_frame. Without an FDE
  * there, libdwfl goes on to .debug_frame and then to the frame pointer
  * chain, which are left to it. */
-static void compute(struct unwind_rule *r, Dwfl *dwfl, uint64_t addr)
+static struct unwind_rule compute(Dwfl *dwfl, uint64_t addr)
 {
-	*r = (struct unwind_rule){ .addr = addr, .kind = RULE_LIBDW };
+	struct unwind_rule r = { .kind = RULE_LIBDW };
 	Dwfl_Module *mod = dwfl_addrmodule(dwfl, addr);
 	Dwarf_Addr bias;
 	Dwarf_CFI *cfi = mod ? dwfl_module_eh_cfi(mod, &bias) : NULL;
 	Dwarf_Frame *frame;
 	if (!cfi || dwarf_cfi_addrframe(cfi, addr - bias, &frame) != 0)
-		return;
-	read_rule(r, frame);
+		return r;
+	read_rule(&r, frame);
 	free(frame);
+	return r;
 }
 
-static size_t slot_of(const struct rule_cache *c, uint64_t addr)
+/* A rule in a word: kind, cfa_reg and rbp in the low byte, the three
+ * offsets in 16 bits each above it. */
+static uint64_t pack(struct unwind_rule r)
 {
-	return (size_t)((addr * 0x9e3779b97f4a7c15ULL) >> 32) & c->mask;
+	return (uint64_t)r.kind | (uint64_t)(r.cfa_reg == DW_REG_RBP) << 2 | (uint64_t)r.rbp << 3 |
+	       (uint64_t)(uint16_t)r.cfa_off << 16 | (uint64_t)(uint16_t)r.ra_off << 32 |
+	       (uint64_t)(uint16_t)r.rbp_off << 48;
 }
 
-static void resize(struct rule_cache *c, size_t nslots)
+static struct unwind_rule unpack(uint64_t w)
 {
-	struct unwind_rule *old = c->slots;
-	size_t oldn = old ? c->mask + 1 : 0;
-	c->slots = xcalloc(nslots, sizeof(*c->slots));
-	c->mask = nslots - 1;
-	for (size_t i = 0; i < oldn; i++) {
-		if (old[i].kind == RULE_EMPTY)
-			continue;
-		size_t j = slot_of(c, old[i].addr);
-		while (c->slots[j].kind != RULE_EMPTY)
-			j = (j + 1) & c->mask;
-		c->slots[j] = old[i];
-	}
-	free(old);
+	return (struct unwind_rule){
+		.kind = (uint8_t)(w & 3),
+		.cfa_reg = w & 4 ? DW_REG_RBP : DW_REG_RSP,
+		.rbp = (uint8_t)(w >> 3 & 3),
+		.cfa_off = (int16_t)(uint16_t)(w >> 16),
+		.ra_off = (int16_t)(uint16_t)(w >> 32),
+		.rbp_off = (int16_t)(uint16_t)(w >> 48),
+	};
 }
 
-const struct unwind_rule *rules_get(struct rule_cache *c, Dwfl *dwfl, uint64_t addr)
+struct unwind_rule rules_get(struct map *rules, Dwfl *dwfl, uint64_t addr)
 {
-	size_t i;
-	if (c->slots)
-		for (i = slot_of(c, addr); c->slots[i].kind != RULE_EMPTY; i = (i + 1) & c->mask)
-			if (c->slots[i].addr == addr)
-				return &c->slots[i];
-	if (c->used >= RULES_MAX)
-		rules_clear(c);
-	if (!c->slots)
-		resize(c, RULES_MIN);
-	else if ((c->used + 1) * 4 > (c->mask + 1) * 3)
-		resize(c, (c->mask + 1) * 2);
-	for (i = slot_of(c, addr); c->slots[i].kind != RULE_EMPTY; i = (i + 1) & c->mask)
-		;
-	compute(&c->slots[i], dwfl, addr);
-	c->used++;
-	return &c->slots[i];
-}
-
-void rules_clear(struct rule_cache *c)
-{
-	free(c->slots);
-	*c = (struct rule_cache){ 0 };
+	if (addr == 0) /* no code there, and not a key the map can hold */
+		return (struct unwind_rule){ .kind = RULE_LIBDW };
+	const uint64_t *w = map_find(rules, addr, 0);
+	if (w)
+		return unpack(*w);
+	if (rules->count >= RULES_MAX)
+		map_free(rules);
+	struct unwind_rule r = compute(dwfl, addr);
+	map_put(rules, addr, 0, pack(r));
+	return r;
 }

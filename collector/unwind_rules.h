@@ -19,13 +19,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "map.h"
+
 /* DWARF's numbers of the x86-64 registers the cached rules use. */
 #define DW_REG_RBP 6
 #define DW_REG_RSP 7
 #define DW_REG_RIP 16
 
 enum rule_kind {
-	RULE_EMPTY, /* a free slot of the cache */
 	RULE_STEP,  /* the rule below */
 	RULE_END,   /* the return address is undefined: the outermost frame */
 	RULE_LIBDW, /* anything else: libdw unwinds this sample */
@@ -38,7 +39,6 @@ enum rbp_rule {
 };
 
 struct unwind_rule {
-	uint64_t addr;   /* the address looked up: a pc, or a return address - 1 */
 	int32_t cfa_off; /* CFA = cfa_reg + cfa_off */
 	int32_t ra_off;  /* return address at CFA + ra_off */
 	int32_t rbp_off;
@@ -47,18 +47,11 @@ struct unwind_rule {
 	uint8_t rbp;     /* enum rbp_rule */
 };
 
-/* Open addressing over a power-of-two table; cleared, not grown, past
- * RULES_MAX entries, so that a process running through ever new code
- * (a JIT) keeps a bounded table. */
-struct rule_cache {
-	struct unwind_rule *slots;
-	size_t mask, used;
-};
-
-/* The rule for addr in the process whose files dwfl has; computed through
- * dwfl on first use. Never NULL. */
-const struct unwind_rule *rules_get(struct rule_cache *c, Dwfl *dwfl, uint64_t addr);
-/* Forgets every rule (the process's mappings changed), and frees them. */
-void rules_clear(struct rule_cache *c);
+/* The rule for addr in the process whose files dwfl has, from the cache
+ * rules (addresses to rules packed in a word; see unwind_rules.c), or
+ * computed through dwfl and put there. The cache starts over past a
+ * bound, so that a process running through ever new code (a JIT) keeps
+ * a bounded table; map_free() empties it. */
+struct unwind_rule rules_get(struct map *rules, Dwfl *dwfl, uint64_t addr);
 
 #endif /* MEMPROF_COLLECTOR_UNWIND_RULES_H */
