@@ -145,13 +145,7 @@ ratio_within() { # ratio_within A B LOW HIGH: A/(A+B) in [LOW, HIGH]
 }
 
 @test "the collector's cached unwind rules give libdw's own stacks: C threads, dlopen churn, python3, gcc" {
-	"$COLLECTOR" --socket "$TEST_TMP/sock" --dir out --check-unwinding 2>collector.err &
-	COLLECTOR_PID=$!
-	BG_PIDS+=($COLLECTOR_PID)
-	for ((i = 0; i < 500; i++)); do
-		[ -S "$TEST_TMP/sock" ] && break
-		sleep 0.01
-	done
+	start_collector --check-unwinding
 	export MEMPROF_SOCKET=$TEST_TMP/sock MEMPROF_CPU_HZ=1000
 	LD_PRELOAD=$SHIM "$T/target_cpu" split 2 >/dev/null
 	# Libraries come and go: rules for the old code must not be used.

@@ -4,24 +4,7 @@
 
 load test_helper
 
-# A collector serving HTTP on a port of the kernel's choice; sets PORT and
-# URL (the /debug/pprof/ base) from the line it prints at startup.
-start_collector() {
-	"$COLLECTOR" --socket "$TEST_TMP/sock" --dir out --http 127.0.0.1:0 "$@" 2>collector.err &
-	COLLECTOR_PID=$!
-	BG_PIDS+=($COLLECTOR_PID)
-	disown # teardown kills it; no "Killed" notice
-	wait_for_line collector.err 'http: listening on 127\.0\.0\.1:[0-9]+ '
-	PORT=$(sed -n 's/.*http: listening on 127\.0\.0\.1:\([0-9]*\) .*/\1/p' collector.err)
-	URL=http://127.0.0.1:$PORT/debug/pprof
-	for ((i = 0; i < 500; i++)); do
-		[ -S "$TEST_TMP/sock" ] && return 0
-		sleep 0.01
-	done
-	return 1
-}
-
-# A program reporting to that collector, in the background; sets PID once
+# A program reporting to a start_http_collector, in the background; sets PID once
 # the collector lists it. PRELOAD_FIRST: a library preloaded before the
 # shim.
 start_target() {
@@ -69,7 +52,7 @@ cpu_ns() {
 }
 
 @test "go tool pprof fetches /heap and /allocs: a function holding 48 MiB is shown within 15%" {
-	start_collector
+	start_http_collector
 	start_target_heap
 	fetch heap.pb.gz "$URL/heap?pid=$PID"
 	within "$(flat heap.pb.gz inuse_space hold_big)" $((48 * 1024 * 1024)) 15
@@ -91,7 +74,7 @@ cpu_ns() {
 }
 
 @test "profiles come with Go's headers; HEAD gets the headers alone" {
-	start_collector
+	start_http_collector
 	start_target_heap
 	run curl -sS -D headers -o body "$URL/heap?pid=$PID"
 	[ "$status" -eq 0 ]
@@ -122,7 +105,7 @@ cpu_ns() {
 # for the page that shows it and for nothing else. A stand-in preloaded
 # before the shim counts the calls.
 @test "malloc's statistics are read for the ?debug=1 page only: not for a dump, not at exit" {
-	start_collector
+	start_http_collector
 	# The writer thread reads them while the page waits, however idle the
 	# program (for the shared ring, see the next test).
 	MEMPROF_WRITER=thread PRELOAD_FIRST=$T/libmallinfo_count.so \
@@ -145,7 +128,7 @@ cpu_ns() {
 # sampled allocation or free (where no malloc lock is held): an idle
 # program's page says when they come, and they come once.
 @test "with the shared ring, malloc's statistics come at the program's next sample after the page asks, once" {
-	start_collector
+	start_http_collector
 	PRELOAD_FIRST=$T/libmallinfo_count.so MALLINFO_COUNT_LOG=$TEST_TMP/mallinfo.log \
 		MEMPROF_RATE=65536 start_target "$T/target_heap"
 	wait_for_line prog.out '^ready'
@@ -162,7 +145,7 @@ cpu_ns() {
 }
 
 @test "heap?debug=1 is Go's legacy text with a memory summary, and go tool pprof reads it" {
-	start_collector
+	start_http_collector
 	# Idle, the program answers for malloc's statistics only with a
 	# writer thread (see above).
 	MEMPROF_WRITER=thread start_target_heap
@@ -216,7 +199,7 @@ cpu_ns() {
 	id=$(readelf -n "$libc" | awk '/Build ID/ { print $3 }')
 	[ -e "/usr/lib/debug/.build-id/${id:0:2}/${id:2}.debug" ] ||
 		skip "libc6-dbg is not installed (make deps installs it)"
-	start_collector
+	start_http_collector
 	# A fixed seed: with a random one, about 1 run in 20 also sampled the
 	# main thread's start (pthread_create's calloc, under _start, which
 	# only the binary profile names), and the two top 10s differed.
@@ -240,7 +223,7 @@ cpu_ns() {
 }
 
 @test "go tool pprof -seconds 2 gets a CPU profile of the next two seconds, whatever dumps happen meanwhile" {
-	start_collector
+	start_http_collector
 	start_target "$T/target_cpu" split 30
 	fetch cpu.pb.gz -seconds 2 "$URL/profile?pid=$PID"
 	run pprof -raw cpu.pb.gz
@@ -269,7 +252,7 @@ cpu_ns() {
 }
 
 @test "a process that exits during its CPU profile is answered at once with what was collected" {
-	start_collector
+	start_http_collector
 	start_target "$T/target_cpu" split 2
 	# A client that gives up does not disturb anything.
 	run curl -sS --max-time 0.3 "$URL/profile?pid=$PID&seconds=20"
@@ -283,7 +266,7 @@ cpu_ns() {
 }
 
 @test "/debug/pprof/symbol speaks Go's protocol: curl -d 0xADDR names the function" {
-	start_collector
+	start_http_collector
 	start_target_heap
 	curl -sS "$URL/heap?debug=1&pid=$PID" >heap.txt
 	pc=$(grep -m1 -P '^#\t0x[0-9a-f]+\thold_big\+' heap.txt | cut -f2)
@@ -305,7 +288,7 @@ $pc hold_big" ]
 }
 
 @test "the index lists every process with its links; cmdline gives its command line" {
-	start_collector
+	start_http_collector
 	start_target_heap
 	heap_pid=$PID
 	start_target "$T/target_cpu" split 30
@@ -322,7 +305,7 @@ $pc hold_big" ]
 }
 
 @test "unknown pids get 404, bad parameters 400, with the reason" {
-	start_collector
+	start_http_collector
 	run get "$URL/heap"
 	[ "${lines[0]}" = "no process is being profiled; see /debug/pprof/" ]
 	[ "${lines[1]}" = 404 ]
@@ -366,7 +349,7 @@ $pc hold_big" ]
 }
 
 @test "only GET and HEAD are served; oversized, malformed and HTTP/2 requests are refused" {
-	start_collector
+	start_http_collector
 	run curl -sS -X POST -D - "$URL/"
 	[[ $output == "HTTP/1.1 405 Method Not Allowed"* ]]
 	[[ $output == *"Allow: GET, HEAD"* ]]
@@ -400,7 +383,7 @@ EOF
 }
 
 @test "200 connections that never finish a request delay neither USR2 dumps nor other clients" {
-	start_collector
+	start_http_collector
 	start_target_heap
 	python3 - "$PORT" >flood.out <<'EOF' &
 import socket, sys, time
@@ -432,7 +415,7 @@ EOF
 }
 
 @test "a client that does not finish its request within 10 s is told 408 and dropped" {
-	start_collector
+	start_http_collector
 	run python3 - "$PORT" <<'EOF'
 import socket, sys, time
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=15)
@@ -476,7 +459,7 @@ EOF
 	[ "$output" = "memprof-collector: --http wants [ADDR:]PORT, not ':70000': the port must be a number from 0 to 65535" ]
 	[ ! -e "$TEST_TMP/s2" ]
 	# A port that is taken: the collector says so and does not start.
-	start_collector
+	start_http_collector
 	run "$COLLECTOR" --socket "$TEST_TMP/s2" --http "127.0.0.1:$PORT"
 	[ "$status" -eq 1 ]
 	[[ $output == "memprof-collector: --http 127.0.0.1:$PORT: cannot listen: Address already in use" ]]

@@ -5,18 +5,6 @@
 bats_require_minimum_version 1.5.0
 load test_helper
 
-# A collector of our own on a socket in the test directory.
-start_collector() {
-	"$COLLECTOR" --socket "$TEST_TMP/sock" --dir out "$@" 2>collector.err &
-	COLLECTOR_PID=$!
-	BG_PIDS+=($COLLECTOR_PID)
-	for ((i = 0; i < 500; i++)); do
-		[ -S "$TEST_TMP/sock" ] && return 0
-		sleep 0.01
-	done
-	return 1
-}
-
 @test "an unparsable setting is named in one line on stderr and the program runs on" {
 	expected=$("$T/target_threads")
 	for setting in MEMPROF_RATE=lots MEMPROF_CPU_HZ=-5 MEMPROF_INTERVAL=1h \

@@ -71,7 +71,7 @@ make_minidebuginfo() {
 	disown
 	wait_for_line collector.err 'http: listening on 127\.0\.0\.1:[0-9]+ '
 	port=$(sed -n 's/.*http: listening on 127\.0\.0\.1:\([0-9]*\) .*/\1/p' collector.err)
-	for ((i = 0; i < 500; i++)); do [ -S "$TEST_TMP/sock" ] && break; sleep 0.01; done
+	wait_for_socket
 	for n in 1 2; do
 		MEMPROF_SOCKET="$TEST_TMP/sock" MEMPROF_RATE=65536 LD_PRELOAD="$SHIM" ./bare_heap >prog$n.out &
 		BG_PIDS+=($!)

@@ -162,20 +162,36 @@ run_until_ready() {
 	PID=$(awk '/^ready/ { print $2 }' prog.out)
 }
 
-# A collector on a socket in the test directory, serving HTTP on a port of
-# the kernel's choice; sets COLLECTOR_PID and URL (the /debug/pprof/ base).
-start_http_collector() {
-	"$COLLECTOR" --socket "$TEST_TMP/sock" --dir out --http 127.0.0.1:0 "$@" 2>collector.err &
-	COLLECTOR_PID=$!
-	BG_PIDS+=($COLLECTOR_PID)
-	disown
-	wait_for_line collector.err 'http: listening on 127\.0\.0\.1:[0-9]+ '
-	URL=http://127.0.0.1:$(sed -n 's/.*http: listening on 127\.0\.0\.1:\([0-9]*\) .*/\1/p' collector.err)/debug/pprof
+# Until a collector listens on the test directory's socket, at most 5 s.
+wait_for_socket() {
+	local i
 	for ((i = 0; i < 500; i++)); do
 		[ -S "$TEST_TMP/sock" ] && return 0
 		sleep 0.01
 	done
 	return 1
+}
+
+# A collector of our own on a socket in the test directory (its pid in
+# COLLECTOR_PID); the arguments go to it.
+start_collector() {
+	"$COLLECTOR" --socket "$TEST_TMP/sock" --dir out "$@" 2>collector.err &
+	COLLECTOR_PID=$!
+	BG_PIDS+=($COLLECTOR_PID)
+	wait_for_socket
+}
+
+# A collector on a socket in the test directory, serving HTTP on a port of
+# the kernel's choice; sets COLLECTOR_PID, PORT and URL (the /debug/pprof/ base).
+start_http_collector() {
+	"$COLLECTOR" --socket "$TEST_TMP/sock" --dir out --http 127.0.0.1:0 "$@" 2>collector.err &
+	COLLECTOR_PID=$!
+	BG_PIDS+=($COLLECTOR_PID)
+	disown # teardown kills it; no "Killed" notice
+	wait_for_line collector.err 'http: listening on 127\.0\.0\.1:[0-9]+ '
+	PORT=$(sed -n 's/.*http: listening on 127\.0\.0\.1:\([0-9]*\) .*/\1/p' collector.err)
+	URL=http://127.0.0.1:$PORT/debug/pprof
+	wait_for_socket
 }
 
 # Resident memory of process PID, in KiB.
